@@ -1,0 +1,62 @@
+/**
+ * The agent's one error catalogue. Every failure is created where it arises as an `AgentError` with a
+ * stable `code`; `http/` maps codes to HTTP statuses in a single table. Messages are meant for the
+ * caller: they say what was wrong and, where it helps, what to do.
+ */
+
+/** Stable error codes. Adding one means adding its status in `http/`'s table too. */
+export const ErrorCode = {
+  /** The request itself is malformed (body, headers, tensor shapes, names). */
+  BadRequest: 'BAD_REQUEST',
+  /** A model artifact is unusable (layout, config.pbtxt, unsafe archive entries). */
+  InvalidModel: 'INVALID_MODEL',
+  /** No model of that name is known to the agent. */
+  ModelNotFound: 'MODEL_NOT_FOUND',
+  /** The model name is already loaded (SageMaker expects 409). */
+  ModelAlreadyLoaded: 'MODEL_ALREADY_LOADED',
+  /** The model is known but still loading; the caller should retry. */
+  ModelNotReady: 'MODEL_NOT_READY',
+  /** The artifact a URL names does not exist. */
+  ArtifactNotFound: 'ARTIFACT_NOT_FOUND',
+  /** The request body exceeds the configured limit. */
+  PayloadTooLarge: 'PAYLOAD_TOO_LARGE',
+  /** The content type is not one the agent accepts on that route. */
+  UnsupportedMediaType: 'UNSUPPORTED_MEDIA_TYPE',
+  /** No GPU (or disk) capacity can be made for the model (SageMaker expects 507). */
+  InsufficientCapacity: 'INSUFFICIENT_CAPACITY',
+  /** Triton is down, restarting or refusing connections. */
+  TritonUnavailable: 'TRITON_UNAVAILABLE',
+  /** An artifact store (S3, ...) is unreachable or failing. */
+  SourceUnavailable: 'SOURCE_UNAVAILABLE',
+  /** A deadline passed before the work finished. */
+  DeadlineExceeded: 'DEADLINE_EXCEEDED',
+  /** Triton answered something the protocol does not allow (e.g. an int64 beyond 2^53). */
+  TritonProtocol: 'TRITON_PROTOCOL',
+  /** Triton reported an internal failure that is not the caller's fault. */
+  TritonInternal: 'TRITON_INTERNAL',
+  /** A bug in the agent. */
+  Internal: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class AgentError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AgentError';
+    this.code = code;
+  }
+}
+
+/** True when `err` is an AgentError, optionally of one of the given codes. */
+export function isAgentError(err: unknown, ...codes: ErrorCode[]): err is AgentError {
+  return err instanceof AgentError && (codes.length === 0 || codes.includes(err.code));
+}
+
+/** The message of anything thrown, for logs and error bodies. */
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
