@@ -134,3 +134,77 @@ function messageToJson(msg: PbMessage, type: protobuf.Type): JsonObject {
 export function modelConfigToJson(doc: PbMessage): JsonObject {
   return messageToJson(doc, ModelConfigType);
 }
+
+function jsonScalar(field: protobuf.Field, v: unknown, where: string): PbScalar {
+  if (field.resolvedType instanceof protobuf.Enum) {
+    if (typeof v === 'string') return { kind: 'ident', text: v };
+    if (typeof v === 'number') return { kind: 'number', text: String(v) };
+  } else if (field.type === 'string' || field.type === 'bytes') {
+    if (typeof v === 'string') return { kind: 'string', value: v };
+  } else if (field.type === 'bool') {
+    if (typeof v === 'boolean') return { kind: 'ident', text: String(v) };
+  } else if (typeof v === 'number' || (typeof v === 'string' && /^-?\d+(\.\d+)?([eE][+-]?\d+)?$/.test(v))) {
+    return { kind: 'number', text: String(v) };
+  }
+  throw new PbtxtSchemaError(
+    `invalid value ${JSON.stringify(v)} for field "${where}"`,
+    1,
+    1,
+    'config override',
+  );
+}
+
+function jsonMessage(obj: unknown, type: protobuf.Type, where: string): PbMessage {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    throw new PbtxtSchemaError(`expected an object for "${where}"`, 1, 1, 'config override');
+  }
+  const fields: PbField[] = [];
+  for (const [key, value] of Object.entries(obj as Record<string, unknown>)) {
+    // protobuf's JSON mapping accepts both the proto name and its lowerCamelCase form.
+    const field =
+      type.fields[key] ??
+      type.fieldsArray.find((f) => f.name.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()) === key);
+    if (!field) {
+      throw new PbtxtSchemaError(
+        `message type "${type.fullName.replace(/^\./, '')}" has no field named "${key}"`,
+        1,
+        1,
+        'config override',
+      );
+    }
+    const at = `${where}.${field.name}`;
+    const push = (v: PbScalar | PbMessage) => fields.push({ name: field.name, value: v, line: 1, column: 1 });
+    if (field instanceof protobuf.MapField) {
+      for (const [k, mv] of Object.entries((value ?? {}) as Record<string, unknown>)) {
+        const entry: PbField[] = [{ name: 'key', value: { kind: 'string', value: k }, line: 1, column: 1 }];
+        const valueNode =
+          field.resolvedType instanceof protobuf.Type
+            ? jsonMessage(mv, field.resolvedType, `${at}[${k}]`)
+            : jsonScalar(field, mv, `${at}[${k}]`);
+        entry.push({ name: 'value', value: valueNode, line: 1, column: 1 });
+        push({ kind: 'message', fields: entry });
+      }
+      continue;
+    }
+    const items = field.repeated ? (Array.isArray(value) ? value : [value]) : [value];
+    for (const item of items) {
+      push(
+        field.resolvedType instanceof protobuf.Type
+          ? jsonMessage(item, field.resolvedType, at)
+          : jsonScalar(field, item, at),
+      );
+    }
+  }
+  return { kind: 'message', fields };
+}
+
+/**
+ * Turns a ModelConfig in protobuf JSON form (as sent in a load's `config` parameter) into the text-format
+ * tree, rejecting unknown fields as protobuf's JSON parser does. The result can be read with
+ * readModelConfig or written with writePbtxt.
+ */
+export function modelConfigFromJson(json: unknown): PbMessage {
+  const doc = jsonMessage(json, ModelConfigType, 'ModelConfig');
+  modelConfigToJson(doc);
+  return doc;
+}

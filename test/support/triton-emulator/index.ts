@@ -1,0 +1,4 @@
+export { TritonEmulator, type TritonEmulatorOptions } from './emulator';
+export { EMULATOR_PARAMETERS, type Counters } from './model-lifecycle';
+export { classifierScores, patternValues, behaviourOf } from './compute';
+export { texts } from './texts';

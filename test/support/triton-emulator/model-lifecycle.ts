@@ -1,0 +1,697 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import {
+  isEnsemble,
+  parsePbtxt,
+  readModelConfig,
+  setModelName,
+  type ModelConfigSummary,
+  type PbMessage,
+} from '../../../src/triton/pbtxt';
+import {
+  modelConfigFromJson,
+  modelConfigToJson,
+  type JsonObject,
+} from '../../../src/triton/model-config-schema';
+import { GpuMemory } from './gpu-memory';
+import { texts, type CodeWord } from './texts';
+
+/** A failure the gRPC layer answers with `code` and Triton's `message`. */
+export class EmulatorError extends Error {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type VersionStateName = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
+
+export interface VersionRecord {
+  version: number;
+  state: VersionStateName;
+  reason: string;
+  allocKey?: string;
+  inflight: number;
+  onDrained?: () => void;
+}
+
+/** Names of the `parameters` keys the emulator reads from a config.pbtxt. */
+export const EMULATOR_PARAMETERS = {
+  /** GPU bytes one instance of the model takes (else derived from the model file's size). */
+  gpuBytes: 'emulator_gpu_bytes',
+  /** Extra load latency in ms for this model. */
+  loadMs: 'emulator_load_ms',
+  /** Extra inference latency in ms for this model. */
+  inferMs: 'emulator_infer_ms',
+  /** `identity`, `classifier` or `pattern` (else chosen from the inputs and outputs). */
+  behaviour: 'emulator_behaviour',
+} as const;
+
+export interface LoadedConfig {
+  summary: ModelConfigSummary;
+  json: JsonObject;
+  platform: string;
+  modelDir: string;
+  /** GPU bytes per loaded version (all instances). */
+  footprintBytes: Map<number, number>;
+  loadMs: number;
+  inferMs: number;
+}
+
+export interface ModelStats {
+  inferenceCount: number;
+  executionCount: number;
+  lastInference: number;
+  successCount: number;
+  successNs: number;
+  failCount: number;
+  failNs: number;
+}
+
+export interface ModelRecord {
+  name: string;
+  versions: Map<number, VersionRecord>;
+  config?: LoadedConfig;
+  /** Ensembles that loaded this model as a composing model. */
+  dependents: Set<string>;
+  /** Composing models this ensemble's load brought in. */
+  loadedAlong: string[];
+  explicitlyLoaded: boolean;
+  loadDurationSecs: number;
+  stats: ModelStats;
+}
+
+export interface LifecycleOptions {
+  repository: string;
+  gpu: GpuMemory;
+  /** Every load waits this long before it finishes (plus the model's own `emulator_load_ms`). */
+  loadLatencyMs: number;
+  /** Time an unload takes once in-flight requests have drained. */
+  unloadLatencyMs: number;
+  /** Model file bytes × this factor = GPU bytes, when the config declares none. */
+  footprintFactor: number;
+  log: (line: string) => void;
+}
+
+export interface Counters {
+  loads: number;
+  loadFailures: number;
+  unloads: number;
+  infers: number;
+  inferFailures: number;
+}
+
+interface Fault {
+  failLoad?: string[];
+  hangLoad?: { wait: Promise<void> }[];
+  failInfer?: { code: status; message: string }[];
+}
+
+const DEFAULT_FILE: Record<string, string> = {
+  pytorch_libtorch: 'model.pt',
+  pytorch: 'model.pt',
+  tensorrt_plan: 'model.plan',
+  tensorrt: 'model.plan',
+  onnxruntime_onnx: 'model.onnx',
+  onnxruntime: 'model.onnx',
+  python: 'model.py',
+  tensorflow_savedmodel: 'model.savedmodel',
+  tensorflow_graphdef: 'model.graphdef',
+  tensorflow: 'model.savedmodel',
+  openvino: 'model.xml',
+  ensemble: '',
+};
+
+const PLATFORM_OF_BACKEND: Record<string, string> = {
+  pytorch: 'pytorch_libtorch',
+  tensorrt: 'tensorrt_plan',
+  onnxruntime: 'onnxruntime_onnx',
+  tensorflow: 'tensorflow_savedmodel',
+  python: 'python',
+  openvino: 'openvino',
+  ensemble: 'ensemble',
+};
+
+async function pathSize(p: string): Promise<number> {
+  const st = await fs.stat(p);
+  if (!st.isDirectory()) return st.size;
+  let total = 0;
+  for (const e of await fs.readdir(p)) total += await pathSize(path.join(p, e));
+  return total;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+class PollFailure extends Error {}
+
+/**
+ * Triton's model lifecycle in `--model-control-mode=explicit`: the poll stage (find the directory, read
+ * and check config.pbtxt), the lifecycle stage (versions, backend files, GPU memory), per-version states,
+ * asynchronous unloads, ensembles and their composing models. Messages and codes are Triton's.
+ */
+export class ModelLifecycle {
+  readonly records = new Map<string, ModelRecord>();
+  readonly counters = new Map<string, Counters>();
+  private readonly faults = new Map<string, Fault>();
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly background = new Set<Promise<void>>();
+  private allocSeq = 0;
+  /** Bumped by a crash so work started before it stops touching state. */
+  generation = 0;
+
+  constructor(readonly options: LifecycleOptions) {}
+
+  counter(name: string): Counters {
+    let c = this.counters.get(name);
+    if (!c) {
+      c = { loads: 0, loadFailures: 0, unloads: 0, infers: 0, inferFailures: 0 };
+      this.counters.set(name, c);
+    }
+    return c;
+  }
+
+  private fault(name: string): Fault {
+    let f = this.faults.get(name);
+    if (!f) {
+      f = {};
+      this.faults.set(name, f);
+    }
+    return f;
+  }
+
+  failNextLoad(name: string, reason: string): void {
+    (this.fault(name).failLoad ??= []).push(reason);
+  }
+
+  hangNextLoad(name: string): () => void {
+    let release!: () => void;
+    const wait = new Promise<void>((r) => (release = r));
+    (this.fault(name).hangLoad ??= []).push({ wait });
+    return release;
+  }
+
+  failNextInfer(name: string, code: status, message: string): void {
+    (this.fault(name).failInfer ??= []).push({ code, message });
+  }
+
+  takeInferFault(name: string): { code: status; message: string } | undefined {
+    return this.faults.get(name)?.failInfer?.shift();
+  }
+
+  /** Resolves when background unloads have finished. */
+  async idle(): Promise<void> {
+    while (this.background.size > 0) await Promise.all([...this.background]);
+  }
+
+  /** Everything is gone at once, as when the process dies. */
+  crash(): void {
+    this.generation++;
+    for (const r of this.records.values()) for (const v of r.versions.values()) v.onDrained?.();
+    this.records.clear();
+    this.chains.clear();
+    this.faults.clear();
+    this.options.gpu.releaseAll();
+  }
+
+  private serialise<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(name) ?? Promise.resolve();
+    const next = prev.then(work, work);
+    const tail = next.catch(() => undefined);
+    this.chains.set(name, tail);
+    void tail.then(() => {
+      if (this.chains.get(name) === tail) this.chains.delete(name);
+    });
+    return next;
+  }
+
+  private record(name: string): ModelRecord {
+    let r = this.records.get(name);
+    if (!r) {
+      r = {
+        name,
+        versions: new Map(),
+        dependents: new Set(),
+        loadedAlong: [],
+        explicitlyLoaded: false,
+        loadDurationSecs: 0,
+        stats: {
+          inferenceCount: 0,
+          executionCount: 0,
+          lastInference: 0,
+          successCount: 0,
+          successNs: 0,
+          failCount: 0,
+          failNs: 0,
+        },
+      };
+      this.records.set(name, r);
+    }
+    return r;
+  }
+
+  isReady(r: ModelRecord | undefined): boolean {
+    return r !== undefined && [...r.versions.values()].some((v) => v.state === 'READY');
+  }
+
+  // --- poll stage ---------------------------------------------------------------------------------
+
+  /** Reads and checks the model's config. Failures are logged and become Triton's generic poll error. */
+  private async poll(
+    name: string,
+    configOverride?: string,
+    files?: Map<string, Buffer>,
+  ): Promise<LoadedConfig> {
+    const fail = (logLine: string): never => {
+      this.options.log(logLine);
+      throw new PollFailure(logLine);
+    };
+    let modelDir = path.join(this.options.repository, name);
+    if (files && files.size > 0) {
+      if (configOverride === undefined) fail(texts.pollOverrideWithoutConfig(name));
+      // core writes override files to a temporary model directory.
+      modelDir = path.join(await fs.mkdtemp(path.join(os.tmpdir(), 'triton-emu-override-')), name);
+      for (const [rel, bytes] of files) {
+        const dest = path.join(modelDir, rel);
+        if (!dest.startsWith(modelDir + path.sep))
+          fail(`Poll failed for model directory '${name}': invalid file path ${rel}`);
+        await fs.mkdir(path.dirname(dest), { recursive: true });
+        await fs.writeFile(dest, bytes);
+      }
+    } else if (!(await exists(modelDir))) {
+      fail(texts.pollNotFound(name));
+    }
+    let doc: PbMessage;
+    if (configOverride !== undefined) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(configOverride);
+        doc = modelConfigFromJson(parsed);
+      } catch (err) {
+        return fail(texts.pollBadOverride(name, (err as Error).message));
+      }
+    } else {
+      const file = path.join(modelDir, 'config.pbtxt');
+      let text: string;
+      try {
+        text = await fs.readFile(file, 'utf8');
+      } catch {
+        return fail(texts.pollMissingConfig(name, file));
+      }
+      try {
+        doc = parsePbtxt(text, file);
+        modelConfigToJson(doc);
+      } catch (err) {
+        this.options.log(
+          `[libprotobuf ERROR] Error parsing text-format inference.ModelConfig: ${(err as Error).message}`,
+        );
+        return fail(texts.pollBadProto(name, file));
+      }
+    }
+    const summary = readModelConfig(doc);
+    if (summary.name !== undefined && summary.name !== '' && summary.name !== name) {
+      fail(texts.pollNameMismatch(name, summary.name));
+    }
+    // A config without `name` gets the directory's name.
+    doc = setModelName(doc, name);
+    summary.name = name;
+    const platform = summary.platform || PLATFORM_OF_BACKEND[summary.backend ?? ''] || '';
+    if (platform === '')
+      fail(
+        `Poll failed for model directory '${name}': unable to determine the platform or backend of model '${name}'`,
+      );
+    const param = (k: string) => Number(summary.parameters[k] ?? '0') || 0;
+    return {
+      summary,
+      json: modelConfigToJson(doc),
+      platform,
+      modelDir,
+      footprintBytes: new Map(),
+      loadMs: param(EMULATOR_PARAMETERS.loadMs),
+      inferMs: param(EMULATOR_PARAMETERS.inferMs),
+    };
+  }
+
+  // --- lifecycle stage ----------------------------------------------------------------------------
+
+  private async selectVersions(cfg: LoadedConfig): Promise<number[]> {
+    let entries: string[];
+    try {
+      const dirents = await fs.readdir(cfg.modelDir, { withFileTypes: true });
+      entries = dirents.filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      entries = [];
+    }
+    const available: number[] = [];
+    for (const e of entries) {
+      if (!/^\d+$/.test(e)) {
+        this.options.log(`ignore version directory '${e}' which fails to convert to integral number`);
+      } else if (e.length > 1 && e.startsWith('0')) {
+        this.options.log(
+          `ignore version directory '${e}' which contains leading zeros in its directory name`,
+        );
+      } else {
+        available.push(Number(e));
+      }
+    }
+    available.sort((a, b) => a - b);
+    const policy = cfg.summary.versionPolicy;
+    if (policy.kind === 'all') return available;
+    if (policy.kind === 'specific') {
+      for (const v of policy.versions) {
+        if (!available.includes(v)) {
+          this.options.log(
+            `version ${v} is specified for model '${cfg.summary.name}', but the version directory is not present`,
+          );
+        }
+      }
+      return policy.versions.filter((v) => available.includes(v)).sort((a, b) => a - b);
+    }
+    return available.slice(-Math.max(1, policy.numVersions));
+  }
+
+  private gpuInstanceCount(cfg: LoadedConfig): number {
+    const groups = (cfg.json.instance_group as { kind?: string; count?: number }[] | undefined) ?? [];
+    if (groups.length === 0) return 1;
+    let n = 0;
+    for (const g of groups) if (g.kind !== 'KIND_CPU' && g.kind !== 'KIND_MODEL') n += g.count ?? 1;
+    return n;
+  }
+
+  /** Checks one version's files and allocates its memory; returns the allocation or the failure reason. */
+  private async loadVersion(
+    name: string,
+    cfg: LoadedConfig,
+    version: number,
+  ): Promise<{ allocKey?: string; reason?: string }> {
+    const injected = this.faults.get(name)?.failLoad?.shift();
+    if (injected !== undefined) return { reason: injected };
+    if (cfg.platform === 'ensemble') {
+      cfg.footprintBytes.set(version, 0);
+      return {};
+    }
+    const fileName = cfg.summary.defaultModelFilename || DEFAULT_FILE[cfg.platform];
+    if (fileName === undefined)
+      return { reason: `Invalid argument: unexpected platform type '${cfg.platform}' for ${name}` };
+    const file = path.join(cfg.modelDir, String(version), fileName);
+    if (!(await exists(file))) {
+      return {
+        reason:
+          cfg.platform === 'tensorrt_plan'
+            ? texts.tensorrtMissingPlan(cfg.modelDir, version, fileName)
+            : texts.pytorchMissingFile(cfg.modelDir, version, fileName, name),
+      };
+    }
+    const declared = Number(cfg.summary.parameters[EMULATOR_PARAMETERS.gpuBytes] ?? NaN);
+    const perInstance = Number.isFinite(declared)
+      ? declared
+      : Math.ceil((await pathSize(file)) * this.options.footprintFactor);
+    const bytes = perInstance * this.gpuInstanceCount(cfg);
+    const key = `${name}/${version}/${++this.allocSeq}`;
+    const gpu = this.options.gpu;
+    if (!gpu.tryAllocate(key, bytes)) {
+      const MiB = 1024 * 1024;
+      const GiB = 1024 * MiB;
+      const used = gpu.usedBytes();
+      return {
+        reason:
+          cfg.platform === 'tensorrt_plan'
+            ? texts.tensorrtOutOfMemory()
+            : texts.pytorchOutOfMemory(
+                name,
+                bytes / MiB,
+                gpu.totalBytes / GiB,
+                used / GiB,
+                gpu.freeBytes() / MiB,
+              ),
+      };
+    }
+    cfg.footprintBytes.set(version, bytes);
+    return { allocKey: key };
+  }
+
+  /**
+   * RepositoryModelLoad. Resolves when loaded; rejects with Triton's poll-stage (INTERNAL) or
+   * lifecycle-stage (INVALID_ARGUMENT) error.
+   */
+  load(
+    name: string,
+    configOverride?: string,
+    files?: Map<string, Buffer>,
+    asDependency = false,
+  ): Promise<void> {
+    return this.serialise(name, () => this.doLoad(name, configOverride, files, asDependency));
+  }
+
+  private async doLoad(
+    name: string,
+    configOverride: string | undefined,
+    files: Map<string, Buffer> | undefined,
+    asDependency: boolean,
+  ): Promise<void> {
+    const gen = this.generation;
+    const started = Date.now();
+    const counter = this.counter(name);
+    counter.loads++;
+    let cfg: LoadedConfig;
+    try {
+      cfg = await this.poll(name, configOverride, files);
+    } catch (err) {
+      counter.loadFailures++;
+      if (err instanceof PollFailure) throw new EmulatorError(status.INTERNAL, texts.pollFailed(name));
+      throw err;
+    }
+    const existing = this.records.get(name);
+    // A composing model that is already loaded is reused as it is.
+    if (asDependency && this.isReady(existing)) return;
+
+    if (isEnsemble(cfg.summary)) {
+      const deps = [...new Set(cfg.summary.ensembleSteps.map((s) => s.modelName))];
+      const along: string[] = [];
+      for (const dep of deps) {
+        const wasReady = this.isReady(this.records.get(dep));
+        try {
+          await this.load(dep, undefined, undefined, true);
+        } catch (err) {
+          counter.loadFailures++;
+          const reason = texts.ensembleDependency(name, dep, (err as Error).message.trimEnd());
+          const rec = this.record(name);
+          rec.versions.set(1, { version: 1, state: 'UNAVAILABLE', reason, inflight: 0 });
+          throw new EmulatorError(
+            status.INVALID_ARGUMENT,
+            texts.loadFailed(name, texts.versionUnavailable(1, reason)),
+          );
+        }
+        if (!wasReady) along.push(dep);
+        this.record(dep).dependents.add(name);
+      }
+      this.record(name).loadedAlong = along;
+    }
+
+    const versions = await this.selectVersions(cfg);
+    const rec = this.record(name);
+    if (!asDependency) rec.explicitlyLoaded = true;
+    if (versions.length === 0) {
+      // core leaves a lifecycle entry with zero versions behind.
+      if (!this.isReady(rec)) rec.versions.clear();
+      counter.loadFailures++;
+      throw new EmulatorError(status.INVALID_ARGUMENT, texts.noVersions(name));
+    }
+    for (const v of versions) {
+      const cur = rec.versions.get(v);
+      // A background reload of a READY version keeps showing READY.
+      if (!cur || cur.state !== 'READY')
+        rec.versions.set(v, { version: v, state: 'LOADING', reason: '', inflight: 0 });
+    }
+
+    const hang = this.faults.get(name)?.hangLoad?.shift();
+    if (hang) await hang.wait;
+    const latency = this.options.loadLatencyMs + cfg.loadMs;
+    if (latency > 0) await sleep(latency);
+    if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
+
+    const failures: [number, string][] = [];
+    const allocated: [number, string | undefined][] = [];
+    for (const v of versions) {
+      const result = await this.loadVersion(name, cfg, v);
+      if (result.reason !== undefined) failures.push([v, result.reason]);
+      else allocated.push([v, result.allocKey]);
+    }
+    if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
+
+    if (failures.length > 0) {
+      counter.loadFailures++;
+      // Versions that did load are released again; READY versions of an earlier load keep serving.
+      for (const [v, key] of allocated) {
+        if (key) this.options.gpu.release(key);
+        const cur = rec.versions.get(v);
+        if (cur && cur.state !== 'READY')
+          rec.versions.set(v, { version: v, state: 'UNAVAILABLE', reason: 'unloaded', inflight: 0 });
+      }
+      for (const [v, reason] of failures) {
+        const cur = rec.versions.get(v);
+        if (!cur || cur.state !== 'READY')
+          rec.versions.set(v, { version: v, state: 'UNAVAILABLE', reason, inflight: 0 });
+      }
+      const perVersion = failures.map(([v, reason]) => texts.versionUnavailable(v, reason)).join('');
+      throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, perVersion));
+    }
+
+    for (const [v, key] of allocated) {
+      const old = rec.versions.get(v);
+      if (old?.allocKey) this.options.gpu.release(old.allocKey);
+      const ready: VersionRecord = { version: v, state: 'READY', reason: '', inflight: 0 };
+      if (key) ready.allocKey = key;
+      rec.versions.set(v, ready);
+    }
+    // Versions the policy no longer selects are unloaded.
+    for (const [v, vr] of rec.versions) {
+      if (!versions.includes(v) && vr.state === 'READY') this.startUnloadVersion(vr);
+    }
+    rec.config = cfg;
+    rec.loadDurationSecs = (Date.now() - started) / 1000;
+  }
+
+  // --- unload -------------------------------------------------------------------------------------
+
+  private startUnloadVersion(vr: VersionRecord): void {
+    vr.state = 'UNLOADING';
+    vr.reason = '';
+    const gen = this.generation;
+    const done = (async () => {
+      // Triton finishes in-flight requests before it releases the model.
+      if (vr.inflight > 0) await new Promise<void>((r) => (vr.onDrained = r));
+      if (this.options.unloadLatencyMs > 0) await sleep(this.options.unloadLatencyMs);
+      if (gen !== this.generation || vr.state !== 'UNLOADING') return;
+      if (vr.allocKey) this.options.gpu.release(vr.allocKey);
+      vr.allocKey = undefined;
+      vr.state = 'UNAVAILABLE';
+      vr.reason = 'unloaded';
+    })();
+    this.background.add(done);
+    void done.finally(() => this.background.delete(done));
+  }
+
+  /** RepositoryModelUnload: starts the unload and returns (Triton does not wait for it). */
+  unload(name: string, unloadDependents: boolean): Promise<void> {
+    return this.serialise(name, async () => {
+      const rec = this.records.get(name);
+      if (!rec) return;
+      const ready = [...rec.versions.values()].filter((v) => v.state === 'READY' || v.state === 'LOADING');
+      if (ready.length === 0) return;
+      this.counter(name).unloads++;
+      for (const vr of ready) this.startUnloadVersion(vr);
+      rec.explicitlyLoaded = false;
+      if (!unloadDependents) return;
+      // Ensembles that use this model cannot serve without it.
+      for (const ens of rec.dependents) if (this.isReady(this.records.get(ens))) void this.unload(ens, true);
+      // Composing models this ensemble brought in, unless something else still needs them.
+      for (const dep of rec.loadedAlong) {
+        const d = this.records.get(dep);
+        if (!d || d.explicitlyLoaded) continue;
+        d.dependents.delete(name);
+        const stillUsed = [...d.dependents].some((e) => e !== name && this.isReady(this.records.get(e)));
+        if (!stillUsed) void this.unload(dep, false);
+      }
+    });
+  }
+
+  // --- lookups for inference, metadata and index ---------------------------------------------------
+
+  /** Resolves a model and version string the way core's GetModel does, or throws Triton's error. */
+  lookup(name: string, version: string): { rec: ModelRecord; vr: VersionRecord; cfg: LoadedConfig } {
+    if (version !== '') {
+      if (!/^-?\d+$/.test(version))
+        throw new EmulatorError(status.INVALID_ARGUMENT, texts.badVersionString(version));
+      if (Number(version) < 0)
+        throw new EmulatorError(status.INVALID_ARGUMENT, texts.negativeVersion(version));
+    }
+    const rec = this.records.get(name);
+    if (!rec) throw new EmulatorError(status.NOT_FOUND, texts.unknownModel(name));
+    if (version === '' || Number(version) === 0) {
+      const ready = [...rec.versions.values()]
+        .filter((v) => v.state === 'READY')
+        .sort((a, b) => b.version - a.version);
+      if (ready.length === 0 || !rec.config)
+        throw new EmulatorError(status.NOT_FOUND, texts.noAvailableVersions(name));
+      return { rec, vr: ready[0], cfg: rec.config };
+    }
+    const vr = rec.versions.get(Number(version));
+    if (!vr) throw new EmulatorError(status.NOT_FOUND, texts.unknownVersion(name, version));
+    if (vr.state !== 'READY' || !rec.config)
+      throw new EmulatorError(status.UNAVAILABLE, texts.versionNotReady(name, version));
+    return { rec, vr, cfg: rec.config };
+  }
+
+  /** Marks a request in flight on a version (unloads wait for it). */
+  enter(vr: VersionRecord): void {
+    vr.inflight++;
+  }
+
+  leave(vr: VersionRecord): void {
+    vr.inflight--;
+    if (vr.inflight === 0 && vr.onDrained) {
+      const d = vr.onDrained;
+      vr.onDrained = undefined;
+      d();
+    }
+  }
+
+  /** Strict readiness: false while any model is loading, unloading or failed. */
+  serverReady(): boolean {
+    for (const r of this.records.values()) {
+      if (r.versions.size === 0) return false;
+      for (const v of r.versions.values()) if (v.state !== 'READY' && v.reason !== 'unloaded') return false;
+    }
+    return true;
+  }
+
+  async index(
+    readyOnly: boolean,
+  ): Promise<{ name: string; version: string; state: string; reason: string }[]> {
+    let dirs: string[];
+    try {
+      dirs = (await fs.readdir(this.options.repository, { withFileTypes: true }))
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name);
+    } catch {
+      dirs = [];
+    }
+    dirs.sort();
+    const rows: { name: string; version: string; state: string; reason: string }[] = [];
+    for (const name of dirs) {
+      const rec = this.records.get(name);
+      if (!rec) {
+        if (!readyOnly) rows.push({ name, version: '', state: '', reason: '' });
+        continue;
+      }
+      for (const v of [...rec.versions.values()].sort((a, b) => a.version - b.version)) {
+        if (readyOnly && v.state !== 'READY') continue;
+        rows.push({ name, version: String(v.version), state: v.state, reason: v.reason });
+      }
+    }
+    return rows;
+  }
+
+  /** Names with at least one READY version. */
+  loadedModels(): string[] {
+    return [...this.records.values()]
+      .filter((r) => this.isReady(r))
+      .map((r) => r.name)
+      .sort();
+  }
+}
+
+export type { CodeWord };

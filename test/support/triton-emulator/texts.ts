@@ -1,0 +1,135 @@
+/**
+ * Triton's own error texts, character for character, for the cases the emulator reproduces.
+ * Each names where Triton produces it (core/server/backend source file).
+ */
+
+/** Code words Triton puts in front of a stored failure reason (common `Error::AsString`). */
+export type CodeWord =
+  | 'Internal'
+  | 'Not found'
+  | 'Invalid argument'
+  | 'Unavailable'
+  | 'Unsupported'
+  | 'Already exists'
+  | 'Unknown';
+
+export const texts = {
+  // core model_repository_manager.cc LoadUnloadModel: any poll-stage failure.
+  pollFailed: (model: string) => `failed to load '${model}', failed to poll from model repository`,
+  // server log lines for poll failures (the emulator records them in its log).
+  pollNotFound: (model: string) =>
+    `failed to poll model '${model}': model not found in any model repository.`,
+  pollNameMismatch: (dir: string, configName: string) =>
+    `Poll failed for model directory '${dir}': unexpected directory name '${dir}' for model '${configName}', directory name must equal model name`,
+  pollBadProto: (dir: string, file: string) =>
+    `Poll failed for model directory '${dir}': failed to read text proto from ${file}`,
+  pollMissingConfig: (dir: string, file: string) =>
+    `Poll failed for model directory '${dir}': failed to open text file for read ${file}: No such file or directory`,
+  pollBadOverride: (dir: string, detail: string) =>
+    `Poll failed for model directory '${dir}': Invalid config override: ${detail}`,
+  pollOverrideWithoutConfig: (dir: string) =>
+    `Poll failed for model directory '${dir}': Load parameter 'config' must be specified for model file override`,
+  // core ValidateModelName (r26.03+).
+  emptyName: () => 'Model name cannot be empty. Please enter a valid name to deploy.',
+  traversalName: (model: string) =>
+    `invalid model name '${model}', model name must not contain path traversal characters`,
+  // core model_lifecycle.cc AsyncLoad.
+  noVersions: (model: string) =>
+    `load failed for model '${model}': at least one version must be available under the version policy of model '${model}'\n`,
+  // core ModelRepositoryManager::LoadUnloadModels wraps per-version failures.
+  versionUnavailable: (version: number, reason: string) =>
+    `version ${version} is at UNAVAILABLE state: ${reason};`,
+  loadFailed: (model: string, perVersion: string) => `load failed for model '${model}': ${perVersion}\n`,
+  // pytorch_backend model_state.cc LoadModel (quoted name is the model).
+  pytorchMissingFile: (modelDir: string, version: number, file: string, model: string) =>
+    `Unavailable: unable to find '${modelDir}/${version}/${file}' for model instance '${model}'`,
+  // tensorrt_backend model_state.cc AutoCompleteConfigHelper (auto-complete on, the default).
+  tensorrtMissingPlan: (modelDir: string, version: number, file: string) =>
+    `Internal: unable to load plan file to auto complete config: ${modelDir}/${version}/${file}`,
+  // pytorch_backend: libtorch CUDA OOM caught around torch::jit::load.
+  pytorchOutOfMemory: (
+    model: string,
+    tryMiB: number,
+    totalGiB: number,
+    allocatedGiB: number,
+    freeMiB: number,
+  ) =>
+    `Internal: failed to load model '${model}': CUDA out of memory. Tried to allocate ${tryMiB.toFixed(2)} MiB ` +
+    `(GPU 0; ${totalGiB.toFixed(2)} GiB total capacity; ${allocatedGiB.toFixed(2)} GiB already allocated; ` +
+    `${freeMiB.toFixed(2)} MiB free; ${allocatedGiB.toFixed(2)} GiB reserved in total by PyTorch)`,
+  // tensorrt_backend loader.cc LoadPlan, with TensorRT's allocator error line.
+  tensorrtOutOfMemory: () =>
+    'Internal: unable to create TensorRT engine: 1: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)',
+  // Ensemble whose composing model cannot be loaded (core ensemble dependency check; wording approximated).
+  ensembleDependency: (ensemble: string, dep: string, error: string) =>
+    `Invalid argument: ensemble '${ensemble}' depends on '${dep}' which has no loaded version. Model '${dep}' loading failed with error: ${error}`,
+  // core ModelLifeCycle::GetModel, prefixed by ModelRepositoryManager::GetModel.
+  unknownModel: (model: string) => `Request for unknown model: '${model}' is not found`,
+  noAvailableVersions: (model: string) => `Request for unknown model: '${model}' has no available versions`,
+  unknownVersion: (model: string, v: string) =>
+    `Request for unknown model: '${model}' version ${v} is not found`,
+  versionNotReady: (model: string, v: string) =>
+    `Request for unknown model: '${model}' version ${v} is not at ready state`,
+  badVersionString: (s: string) =>
+    `failed to get model version from specified version string '${s}' (details: stol), version should be an integral value > 0`,
+  negativeVersion: (s: string) =>
+    `invalid model version specified '${s}' , version should be an integral value > 0`,
+  // core TRITONSERVER_ServerModelStatistics.
+  statsNotAvailable: (model: string) => `requested model '${model}' is not available`,
+  // server grpc_server.cc RegisterRepositoryModelLoad / Unload / Index.
+  repositoryNameUnsupported: () => `'repository_name' specification is not supported`,
+  unrecognizedLoadParameter: (key: string) => `unrecognized load parameter '${key}'.`,
+  configNotString: () => `invalid value type for load parameter 'config', expected string_param.`,
+  fileNotBytes: (key: string) => `invalid value type for load parameter '${key}', expected bytes_param.`,
+  unloadDependentsNotBool: () => `invalid value type for 'unload_dependents' parameter, expected bool_param.`,
+  // core infer_request.cc / model.cc / server infer_handler.cc (section 7 of the reference).
+  unexpectedInput: (name: string, model: string) =>
+    `unexpected inference input '${name}' for model '${model}'`,
+  unexpectedOutput: (name: string, model: string) =>
+    `unexpected inference output '${name}' for model '${model}'`,
+  inputCount: (n: number, m: number, model: string, got: string, missing: string) =>
+    `expected ${n} inputs but got ${m} inputs for model '${model}'. Got input(s) ${got}, but missing required input(s) ${missing}. Please provide all required input(s).`,
+  inputCountOptional: (r: number, n: number, m: number, model: string, got: string, missing: string) =>
+    `expected number of inputs between ${r} and ${n} but got ${m} inputs for model '${model}'. Got input(s) ${got}, but missing required input(s) ${missing}. Please provide all required input(s).`,
+  datatypeMismatch: (name: string, req: string, model: string, cfg: string) =>
+    `inference input '${name}' data-type is '${req}', but model '${model}' expects '${cfg}'`,
+  contentsTypeMismatch: (name: string, model: string, contentsType: string, declared: string) =>
+    `unexpected explicit tensor data for input tensor '${name}' for model '${model}' of type '${contentsType}', expected datatype '${declared}'`,
+  shapeMismatch: (name: string, model: string, dims: string, shape: string, batching: boolean) =>
+    `unexpected shape for input '${name}' for model '${model}'. Expected ${dims}, got ${shape}. ${batching ? BATCH_NOTE : ''}`,
+  unspecifiedDims: (name: string, model: string, shape: string) =>
+    `All input dimensions should be specified for input '${name}' for model '${model}', got ${shape}`,
+  noBatchShape: (name: string, model: string) =>
+    `input '${name}' has no shape but model requires batch dimension for '${model}'`,
+  batchMismatch: (name: string, model: string) =>
+    `input '${name}' batch size does not match other inputs for '${model}'`,
+  batchTooLarge: (max: number, model: string) =>
+    `inference request batch-size must be <= ${max} for '${model}'`,
+  byteSizeMismatch: (name: string, model: string, expected: number, actual: number) =>
+    `input byte size mismatch for input '${name}' for model '${model}'. Expected ${expected}, got ${actual}`,
+  missingData: (name: string, model: string) =>
+    `unable to find data for input tensor '${name}' for model '${model}' in request.`,
+  contentsWithRaw: (name: string, model: string) =>
+    `contents field must not be specified when using raw_input_contents for '${name}' for model '${model}'`,
+  duplicateOutput: (name: string) => `output '${name}' already exists in request`,
+  duplicateInput: (name: string) => `input '${name}' already exists in request`,
+  serverNotReady: () => 'Server not ready',
+} as const;
+
+const BATCH_NOTE =
+  'NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be prepended to each input shape. If you want to specify the full shape including the batch dim in your input dims config, try setting max_batch_size to zero. See the model configuration docs for more info on max_batch_size.';
+
+/** `[request id: X] ` as core's LogRequest() prints it. */
+export function requestIdPrefix(id: string): string {
+  return `[request id: ${id === '' ? '<id_unknown>' : id}] `;
+}
+
+/** `[d0,d1,...]` as common DimsListToString prints it. */
+export function dimsList(dims: readonly number[]): string {
+  return `[${dims.join(',')}]`;
+}
+
+/** `['A','B']` as the input-count message prints name lists. */
+export function nameList(names: readonly string[]): string {
+  return `[${names.map((n) => `'${n}'`).join(',')}]`;
+}
