@@ -3,6 +3,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { AgentError, ErrorCode } from '../errors';
 import { GRPC_SERVICE_PROTO, PROTO_DIR } from './proto-files';
 import { TritonError } from './triton-error';
+import type { TritonControl } from './index';
 import type {
   InferOutputTensor,
   InferParameter,
@@ -256,7 +257,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * refused) are retried with exponential backoff; loads and inferences are not, since repeating them
  * repeats their work. Failures become TritonError, keeping Triton's message and the gRPC code.
  */
-export class TritonClient {
+export class TritonClient implements TritonControl {
   readonly address: string;
   private readonly client: grpc.Client;
   private readonly deadlines: TritonDeadlines;
