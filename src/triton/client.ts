@@ -98,6 +98,10 @@ export interface TritonClientOptions {
 export interface CallOptions {
   /** Overrides the default deadline for this call, in milliseconds. */
   deadlineMs?: number;
+  /** Fail at once instead of retrying (health checks that must answer within their own deadline). */
+  noRetry?: boolean;
+  /** Wait (within the deadline) for the channel to connect instead of failing fast while it reconnects. */
+  waitForReady?: boolean;
 }
 
 export interface LoadOptions extends CallOptions {
@@ -285,7 +289,7 @@ export class TritonClient implements TritonControl {
     this.client.close();
   }
 
-  private callOnce(rpc: string, request: Raw, deadlineMs: number): Promise<Raw> {
+  private callOnce(rpc: string, request: Raw, deadlineMs: number, waitForReady = false): Promise<Raw> {
     return new Promise((resolve, reject) => {
       const method = (this.client as unknown as Record<string, grpc.requestCallback<Raw> | undefined>)[rpc];
       if (typeof method !== 'function') {
@@ -293,6 +297,8 @@ export class TritonClient implements TritonControl {
         return;
       }
       const deadline = new Date(Date.now() + deadlineMs);
+      // grpc-js takes wait-for-ready as a metadata option, not a call option.
+      const metadata = new grpc.Metadata({ waitForReady });
       (
         method as unknown as (
           req: Raw,
@@ -300,19 +306,19 @@ export class TritonClient implements TritonControl {
           opts: grpc.CallOptions,
           cb: (err: grpc.ServiceError | null, res?: Raw) => void,
         ) => void
-      ).call(this.client, request, new grpc.Metadata(), { deadline }, (err, res) => {
+      ).call(this.client, request, metadata, { deadline }, (err, res) => {
         if (err) reject(new TritonError(rpc, err.code, err.details ?? err.message, { cause: err }));
         else resolve(res ?? {});
       });
     });
   }
 
-  private async call(rpc: string, request: Raw, deadlineMs: number): Promise<Raw> {
-    const attempts = IDEMPOTENT.has(rpc) ? Math.max(1, this.retry.attempts) : 1;
+  private async call(rpc: string, request: Raw, deadlineMs: number, opts: CallOptions = {}): Promise<Raw> {
+    const attempts = IDEMPOTENT.has(rpc) && !opts.noRetry ? Math.max(1, this.retry.attempts) : 1;
     let delay = this.retry.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.callOnce(rpc, request, deadlineMs);
+        return await this.callOnce(rpc, request, deadlineMs, opts.waitForReady);
       } catch (err) {
         const retryable = err instanceof TritonError && err.grpcCode === grpc.status.UNAVAILABLE;
         if (!retryable || attempt >= attempts) throw err;
@@ -324,12 +330,12 @@ export class TritonClient implements TritonControl {
   }
 
   async serverLive(opts: CallOptions = {}): Promise<boolean> {
-    const r = await this.call('ServerLive', {}, opts.deadlineMs ?? this.deadlines.control);
+    const r = await this.call('ServerLive', {}, opts.deadlineMs ?? this.deadlines.control, opts);
     return r.live === true;
   }
 
   async serverReady(opts: CallOptions = {}): Promise<boolean> {
-    const r = await this.call('ServerReady', {}, opts.deadlineMs ?? this.deadlines.control);
+    const r = await this.call('ServerReady', {}, opts.deadlineMs ?? this.deadlines.control, opts);
     return r.ready === true;
   }
 

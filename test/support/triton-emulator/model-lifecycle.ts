@@ -349,8 +349,12 @@ export class ModelLifecycle {
   private async selectVersions(cfg: LoadedConfig): Promise<number[]> {
     let entries: string[];
     try {
-      const dirents = await fs.readdir(cfg.modelDir, { withFileTypes: true });
-      entries = dirents.filter((d) => d.isDirectory()).map((d) => d.name);
+      // Triton stats each entry, so symlinked version directories count.
+      entries = [];
+      for (const e of await fs.readdir(cfg.modelDir)) {
+        if ((await fs.stat(path.join(cfg.modelDir, e)).catch(() => undefined))?.isDirectory())
+          entries.push(e);
+      }
     } catch {
       entries = [];
     }

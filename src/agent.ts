@@ -1,0 +1,124 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RepositoryStager } from './artifacts';
+import type { AgentConfig } from './config';
+import { messageOf } from './errors';
+import { createApp } from './http';
+import { ModelRegistry, systemClock, type Clock } from './models';
+import type { Logger } from './observability';
+import { TritonClient, type TritonControl } from './triton';
+
+export interface AgentParts {
+  triton?: TritonControl;
+  clock?: Clock;
+}
+
+/**
+ * The agent assembled from its parts: Triton client, stager, registry and HTTP server. `main.ts` builds
+ * one from the environment; tests build one around the emulator.
+ */
+export class Agent {
+  readonly triton: TritonControl;
+  readonly stager: RepositoryStager;
+  readonly registry: ModelRegistry;
+  private server: http.Server | undefined;
+
+  constructor(
+    readonly config: AgentConfig,
+    readonly logger: Logger,
+    parts: AgentParts = {},
+  ) {
+    this.triton =
+      parts.triton ??
+      new TritonClient({
+        address: config.tritonGrpcUrl,
+        deadlines: { load: config.loadTimeoutMs, infer: config.invokeTimeoutMs },
+      });
+    this.stager = new RepositoryStager(config.modelRepository, config.stagingDir, config.stageMode);
+    this.registry = new ModelRegistry(
+      this.triton,
+      this.stager,
+      {
+        loadTimeoutMs: config.loadTimeoutMs,
+        invokeTimeoutMs: config.invokeTimeoutMs,
+        unloadTimeoutMs: config.unloadTimeoutMs,
+        unloadDrainTimeoutMs: config.unloadDrainTimeoutMs,
+        unloadPollMs: config.unloadPollMs,
+      },
+      logger,
+      parts.clock ?? systemClock,
+    );
+  }
+
+  /** The port the HTTP server listens on (after start). */
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    await this.stager.cleanStaging();
+    await this.forgetPreviousRun();
+    const app = createApp({
+      registry: this.registry,
+      triton: this.triton,
+      logger: this.logger,
+      settings: {
+        maxBodyBytes: this.config.maxBodyBytes,
+        defaultModelName: this.config.defaultModelName,
+        listPageSize: this.config.listPageSize,
+      },
+    });
+    const server = http.createServer(app);
+    // SageMaker keeps connections open between invocations; stay above its idle timeout.
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 66_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.port, this.config.host, () => resolve());
+    });
+    this.server = server;
+    this.logger.info('agent listening', { port: this.port, triton: this.config.tritonGrpcUrl });
+  }
+
+  /**
+   * Models staged by an earlier run of the agent are not in this run's registry: unload them from Triton
+   * and remove their directories, so Triton and the repository match the (empty) registry. SageMaker
+   * re-issues loads for models it still wants.
+   */
+  private async forgetPreviousRun(): Promise<void> {
+    const staged = await this.stager.listStaged();
+    if (staged.length === 0) return;
+    for (const s of staged) {
+      await this.triton.unload(s.tritonName, { unloadDependents: true }).catch((err: unknown) => {
+        this.logger.warn('could not unload a model of a previous run', {
+          tritonName: s.tritonName,
+          error: messageOf(err),
+        });
+      });
+      await this.stager.remove({
+        tritonName: s.tritonName,
+        memberNames: [],
+        dirs: [`${this.config.modelRepository}/${s.tritonName}`],
+      });
+    }
+    this.logger.info('removed models staged by a previous run', { count: staged.length });
+  }
+
+  /** Stops accepting connections, lets in-flight requests finish (bounded), then closes Triton's channel. */
+  async stop(graceMs = 25_000): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+      await closed;
+      clearTimeout(timer);
+    }
+    this.triton.close();
+  }
+}

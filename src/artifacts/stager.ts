@@ -1,0 +1,163 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { AgentError, ErrorCode, messageOf } from '../errors';
+import { isEnsemble, renameEnsembleSteps, setModelName, writePbtxt } from '../triton';
+import type { ArtifactLayout, ArtifactModel } from './artifact-layout';
+
+/** Marker written into every model directory the agent stages, so it only ever removes its own. */
+export const STAGED_MARKER = '.staged-by-mme-agent.json';
+
+/**
+ * The Triton name for an MME model name: a readable, filesystem-safe prefix and a hash of the whole name,
+ * so names that differ only in unsafe characters, or that both hold a model called `resnet`, never meet.
+ * The same MME name always maps to the same Triton name.
+ */
+export function tritonNameFor(mmeName: string): string {
+  const readable =
+    mmeName
+      .replace(/\.(tar\.gz|tgz|tar)$/i, '')
+      .replace(/[^A-Za-z0-9_.-]+/g, '_')
+      .replace(/^[._-]+/, '')
+      .slice(0, 48) || 'model';
+  const hash = createHash('sha256').update(mmeName).digest('hex').slice(0, 12);
+  return `${readable}-${hash}`;
+}
+
+/** The Triton name of an ensemble's composing model: the ensemble's Triton name as prefix. */
+export function memberTritonName(topTritonName: string, memberDirName: string): string {
+  return `${topTritonName}--${memberDirName.replace(/[^A-Za-z0-9_.-]+/g, '_')}`;
+}
+
+export interface StagedModel {
+  tritonName: string;
+  /** Triton names of the composing models staged with it. */
+  memberNames: string[];
+  /** Every directory created in the repository, top model first. */
+  dirs: string[];
+}
+
+/** Places an artifact's models into Triton's repository under the agent's names. */
+export interface Stager {
+  stage(layout: ArtifactLayout, tritonName: string, info: Record<string, string>): Promise<StagedModel>;
+  remove(staged: StagedModel): Promise<void>;
+}
+
+async function copyTree(src: string, dest: string): Promise<void> {
+  await fs.cp(src, dest, { recursive: true, dereference: true, errorOnExist: false, force: true });
+}
+
+/**
+ * Stages into Triton's repository: each model directory is assembled in a staging directory on the same
+ * filesystem (renamed config, version directories symlinked or copied from the source) and then renamed
+ * into place, so Triton never sees half a model. Any failure removes everything this call created.
+ */
+export class RepositoryStager implements Stager {
+  constructor(
+    readonly repository: string,
+    readonly stagingDir: string,
+    readonly mode: 'symlink' | 'copy' = 'symlink',
+  ) {}
+
+  /** Removes leftovers of interrupted staging (called at start-up). */
+  async cleanStaging(): Promise<void> {
+    await fs.rm(this.stagingDir, { recursive: true, force: true });
+    await fs.mkdir(this.stagingDir, { recursive: true });
+  }
+
+  /** Model directories in the repository that this agent staged (found by their marker). */
+  async listStaged(): Promise<{ tritonName: string; info: Record<string, string> }[]> {
+    const out: { tritonName: string; info: Record<string, string> }[] = [];
+    let entries: string[];
+    try {
+      entries = await fs.readdir(this.repository);
+    } catch {
+      return out;
+    }
+    for (const e of entries) {
+      try {
+        const info = JSON.parse(
+          await fs.readFile(path.join(this.repository, e, STAGED_MARKER), 'utf8'),
+        ) as Record<string, string>;
+        out.push({ tritonName: e, info });
+      } catch {
+        // not ours
+      }
+    }
+    return out;
+  }
+
+  private async assemble(
+    model: ArtifactModel,
+    name: string,
+    rename: Map<string, string>,
+    dest: string,
+    info: Record<string, string>,
+  ) {
+    await fs.mkdir(dest, { recursive: true });
+    let config = setModelName(model.config, name);
+    if (isEnsemble(model.summary)) config = renameEnsembleSteps(config, (n) => rename.get(n));
+    await fs.writeFile(path.join(dest, 'config.pbtxt'), writePbtxt(config));
+    await fs.writeFile(path.join(dest, STAGED_MARKER), JSON.stringify({ ...info, tritonName: name }));
+    for (const entry of await fs.readdir(model.dir)) {
+      if (entry === 'config.pbtxt' || entry === STAGED_MARKER) continue;
+      const src = path.join(model.dir, entry);
+      const target = path.join(dest, entry);
+      if (this.mode === 'symlink') await fs.symlink(src, target);
+      else await copyTree(src, target);
+    }
+  }
+
+  async stage(
+    layout: ArtifactLayout,
+    tritonName: string,
+    info: Record<string, string>,
+  ): Promise<StagedModel> {
+    const rename = new Map<string, string>();
+    const names: [ArtifactModel, string][] = [[layout.top, tritonName]];
+    for (const m of layout.members) {
+      const n = memberTritonName(tritonName, m.dirName);
+      names.push([m, n]);
+    }
+    for (const [m, n] of names) {
+      rename.set(m.dirName, n);
+      if (m.summary.name) rename.set(m.summary.name, n);
+    }
+    await fs.mkdir(this.stagingDir, { recursive: true });
+    const work = path.join(this.stagingDir, `${tritonName}.${randomBytes(4).toString('hex')}`);
+    const placed: string[] = [];
+    try {
+      for (const [m, n] of names) await this.assemble(m, n, rename, path.join(work, n), info);
+      for (const [, n] of names) {
+        const dest = path.join(this.repository, n);
+        // A directory of the same name is a leftover of this agent (names are derived from the MME name).
+        await fs.rm(dest, { recursive: true, force: true });
+        await fs.rename(path.join(work, n), dest);
+        placed.push(dest);
+      }
+    } catch (err) {
+      await Promise.all(placed.map((d) => fs.rm(d, { recursive: true, force: true })));
+      throw new AgentError(
+        ErrorCode.Internal,
+        `cannot stage model into ${this.repository}: ${messageOf(err)}`,
+        {
+          cause: err,
+        },
+      );
+    } finally {
+      await fs.rm(work, { recursive: true, force: true });
+    }
+    return { tritonName, memberNames: names.slice(1).map(([, n]) => n), dirs: placed };
+  }
+
+  async remove(staged: StagedModel): Promise<void> {
+    for (const d of staged.dirs) {
+      // Only directories carrying the marker are ours; symlinks inside are removed, never followed.
+      const ours = await fs.stat(path.join(d, STAGED_MARKER)).then(
+        () => true,
+        () => false,
+      );
+      if (ours) await fs.rm(d, { recursive: true, force: true });
+    }
+  }
+}

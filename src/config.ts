@@ -1,0 +1,260 @@
+/**
+ * Every setting of the agent, read once from the environment at start, validated, with its default and a
+ * one-line meaning. SageMaker's own variable names where SageMaker has one. The README's settings table is
+ * generated from SETTINGS (`npm run settings-table`), so the two cannot drift.
+ */
+
+export interface AgentConfig {
+  port: number;
+  host: string;
+  multiModel: boolean;
+  defaultModelName: string | undefined;
+  tritonGrpcUrl: string;
+  tritonMetricsUrl: string;
+  modelRepository: string;
+  stagingDir: string;
+  stageMode: 'symlink' | 'copy';
+  maxBodyBytes: number;
+  invokeTimeoutMs: number;
+  loadTimeoutMs: number;
+  unloadTimeoutMs: number;
+  unloadDrainTimeoutMs: number;
+  unloadPollMs: number;
+  listPageSize: number;
+  logLevel: string;
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+interface Setting<K extends keyof AgentConfig> {
+  key: K;
+  env: string;
+  meaning: string;
+  /** Default as written in the environment; undefined = required or optional as `required` says. */
+  fallback?: string;
+  required?: boolean;
+  parse: Parser<AgentConfig[K]>;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const integer =
+  (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> =>
+  (raw, name) => {
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number, got '${raw}'`);
+    const n = Number(raw.trim());
+    if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+
+const boolean: Parser<boolean> = (raw, name) => {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(v)) return true;
+  if (['false', '0', 'no'].includes(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got '${raw}'`);
+};
+
+const text: Parser<string> = (raw) => raw.trim();
+
+const optionalText: Parser<string | undefined> = (raw) => (raw.trim() === '' ? undefined : raw.trim());
+
+const hostPort: Parser<string> = (raw, name) => {
+  const v = raw.trim().replace(/^grpc:\/\//, '');
+  if (!/^[^\s/:]+:\d{1,5}$/.test(v) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(v)) {
+    throw new ConfigError(`${name} must be host:port (e.g. 127.0.0.1:8001), got '${raw}'`);
+  }
+  return v;
+};
+
+const httpUrl: Parser<string> = (raw, name) => {
+  try {
+    const u = new URL(raw.trim());
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+    return u.toString();
+  } catch {
+    throw new ConfigError(`${name} must be an http:// URL, got '${raw}'`);
+  }
+};
+
+const absolutePath: Parser<string> = (raw, name) => {
+  const v = raw.trim();
+  if (!v.startsWith('/')) throw new ConfigError(`${name} must be an absolute path, got '${raw}'`);
+  return v.replace(/\/+$/, '') || '/';
+};
+
+const oneOf =
+  <T extends string>(...values: T[]): Parser<T> =>
+  (raw, name) => {
+    const v = raw.trim() as T;
+    if (!values.includes(v))
+      throw new ConfigError(`${name} must be one of ${values.join(', ')}, got '${raw}'`);
+    return v;
+  };
+
+export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfig][] = [
+  {
+    key: 'port',
+    env: 'SAGEMAKER_BIND_TO_PORT',
+    meaning: 'HTTP port of the SageMaker routes',
+    fallback: '8080',
+    parse: integer(0, 65535),
+  },
+  {
+    key: 'host',
+    env: 'AGENT_BIND_HOST',
+    meaning: 'address the HTTP server listens on',
+    fallback: '0.0.0.0',
+    parse: text,
+  },
+  {
+    key: 'multiModel',
+    env: 'SAGEMAKER_MULTI_MODEL',
+    meaning: 'multi-model mode (SageMaker sets true for MME)',
+    fallback: 'true',
+    parse: boolean,
+  },
+  {
+    key: 'defaultModelName',
+    env: 'SAGEMAKER_TRITON_DEFAULT_MODEL_NAME',
+    meaning: 'model served by single-model /invocations (else the only loaded model)',
+    parse: optionalText,
+  },
+  {
+    key: 'tritonGrpcUrl',
+    env: 'TRITON_GRPC_URL',
+    meaning: "Triton's gRPC address, host:port",
+    fallback: '127.0.0.1:8001',
+    parse: hostPort,
+  },
+  {
+    key: 'tritonMetricsUrl',
+    env: 'TRITON_METRICS_URL',
+    meaning: "Triton's Prometheus endpoint",
+    fallback: 'http://127.0.0.1:8002/metrics',
+    parse: httpUrl,
+  },
+  {
+    key: 'modelRepository',
+    env: 'TRITON_MODEL_REPOSITORY',
+    meaning: 'the repository Triton was started with; the agent stages models into it',
+    required: true,
+    parse: absolutePath,
+  },
+  {
+    key: 'stagingDir',
+    env: 'AGENT_STAGING_DIR',
+    meaning: 'where models are assembled before an atomic rename into the repository (same filesystem)',
+    fallback: '<TRITON_MODEL_REPOSITORY>/.staging',
+    parse: absolutePath,
+  },
+  {
+    key: 'stageMode',
+    env: 'AGENT_STAGE_MODE',
+    meaning: 'symlink version directories to the source, or copy them',
+    fallback: 'symlink',
+    parse: oneOf('symlink', 'copy'),
+  },
+  {
+    key: 'maxBodyBytes',
+    env: 'AGENT_MAX_BODY_BYTES',
+    meaning: "largest request body accepted (413 above); Triton's own HTTP default is 64 MiB",
+    fallback: String(64 * 1024 * 1024),
+    parse: integer(1),
+  },
+  {
+    key: 'invokeTimeoutMs',
+    env: 'AGENT_INVOKE_TIMEOUT_MS',
+    meaning: "deadline of one inference (SageMaker's own limit is 60 s)",
+    fallback: '60000',
+    parse: integer(1),
+  },
+  {
+    key: 'loadTimeoutMs',
+    env: 'AGENT_LOAD_TIMEOUT_MS',
+    meaning: 'deadline of one Triton model load',
+    fallback: '600000',
+    parse: integer(1),
+  },
+  {
+    key: 'unloadTimeoutMs',
+    env: 'AGENT_UNLOAD_TIMEOUT_MS',
+    meaning: 'how long DELETE waits for Triton to report the model unloaded (SageMaker waits 360 s)',
+    fallback: '350000',
+    parse: integer(1),
+  },
+  {
+    key: 'unloadDrainTimeoutMs',
+    env: 'AGENT_UNLOAD_DRAIN_TIMEOUT_MS',
+    meaning: "how long DELETE waits for the model's in-flight invocations before unloading anyway",
+    fallback: '60000',
+    parse: integer(0),
+  },
+  {
+    key: 'unloadPollMs',
+    env: 'AGENT_UNLOAD_POLL_MS',
+    meaning: 'interval between RepositoryIndex polls while waiting for an unload',
+    fallback: '100',
+    parse: integer(1),
+  },
+  {
+    key: 'listPageSize',
+    env: 'AGENT_LIST_PAGE_SIZE',
+    meaning: 'GET /models page size when the caller gives no max_results',
+    fallback: '1000',
+    parse: integer(1),
+  },
+  {
+    key: 'logLevel',
+    env: 'LOG_LEVEL',
+    meaning: 'error, warn, info or debug',
+    fallback: 'info',
+    parse: oneOf('error', 'warn', 'info', 'debug'),
+  },
+];
+
+/** Reads and validates the whole configuration; throws ConfigError listing every problem at once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
+  const out: Partial<Record<keyof AgentConfig, unknown>> = {};
+  const problems: string[] = [];
+  for (const s of SETTINGS) {
+    let raw = env[s.env];
+    if (raw === undefined || raw.trim() === '') {
+      if (s.required) {
+        problems.push(`${s.env} is required: ${s.meaning}`);
+        continue;
+      }
+      if (s.fallback === undefined) {
+        out[s.key] = undefined;
+        continue;
+      }
+      if (s.fallback.includes('<TRITON_MODEL_REPOSITORY>')) {
+        const repo = env.TRITON_MODEL_REPOSITORY?.trim().replace(/\/+$/, '');
+        if (!repo) continue;
+        raw = s.fallback.replace('<TRITON_MODEL_REPOSITORY>', repo);
+      } else {
+        raw = s.fallback;
+      }
+    }
+    try {
+      out[s.key] = (s.parse as Parser<unknown>)(raw, s.env);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  return out as AgentConfig;
+}
+
+/** The README's settings table. */
+export function settingsTable(): string {
+  const rows = SETTINGS.map(
+    (s) =>
+      `| \`${s.env}\` | ${s.meaning} | ${s.required ? 'required' : s.fallback === undefined ? 'unset' : `\`${s.fallback}\``} |`,
+  );
+  return ['| variable | meaning | default |', '| --- | --- | --- |', ...rows].join('\n');
+}

@@ -1,0 +1,431 @@
+import { AgentError, ErrorCode } from '../errors';
+import type { InferParameter, ModelInferRequest, ModelInferResponse } from '../triton/types';
+import {
+  ELEMENT_SIZE,
+  elementCount,
+  isDatatype,
+  numberToBf16,
+  numberToHalf,
+  rawToValues,
+  serializeBytesElements,
+  type Datatype,
+} from './datatypes';
+
+/**
+ * KServe v2 inference over HTTP, as SageMaker clients send it to Triton: plain JSON, JSON sent as
+ * application/octet-stream (the SageMaker MME GPU launch post's client does this), and Triton's binary
+ * tensor extension under `application/vnd.sagemaker-triton.binary+json;json-header-size=N`
+ * (`json-header-size=0`: the whole body is the one input of a one-input model).
+ */
+
+/** A model's tensors as Triton reports them; computed once when the model becomes resident. */
+export interface ModelIO {
+  maxBatchSize: number;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+export interface TensorSpec {
+  name: string;
+  datatype: Datatype;
+  /** Full shape as ModelMetadata reports it (-1 for the batch dimension and variable dimensions). */
+  shape: number[];
+}
+
+export const BINARY_CONTENT_TYPE = 'application/vnd.sagemaker-triton.binary+json';
+
+export interface DecodedInvoke {
+  request: Omit<ModelInferRequest, 'model_name'>;
+  /** Output names to return as binary; `all` when the request (or Accept) asked for binary outputs. */
+  binaryOutputs: Set<string> | 'all';
+}
+
+export type BodyFormat = { kind: 'json' } | { kind: 'binary'; headerSize: number };
+
+const bad = (message: string) => new AgentError(ErrorCode.BadRequest, message);
+
+/**
+ * Decides how a body is to be read from its Content-Type. Throws 415 for types that cannot carry a
+ * KServe request and 400 for a malformed `json-header-size`.
+ */
+export function bodyFormat(contentType: string | undefined, bodyLength: number): BodyFormat {
+  const ct = (contentType ?? '').trim();
+  if (ct === '') return { kind: 'json' };
+  const [mediaRaw, ...params] = ct.split(';');
+  const media = mediaRaw.trim().toLowerCase();
+  if (media === BINARY_CONTENT_TYPE) {
+    const param = params.map((p) => p.trim()).find((p) => p.toLowerCase().startsWith('json-header-size='));
+    if (param === undefined) return { kind: 'json' };
+    const value = param.slice('json-header-size='.length).trim();
+    if (!/^\d+$/.test(value)) throw bad(`json-header-size must be a non-negative integer, got '${value}'`);
+    const headerSize = Number(value);
+    if (headerSize > bodyLength) {
+      throw bad(`json-header-size ${headerSize} is larger than the request body (${bodyLength} bytes)`);
+    }
+    return { kind: 'binary', headerSize };
+  }
+  if (
+    media === 'application/json' ||
+    media === 'application/octet-stream' ||
+    media === 'text/json' ||
+    media === '*/*'
+  ) {
+    return { kind: 'json' };
+  }
+  throw new AgentError(
+    ErrorCode.UnsupportedMediaType,
+    `unsupported content type '${ct}': send application/json, application/octet-stream (a JSON body) or ${BINARY_CONTENT_TYPE};json-header-size=N`,
+  );
+}
+
+/** True when an Accept header asks for Triton's binary output format. */
+export function acceptsBinary(accept: string | undefined): boolean {
+  return (accept ?? '').toLowerCase().includes(BINARY_CONTENT_TYPE);
+}
+
+const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
+  UINT8: [0, 255],
+  UINT16: [0, 65535],
+  UINT32: [0, 4294967295],
+  INT8: [-128, 127],
+  INT16: [-32768, 32767],
+  INT32: [-2147483648, 2147483647],
+  INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UINT64: [0, Number.MAX_SAFE_INTEGER],
+};
+
+function flatten(data: unknown, out: unknown[], input: string, depth = 0): void {
+  if (depth > 32) throw bad(`input '${input}': data is nested too deeply`);
+  if (Array.isArray(data)) {
+    for (const d of data) flatten(d, out, input, depth + 1);
+  } else {
+    out.push(data);
+  }
+}
+
+/** Encodes JSON `data` of one input as raw little-endian bytes, checking every element's type and range. */
+function encodeJsonData(datatype: Datatype, values: unknown[], input: string): Buffer {
+  const wrong = (i: number, what: string) =>
+    bad(
+      `input '${input}': element ${i} is ${JSON.stringify(values[i]) ?? 'undefined'}, expected ${what} for ${datatype}`,
+    );
+  const n = values.length;
+  switch (datatype) {
+    case 'BYTES':
+      return serializeBytesElements(
+        values.map((v, i) => {
+          if (typeof v !== 'string') throw wrong(i, 'a string');
+          return Buffer.from(v, 'utf8');
+        }),
+      );
+    case 'BOOL': {
+      const out = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) {
+        if (typeof values[i] !== 'boolean') throw wrong(i, 'true or false');
+        out[i] = values[i] ? 1 : 0;
+      }
+      return out;
+    }
+    case 'FP32':
+    case 'FP64': {
+      const arr = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw wrong(i, 'a number');
+        arr[i] = v;
+      }
+      return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength);
+    }
+    case 'FP16':
+    case 'BF16': {
+      const arr = new Uint16Array(n);
+      const conv = datatype === 'FP16' ? numberToHalf : numberToBf16;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw wrong(i, 'a number');
+        arr[i] = conv(v);
+      }
+      return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength);
+    }
+    default: {
+      const [lo, hi] = INT_RANGE[datatype] as [number, number];
+      const size = ELEMENT_SIZE[datatype];
+      const out = Buffer.alloc(n * size);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+          throw wrong(i, `an integer in [${lo}, ${hi}]`);
+        }
+        const o = i * size;
+        switch (datatype) {
+          case 'UINT8':
+            out[o] = v;
+            break;
+          case 'INT8':
+            out.writeInt8(v, o);
+            break;
+          case 'UINT16':
+            out.writeUInt16LE(v, o);
+            break;
+          case 'INT16':
+            out.writeInt16LE(v, o);
+            break;
+          case 'UINT32':
+            out.writeUInt32LE(v, o);
+            break;
+          case 'INT32':
+            out.writeInt32LE(v, o);
+            break;
+          case 'UINT64':
+            out.writeBigUInt64LE(BigInt(v), o);
+            break;
+          case 'INT64':
+            out.writeBigInt64LE(BigInt(v), o);
+            break;
+        }
+      }
+      return out;
+    }
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseParameters(p: unknown, where: string): Record<string, InferParameter> | undefined {
+  if (p === undefined) return undefined;
+  if (!isObject(p)) throw bad(`${where}: parameters must be an object`);
+  const out: Record<string, InferParameter> = {};
+  for (const [k, v] of Object.entries(p)) {
+    if (typeof v === 'boolean') out[k] = { bool_param: v };
+    else if (typeof v === 'string') out[k] = { string_param: v };
+    else if (typeof v === 'number' && Number.isInteger(v)) out[k] = { int64_param: v };
+    else if (typeof v === 'number') out[k] = { double_param: v };
+    else throw bad(`${where}: parameter '${k}' must be a boolean, number or string`);
+  }
+  return out;
+}
+
+/** Parameters that only steer the HTTP encoding and must not be forwarded to Triton. */
+const HTTP_ONLY_PARAMETERS = new Set(['binary_data_size', 'binary_data', 'binary_data_output']);
+
+function forwardable(
+  p: Record<string, InferParameter> | undefined,
+): Record<string, InferParameter> | undefined {
+  if (!p) return undefined;
+  const out: Record<string, InferParameter> = {};
+  let any = false;
+  for (const [k, v] of Object.entries(p)) {
+    if (HTTP_ONLY_PARAMETERS.has(k)) continue;
+    out[k] = v;
+    any = true;
+  }
+  return any ? out : undefined;
+}
+
+function parseShape(shape: unknown, input: string): number[] {
+  if (!Array.isArray(shape)) throw bad(`input '${input}': shape must be an array of non-negative integers`);
+  return shape.map((d) => {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+      throw bad(
+        `input '${input}': shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
+      );
+    }
+    return d;
+  });
+}
+
+/**
+ * Decodes an invoke body into a Triton request. Every input travels as raw bytes. Throws 400 naming the
+ * input for a wrong datatype, shape, element count, element type or binary size.
+ */
+export function decodeInvokeBody(
+  body: Buffer,
+  contentType: string | undefined,
+  io: ModelIO,
+  accept?: string,
+): DecodedInvoke {
+  const format = bodyFormat(contentType, body.length);
+  if (format.kind === 'binary' && (format.headerSize === 0 || body.length === 0)) {
+    // Triton answers a raw request in JSON unless binary output is asked for.
+    return {
+      request: decodeRawInput(body, io),
+      binaryOutputs: acceptsBinary(accept) ? 'all' : new Set<string>(),
+    };
+  }
+  const headerSize = format.kind === 'binary' ? format.headerSize : body.length;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body.subarray(0, headerSize).toString('utf8'));
+  } catch (err) {
+    throw bad(`request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(doc)) throw bad('request body must be a JSON object with an "inputs" array');
+  if (!Array.isArray(doc.inputs) || doc.inputs.length === 0)
+    throw bad('request must have a non-empty "inputs" array');
+  const binary = body.subarray(headerSize);
+  let offset = 0;
+  const requestParams = parseParameters(doc.parameters, 'request');
+  const raw: Buffer[] = [];
+  const seen = new Set<string>();
+  const inputs = doc.inputs.map((entry: unknown, idx: number) => {
+    if (!isObject(entry)) throw bad(`inputs[${idx}] must be an object`);
+    const name = entry.name;
+    if (typeof name !== 'string' || name === '') throw bad(`inputs[${idx}] needs a non-empty "name"`);
+    if (seen.has(name)) throw bad(`input '${name}' is given twice`);
+    seen.add(name);
+    const datatype = entry.datatype;
+    if (typeof datatype !== 'string' || !isDatatype(datatype)) {
+      throw bad(`input '${name}': unknown datatype ${JSON.stringify(datatype)}`);
+    }
+    const shape = parseShape(entry.shape, name);
+    const params = parseParameters(entry.parameters, `input '${name}'`);
+    const count = elementCount(shape);
+    const binarySize = params?.binary_data_size?.int64_param;
+    if (binarySize !== undefined) {
+      if (entry.data !== undefined)
+        throw bad(`input '${name}': give either "data" or parameters.binary_data_size, not both`);
+      if (binarySize < 0 || offset + binarySize > binary.length) {
+        throw bad(`input '${name}': binary_data_size ${binarySize} runs past the end of the binary data`);
+      }
+      const slice = binary.subarray(offset, offset + binarySize);
+      offset += binarySize;
+      if (datatype !== 'BYTES' && slice.length !== count * ELEMENT_SIZE[datatype]) {
+        throw bad(
+          `input '${name}': shape ${JSON.stringify(shape)} of ${datatype} needs ${count * ELEMENT_SIZE[datatype]} bytes, got ${slice.length}`,
+        );
+      }
+      raw.push(slice);
+    } else {
+      if (entry.data === undefined)
+        throw bad(`input '${name}' has no "data" and no parameters.binary_data_size`);
+      const flat: unknown[] = [];
+      flatten(entry.data, flat, name);
+      if (flat.length !== count) {
+        throw bad(
+          `input '${name}': shape ${JSON.stringify(shape)} needs ${count} elements, "data" has ${flat.length}`,
+        );
+      }
+      raw.push(encodeJsonData(datatype, flat, name));
+    }
+    const input: ModelInferRequest['inputs'][number] = { name, datatype, shape };
+    const fwd = forwardable(params);
+    if (fwd) input.parameters = fwd;
+    return input;
+  });
+  if (offset !== binary.length) {
+    throw bad(`the body has ${binary.length - offset} bytes of binary data that no input claims`);
+  }
+  const binaryOutputs: Set<string> | 'all' =
+    requestParams?.binary_data_output?.bool_param === true || acceptsBinary(accept)
+      ? 'all'
+      : new Set<string>();
+  let outputs: ModelInferRequest['outputs'];
+  if (doc.outputs !== undefined) {
+    if (!Array.isArray(doc.outputs)) throw bad('"outputs" must be an array');
+    outputs = doc.outputs.map((o: unknown, idx: number) => {
+      if (!isObject(o) || typeof o.name !== 'string' || o.name === '')
+        throw bad(`outputs[${idx}] needs a non-empty "name"`);
+      const p = parseParameters(o.parameters, `output '${o.name}'`);
+      if (p?.classification) throw bad(`output '${o.name}': the classification extension is not supported`);
+      if (p?.binary_data?.bool_param === true && binaryOutputs !== 'all') binaryOutputs.add(o.name);
+      const out: { name: string; parameters?: Record<string, InferParameter> } = { name: o.name };
+      const fwd = forwardable(p);
+      if (fwd) out.parameters = fwd;
+      return out;
+    });
+  }
+  if (doc.id !== undefined && typeof doc.id !== 'string') throw bad('"id" must be a string');
+  const request: DecodedInvoke['request'] = { inputs, raw_input_contents: raw };
+  if (typeof doc.id === 'string') request.id = doc.id;
+  const fwd = forwardable(requestParams);
+  if (fwd) request.parameters = fwd;
+  if (outputs) request.outputs = outputs;
+  return { request, binaryOutputs };
+}
+
+/** `json-header-size=0`: the whole body is the single input, shaped from the model's metadata. */
+function decodeRawInput(body: Buffer, io: ModelIO): DecodedInvoke['request'] {
+  if (io.inputs.length !== 1) {
+    throw bad(
+      `json-header-size=0 sends the body as the model's only input, but this model has ${io.inputs.length} inputs`,
+    );
+  }
+  const spec = io.inputs[0];
+  const dims = io.maxBatchSize > 0 ? [1, ...spec.shape.slice(1)] : [...spec.shape];
+  let raw = body;
+  if (spec.datatype === 'BYTES') {
+    raw = serializeBytesElements([body]);
+    for (let i = 0; i < dims.length; i++) if (dims[i] < 0) dims[i] = 1;
+    if (elementCount(dims) !== 1)
+      throw bad(
+        `input '${spec.name}': a raw body is one BYTES element, the model expects ${JSON.stringify(spec.shape)}`,
+      );
+  } else {
+    const variable = dims.filter((d) => d < 0).length;
+    const size = ELEMENT_SIZE[spec.datatype];
+    const fixed = dims.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+    if (variable > 1) {
+      throw bad(
+        `input '${spec.name}' has ${variable} variable dimensions; a raw body cannot say its shape, send JSON instead`,
+      );
+    }
+    if (variable === 1) {
+      const total = body.length / size;
+      if (!Number.isInteger(total) || total % fixed !== 0) {
+        throw bad(
+          `input '${spec.name}': ${body.length} bytes is not a whole number of ${JSON.stringify(spec.shape)} ${spec.datatype} rows`,
+        );
+      }
+      dims[dims.indexOf(-1)] = total / fixed;
+    } else if (body.length !== fixed * size) {
+      throw bad(
+        `input '${spec.name}': the model expects ${fixed * size} bytes (${JSON.stringify(dims)} ${spec.datatype}), got ${body.length}`,
+      );
+    }
+  }
+  return { inputs: [{ name: spec.name, datatype: spec.datatype, shape: dims }], raw_input_contents: [raw] };
+}
+
+function dataJson(datatype: string, raw: Buffer): string {
+  if (!isDatatype(datatype))
+    throw new AgentError(ErrorCode.TritonProtocol, `Triton returned unknown datatype '${datatype}'`);
+  const values = rawToValues(datatype, raw);
+  if (datatype === 'BYTES') return JSON.stringify(values.map((v) => (v as Buffer).toString('utf8')));
+  if (datatype === 'INT64' || datatype === 'UINT64') return `[${values.map((v) => String(v)).join(',')}]`;
+  return JSON.stringify(values);
+}
+
+export interface EncodedResponse {
+  body: Buffer;
+  contentType: string;
+}
+
+/** Encodes Triton's response as KServe v2 JSON, or binary+json when any output is to be binary. */
+export function encodeInvokeResponse(
+  res: ModelInferResponse,
+  modelName: string,
+  binaryOutputs: Set<string> | 'all',
+): EncodedResponse {
+  const parts: string[] = [];
+  const binaries: Buffer[] = [];
+  res.outputs.forEach((o, i) => {
+    const raw = res.raw_output_contents[i] ?? Buffer.alloc(0);
+    const head = `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":${JSON.stringify(o.shape)}`;
+    if (binaryOutputs === 'all' || binaryOutputs.has(o.name)) {
+      binaries.push(raw);
+      parts.push(`${head},"parameters":{"binary_data_size":${raw.length}}}`);
+    } else {
+      parts.push(`${head},"data":${dataJson(o.datatype, raw)}}`);
+    }
+  });
+  const id = res.id ? `,"id":${JSON.stringify(res.id)}` : '';
+  const json = `{"model_name":${JSON.stringify(modelName)},"model_version":${JSON.stringify(res.model_version)}${id},"outputs":[${parts.join(',')}]}`;
+  const header = Buffer.from(json, 'utf8');
+  if (binaries.length === 0) return { body: header, contentType: 'application/json' };
+  return {
+    body: Buffer.concat([header, ...binaries]),
+    contentType: `${BINARY_CONTENT_TYPE};json-header-size=${header.length}`,
+  };
+}

@@ -1,0 +1,351 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { parsePbtxt, readModelConfig } from '../../src/triton';
+import { TritonClient } from '../../src/triton';
+import { tritonNameFor } from '../../src/artifacts';
+import { identityConfig, resnetPtConfig } from '../support/model-repo';
+import {
+  MiB,
+  launchPostArtifacts,
+  repositoryDirs,
+  request,
+  sagemakerArtifact,
+  startStack,
+  type Stack,
+} from '../support/agent-harness';
+
+const identity = (name: string) => ({
+  config: identityConfig(name, [{ type: 'TYPE_INT32', dims: [2] }]),
+  versions: { '1': { 'model.py': 10 } },
+});
+
+describe('SageMaker MME control routes', () => {
+  let stack: Stack;
+  let triton: TritonClient;
+
+  beforeEach(async () => {
+    stack = await startStack({ emulator: { gpuMemoryBytes: 16 * MiB } });
+    triton = new TritonClient({ address: stack.emulator.grpcAddress });
+  });
+
+  afterEach(async () => {
+    triton.close();
+    await stack.stop();
+  });
+
+  const load = (name: string, url: string, headers: Record<string, string> = {}) =>
+    request(stack.url, 'POST', '/models', { model_name: name, url }, headers);
+
+  /** Nothing of a failed load may remain: no repository directory, no Triton model, no registry entry. */
+  async function expectUntouched(name: string) {
+    expect(await repositoryDirs(stack.repository)).toEqual([]);
+    expect(await fs.readdir(path.join(stack.repository, '.staging'))).toEqual([]);
+    expect(stack.emulator.loadedModels()).toEqual([]);
+    expect((await request(stack.url, 'GET', `/models/${encodeURIComponent(name)}`)).status).toBe(404);
+  }
+
+  describe('GET /ping', () => {
+    test('200 with an empty body while Triton is live', async () => {
+      const r = await request(stack.url, 'GET', '/ping');
+      expect(r.status).toBe(200);
+      expect(r.body.length).toBe(0);
+    });
+
+    test('fails when Triton is down, recovers when it is back', async () => {
+      await stack.emulator.crash();
+      const down = await request(stack.url, 'GET', '/ping');
+      expect(down.status).toBe(503);
+      expect(down.json()).toEqual({ error: 'Triton is not live' });
+      await stack.emulator.restart();
+      expect((await request(stack.url, 'GET', '/ping')).status).toBe(200);
+    });
+
+    test('answers while a load is in progress', async () => {
+      const url = await sagemakerArtifact(stack.models, 'h1', 'resnet', {
+        config: resnetPtConfig(),
+        versions: { '1': { 'model.pt': 10 } },
+      });
+      const release = stack.emulator.hangNextLoad(tritonNameFor('slow'));
+      const loading = load('slow', url);
+      await new Promise((r) => setTimeout(r, 50));
+      const ping = await request(stack.url, 'GET', '/ping');
+      expect(ping.status).toBe(200);
+      release();
+      expect((await loading).status).toBe(200);
+    });
+
+    test('wrong method is 405 with Allow', async () => {
+      const r = await request(stack.url, 'POST', '/ping');
+      expect(r.status).toBe(405);
+      expect(r.headers.get('allow')).toBe('GET');
+      expect(r.json().error).toMatch(/method POST is not allowed/);
+    });
+  });
+
+  describe('POST /models', () => {
+    test('stages under a unique Triton name with a renamed config and loads it', async () => {
+      const url = await sagemakerArtifact(stack.models, 'abc123', 'resnet', {
+        config: resnetPtConfig(),
+        versions: { '1': { 'model.pt': MiB } },
+      });
+      const r = await load('abc123', url, { 'X-Amzn-SageMaker-Target-Model': 'resnet_pt_v0.tar.gz' });
+      expect(r.status).toBe(200);
+      expect(r.json()).toEqual({ modelName: 'abc123', modelUrl: url });
+      const tritonName = tritonNameFor('abc123');
+      expect(await repositoryDirs(stack.repository)).toEqual([tritonName]);
+      const config = readModelConfig(
+        parsePbtxt(await fs.readFile(path.join(stack.repository, tritonName, 'config.pbtxt'), 'utf8')),
+      );
+      expect(config.name).toBe(tritonName);
+      expect(config.inputs[0].name).toBe('INPUT__0');
+      expect(await triton.modelReady(tritonName)).toBe(true);
+      // The directory SageMaker owns is untouched.
+      expect(await fs.readdir(url)).toEqual(['resnet']);
+    });
+
+    test('flat layout: config.pbtxt directly in the model directory', async () => {
+      const url = await sagemakerArtifact(stack.models, 'flat1', 'model', identity('whatever'), true);
+      expect((await load('flat1', url)).status).toBe(200);
+      expect(await triton.modelReady(tritonNameFor('flat1'))).toBe(true);
+    });
+
+    test('409 when the name is already loaded, also for concurrent loads', async () => {
+      const url = await sagemakerArtifact(stack.models, 'dup', 'm', identity('m'));
+      const [a, b] = await Promise.all([load('dup', url), load('dup', url)]);
+      expect([a.status, b.status].sort()).toEqual([200, 409]);
+      const again = await load('dup', url);
+      expect(again.status).toBe(409);
+      expect(again.json()).toEqual({ error: "model 'dup' is already loaded" });
+      expect(stack.emulator.counters(tritonNameFor('dup')).loads).toBe(1);
+    });
+
+    test.each([
+      ['invalid JSON', '{"model_name":', 400, /not valid JSON/],
+      ['not an object', '[1]', 400, /must be a JSON object/],
+      ['missing model_name', JSON.stringify({ url: '/x' }), 400, /"model_name" must be a non-empty string/],
+      ['missing url', JSON.stringify({ model_name: 'x' }), 400, /"url" must be a non-empty string/],
+      ['relative url', JSON.stringify({ model_name: 'x', url: 'models/x' }), 400, /absolute directory path/],
+      [
+        'url in /proc',
+        JSON.stringify({ model_name: 'x', url: '/proc/self' }),
+        400,
+        /may not point into proc/,
+      ],
+      [
+        'missing directory',
+        JSON.stringify({ model_name: 'x', url: '/nonexistent/model' }),
+        400,
+        /does not exist/,
+      ],
+      ['control characters', JSON.stringify({ model_name: 'a\nb', url: '/x' }), 400, /control characters/],
+    ])('400 for %s', async (_label, body, status, message) => {
+      const r = await request(stack.url, 'POST', '/models', body, { 'content-type': 'application/json' });
+      expect(r.status).toBe(status);
+      expect(r.json().error).toMatch(message);
+      await expectUntouched('x');
+    });
+
+    test('415 for a non-JSON content type', async () => {
+      const r = await request(stack.url, 'POST', '/models', 'model_name=x', {
+        'content-type': 'application/x-www-form-urlencoded',
+      });
+      expect(r.status).toBe(415);
+    });
+
+    test('400 naming the line of a broken config.pbtxt, nothing staged', async () => {
+      const url = await sagemakerArtifact(stack.models, 'broken', 'resnet', {
+        config:
+          'name: "resnet"\nplatform: "pytorch_libtorch"\nmax_batch_size: 8\ninput { name: "I" data_type: TYPE_FLOAT32 dims: 1 }',
+        versions: { '1': { 'model.pt': 1 } },
+      });
+      const r = await load('broken', url);
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(/resnet\/config\.pbtxt:4:\d+: unknown enumeration value TYPE_FLOAT32/);
+      await expectUntouched('broken');
+    });
+
+    test('400 for a model without a version directory, or two models and no ensemble', async () => {
+      const noVersion = await sagemakerArtifact(stack.models, 'nov', 'resnet', {
+        config: resnetPtConfig(),
+        versions: {},
+      });
+      expect((await load('nov', noVersion)).json().error).toMatch(/no numeric version directory/);
+      const two = await sagemakerArtifact(stack.models, 'two', 'a', identity('a'));
+      await sagemakerArtifact(stack.models, 'two', 'b', identity('b'));
+      const r = await load('two', two);
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(/holds 2 models \(a, b\) and no ensemble/);
+      await expectUntouched('two');
+    });
+
+    test("400 with Triton's reason when Triton rejects the model; files removed", async () => {
+      const url = await sagemakerArtifact(stack.models, 'nofile', 'resnet', {
+        config: resnetPtConfig(),
+        versions: { '1': { 'weights.bin': 1 } },
+      });
+      const r = await load('nofile', url);
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(
+        /model 'nofile' failed to load: load failed for model '.*': version 1 is at UNAVAILABLE state: Unavailable: unable to find/,
+      );
+      await expectUntouched('nofile');
+    });
+
+    test('507 when Triton runs out of GPU memory; files removed, other models untouched', async () => {
+      const ok = await sagemakerArtifact(stack.models, 'ok', 'm', identity('m'));
+      expect((await load('ok', ok)).status).toBe(200);
+      const url = await sagemakerArtifact(stack.models, 'big', 'resnet', {
+        config: resnetPtConfig({ gpuBytes: 64 * MiB }),
+        versions: { '1': { 'model.pt': 1 } },
+      });
+      const r = await load('big', url);
+      expect(r.status).toBe(507);
+      expect(r.json().error).toMatch(/CUDA out of memory/);
+      expect(await repositoryDirs(stack.repository)).toEqual([tritonNameFor('ok')]);
+      expect(stack.emulator.loadedModels()).toEqual([tritonNameFor('ok')]);
+      expect((await request(stack.url, 'GET', '/models/big')).status).toBe(404);
+    });
+
+    test('the two launch-post artifacts both named resnet load side by side', async () => {
+      const { pt, trt } = await launchPostArtifacts(stack.models);
+      expect((await load('resnet_pt_v0.tar.gz', pt)).status).toBe(200);
+      expect((await load('resnet_trt_v0.tar.gz', trt)).status).toBe(200);
+      const names = await repositoryDirs(stack.repository);
+      expect(names).toHaveLength(2);
+      expect(names.every((n) => n.startsWith('resnet_'))).toBe(true);
+      expect((await triton.modelMetadata(tritonNameFor('resnet_pt_v0.tar.gz'))).platform).toBe(
+        'pytorch_libtorch',
+      );
+      expect((await triton.modelMetadata(tritonNameFor('resnet_trt_v0.tar.gz'))).platform).toBe(
+        'tensorrt_plan',
+      );
+    });
+
+    test('an ensemble artifact: members renamed with the same prefix, unloaded together', async () => {
+      const url = path.join(stack.models, 'ens1', 'model');
+      await sagemakerArtifact(stack.models, 'ens1', 'pre', {
+        config: identityConfig('pre', [{ type: 'TYPE_FP32', dims: [3] }]),
+        versions: { '1': { 'model.py': 1 } },
+      });
+      await sagemakerArtifact(stack.models, 'ens1', 'pipeline', {
+        config: `name: "pipeline"
+platform: "ensemble"
+input { name: "X" data_type: TYPE_FP32 dims: [3] }
+output { name: "Y" data_type: TYPE_FP32 dims: [3] }
+ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key: "INPUT0" value: "X" } output_map { key: "OUTPUT0" value: "Y" } } }`,
+        versions: { '1': {} },
+      });
+      expect((await load('ens1', url)).status).toBe(200);
+      const top = tritonNameFor('ens1');
+      expect(await repositoryDirs(stack.repository)).toEqual([top, `${top}--pre`]);
+      const staged = readModelConfig(
+        parsePbtxt(await fs.readFile(path.join(stack.repository, top, 'config.pbtxt'), 'utf8')),
+      );
+      expect(staged.ensembleSteps[0].modelName).toBe(`${top}--pre`);
+      const inv = await request(stack.url, 'POST', '/models/ens1/invoke', {
+        inputs: [{ name: 'X', datatype: 'FP32', shape: [3], data: [1, 2, 3] }],
+      });
+      expect(inv.status).toBe(200);
+      expect(inv.json().outputs).toEqual([{ name: 'Y', datatype: 'FP32', shape: [3], data: [1, 2, 3] }]);
+      expect((await request(stack.url, 'DELETE', '/models/ens1')).status).toBe(200);
+      expect(stack.emulator.loadedModels()).toEqual([]);
+      expect(await repositoryDirs(stack.repository)).toEqual([]);
+    });
+
+    test('model names are opaque: slashes and dots never escape the repository', async () => {
+      const url = await sagemakerArtifact(stack.models, 'n1', 'm', identity('m'));
+      for (const name of ['dir/resnet_pt_v0.tar.gz', '../../etc/passwd', '.', '..']) {
+        expect((await load(name, url)).status).toBe(200);
+      }
+      // '.' and '..' cannot be addressed in a URL path (clients normalise them away); the others can.
+      for (const name of ['dir/resnet_pt_v0.tar.gz', '../../etc/passwd']) {
+        const get = await request(stack.url, 'GET', `/models/${encodeURIComponent(name)}`);
+        expect(get.status).toBe(200);
+        expect(get.json().modelName).toBe(name);
+      }
+      const listed = (await request(stack.url, 'GET', '/models')).json().models as { modelName: string }[];
+      expect(listed.map((m) => m.modelName)).toEqual([
+        '.',
+        '..',
+        '../../etc/passwd',
+        'dir/resnet_pt_v0.tar.gz',
+      ]);
+      const dirs = await repositoryDirs(stack.repository);
+      expect(dirs).toHaveLength(4);
+      for (const d of dirs) expect(d).toMatch(/^[A-Za-z0-9_.-]+-[0-9a-f]{12}$/);
+      // Nothing was written outside the repository.
+      expect((await fs.readdir(path.dirname(stack.repository))).sort()).toEqual([
+        'opt-ml-models',
+        'repository',
+      ]);
+    });
+  });
+
+  describe('GET /models and GET|DELETE /models/<name>', () => {
+    test('list with working pagination in a stable order', async () => {
+      const url = await sagemakerArtifact(stack.models, 'p', 'm', identity('m'));
+      const names = ['e', 'b', 'a', 'd', 'c'];
+      for (const n of names) expect((await load(n, url)).status).toBe(200);
+      const seen: string[] = [];
+      let token: string | undefined;
+      let pages = 0;
+      do {
+        const q = `?max_results=2${token ? `&next_page_token=${encodeURIComponent(token)}` : ''}`;
+        const r = await request(stack.url, 'GET', `/models${q}`);
+        expect(r.status).toBe(200);
+        const body = r.json() as {
+          models: { modelName: string; modelUrl: string }[];
+          nextPageToken?: string;
+        };
+        expect(body.models.length).toBeLessThanOrEqual(2);
+        for (const m of body.models) expect(m.modelUrl).toBe(url);
+        seen.push(...body.models.map((m) => m.modelName));
+        token = body.nextPageToken;
+        pages++;
+      } while (token);
+      expect(pages).toBe(3);
+      expect(seen).toEqual(['a', 'b', 'c', 'd', 'e']);
+      const all = (await request(stack.url, 'GET', '/models')).json();
+      expect(all).toEqual({
+        models: ['a', 'b', 'c', 'd', 'e'].map((n) => ({ modelName: n, modelUrl: url })),
+      });
+      expect((await request(stack.url, 'GET', '/models?max_results=0')).status).toBe(400);
+      expect((await request(stack.url, 'GET', '/models?next_page_token=garbage')).status).toBe(400);
+    });
+
+    test('GET and DELETE of an unknown model are 404', async () => {
+      const get = await request(stack.url, 'GET', '/models/nope');
+      expect(get.status).toBe(404);
+      expect(get.json()).toEqual({ error: "model 'nope' is not loaded" });
+      expect((await request(stack.url, 'DELETE', '/models/nope')).status).toBe(404);
+    });
+
+    test('DELETE unloads, waits for Triton, removes the staged directory, keeps the SageMaker directory', async () => {
+      stack.emulator.setLatency({ unloadMs: 100 });
+      const url = await sagemakerArtifact(stack.models, 'del', 'm', identity('m'));
+      await load('del', url);
+      const r = await request(stack.url, 'DELETE', '/models/del');
+      expect(r.status).toBe(200);
+      // Resources are reclaimed by the time DELETE answers.
+      expect(await triton.repositoryIndex()).not.toContainEqual(
+        expect.objectContaining({ state: 'UNLOADING' }),
+      );
+      expect(stack.emulator.loadedModels()).toEqual([]);
+      expect(await repositoryDirs(stack.repository)).toEqual([]);
+      expect(await fs.readdir(url)).toEqual(['m']);
+      expect((await request(stack.url, 'GET', '/models/del')).status).toBe(404);
+      // It can be loaded again.
+      expect((await load('del', url)).status).toBe(200);
+    });
+
+    test('wrong methods are 405 and unknown routes 404', async () => {
+      expect((await request(stack.url, 'PUT', '/models')).status).toBe(405);
+      expect((await request(stack.url, 'POST', '/models/x')).status).toBe(405);
+      expect((await request(stack.url, 'GET', '/models/x/invoke')).status).toBe(405);
+      expect((await request(stack.url, 'GET', '/invocations')).status).toBe(405);
+      const r = await request(stack.url, 'GET', '/v2/health/ready');
+      expect(r.status).toBe(404);
+      expect(r.json()).toEqual({ error: 'no route for GET /v2/health/ready' });
+    });
+  });
+});
