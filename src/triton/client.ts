@@ -322,8 +322,8 @@ export class TritonClient implements TritonControl {
       } catch (err) {
         const retryable = err instanceof TritonError && err.grpcCode === grpc.status.UNAVAILABLE;
         if (!retryable || attempt >= attempts) throw err;
-        // Full jitter keeps many agents from reconnecting in lockstep after a Triton restart.
-        await sleep(Math.random() * delay);
+        // Equal jitter: at least half the backoff (a reconnect needs time), and agents do not retry in lockstep.
+        await sleep(delay / 2 + (Math.random() * delay) / 2);
         delay = Math.min(this.retry.maxDelayMs, delay * 2);
       }
     }

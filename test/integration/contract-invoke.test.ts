@@ -337,6 +337,13 @@ describe('SageMaker MME invoke', () => {
     expect(r.json().error).toMatch(/CUDA out of memory/);
   });
 
+  test('502 when Triton fails the inference for its own reasons', async () => {
+    stack.emulator.failNextInfer(tritonNameFor('one'), grpc.status.INTERNAL, 'Internal: backend crashed');
+    const r = await invoke('one', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }] });
+    expect(r.status).toBe(502);
+    expect(r.json()).toEqual({ error: 'Internal: backend crashed' });
+  });
+
   test('/invocations: TargetModel header, else the only or default model', async () => {
     const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [9] }] };
     const ambiguous = await request(stack.url, 'POST', '/invocations', body);

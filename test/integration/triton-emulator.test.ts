@@ -485,7 +485,10 @@ ensemble_scheduling { step { model_name: "ghost" model_version: -1 input_map { k
     expect(emulator.gpu.usedBytes()).toBe(0);
     await emulator.restart();
     expect(emulator.grpcAddress).toBe(`127.0.0.1:${port}`);
-    const fresh = new TritonClient({ address: emulator.grpcAddress });
+    const fresh = new TritonClient({
+      address: emulator.grpcAddress,
+      retry: { attempts: 20, maxDelayMs: 200 },
+    });
     try {
       expect(await fresh.serverLive()).toBe(true);
       expect(await fresh.modelReady('c')).toBe(false);
