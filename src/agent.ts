@@ -1,6 +1,6 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RepositoryStager } from './artifacts';
+import { ArtifactFetcher, DiskCache, FileSource, RepositoryStager, S3Source } from './artifacts';
 import type { AgentConfig } from './config';
 import { messageOf } from './errors';
 import { createApp } from './http';
@@ -20,6 +20,8 @@ export interface AgentParts {
 export class Agent {
   readonly triton: TritonControl;
   readonly stager: RepositoryStager;
+  readonly cache: DiskCache;
+  readonly fetcher: ArtifactFetcher;
   readonly registry: ModelRegistry;
   private server: http.Server | undefined;
 
@@ -35,10 +37,33 @@ export class Agent {
         deadlines: { load: config.loadTimeoutMs, infer: config.invokeTimeoutMs },
       });
     this.stager = new RepositoryStager(config.modelRepository, config.stagingDir, config.stageMode);
+    this.cache = new DiskCache(config.cacheDir, config.cacheBytes);
+    this.fetcher = new ArtifactFetcher({
+      sources: [
+        new FileSource(),
+        new S3Source({
+          region: config.awsRegion ?? process.env.AWS_DEFAULT_REGION,
+          endpoint: config.s3Endpoint,
+          forcePathStyle: config.s3ForcePathStyle,
+          maxAttempts: config.s3MaxAttempts,
+          resumeAttempts: config.s3ResumeAttempts,
+          stallTimeoutMs: config.s3StallTimeoutMs,
+        }),
+      ],
+      cache: this.cache,
+      limits: { maxBytes: config.maxArtifactBytes, maxEntries: config.maxArtifactEntries },
+      concurrency: config.fetchConcurrency,
+      progressIntervalMs: config.progressLogMs,
+      logger,
+    });
     this.registry = new ModelRegistry(
       this.triton,
       this.stager,
+      this.fetcher,
       {
+        modelDataUrl: config.modelDataUrl,
+        coldLoadWaitMs: config.coldLoadWaitMs,
+        failureTtlMs: config.failureTtlMs,
         loadTimeoutMs: config.loadTimeoutMs,
         invokeTimeoutMs: config.invokeTimeoutMs,
         unloadTimeoutMs: config.unloadTimeoutMs,
@@ -61,6 +86,7 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.stager.cleanStaging();
+    await this.cache.open();
     await this.forgetPreviousRun();
     const app = createApp({
       registry: this.registry,
@@ -119,6 +145,7 @@ export class Agent {
       await closed;
       clearTimeout(timer);
     }
+    this.registry.close();
     this.triton.close();
   }
 }

@@ -21,6 +21,21 @@ export interface AgentConfig {
   unloadDrainTimeoutMs: number;
   unloadPollMs: number;
   listPageSize: number;
+  cacheDir: string;
+  cacheBytes: number;
+  modelDataUrl: string | undefined;
+  awsRegion: string | undefined;
+  s3Endpoint: string | undefined;
+  s3ForcePathStyle: boolean;
+  s3MaxAttempts: number;
+  s3ResumeAttempts: number;
+  s3StallTimeoutMs: number;
+  maxArtifactBytes: number;
+  maxArtifactEntries: number;
+  fetchConcurrency: number;
+  coldLoadWaitMs: number;
+  failureTtlMs: number;
+  progressLogMs: number;
   logLevel: string;
 }
 
@@ -85,6 +100,16 @@ const absolutePath: Parser<string> = (raw, name) => {
   const v = raw.trim();
   if (!v.startsWith('/')) throw new ConfigError(`${name} must be an absolute path, got '${raw}'`);
   return v.replace(/\/+$/, '') || '/';
+};
+
+const optionalHttpUrl: Parser<string | undefined> = (raw, name) =>
+  raw.trim() === '' ? undefined : httpUrl(raw, name);
+
+const modelDataUrl: Parser<string | undefined> = (raw, name) => {
+  const v = raw.trim();
+  if (v === '') return undefined;
+  if (/^s3:\/\/[^/]+(\/.*)?$/.test(v) || /^file:\/\/\/.+/.test(v)) return v.endsWith('/') ? v : `${v}/`;
+  throw new ConfigError(`${name} must be s3://bucket/prefix/ or file:///dir/, got '${raw}'`);
 };
 
 const oneOf =
@@ -207,6 +232,113 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning: 'GET /models page size when the caller gives no max_results',
     fallback: '1000',
     parse: integer(1),
+  },
+  {
+    key: 'cacheDir',
+    env: 'MODEL_CACHE_DIR',
+    meaning: 'where unpacked artifacts are kept (Triton must see the same path: staged models link into it)',
+    fallback: '<TRITON_MODEL_REPOSITORY>/.cache',
+    parse: absolutePath,
+  },
+  {
+    key: 'cacheBytes',
+    env: 'MODEL_CACHE_BYTES',
+    meaning: 'disk budget of the artifact cache; unused artifacts are removed least recently used first',
+    fallback: String(20 * 1024 ** 3),
+    parse: integer(1),
+  },
+  {
+    key: 'modelDataUrl',
+    env: 'MODEL_DATA_URL',
+    meaning:
+      "s3://bucket/prefix/ or file:///dir/: invoking an unknown model name loads <prefix><name> (SageMaker's ModelDataUrl)",
+    parse: modelDataUrl,
+  },
+  {
+    key: 'awsRegion',
+    env: 'AWS_REGION',
+    meaning:
+      "region of the S3 bucket (else the AWS SDK's chain: AWS_DEFAULT_REGION, profile); SageMaker sets it",
+    parse: optionalText,
+  },
+  {
+    key: 's3Endpoint',
+    env: 'AWS_ENDPOINT_URL_S3',
+    meaning:
+      "a custom S3 endpoint (MinIO, a local store); credentials and region come from the AWS SDK's standard chain",
+    parse: optionalHttpUrl,
+  },
+  {
+    key: 's3ForcePathStyle',
+    env: 'S3_FORCE_PATH_STYLE',
+    meaning: 'path-style S3 URLs, which MinIO-like stores need',
+    fallback: 'false',
+    parse: boolean,
+  },
+  {
+    key: 's3MaxAttempts',
+    env: 'AGENT_S3_MAX_ATTEMPTS',
+    meaning: 'attempts per S3 request (throttling, 5xx and connection errors are retried with backoff)',
+    fallback: '5',
+    parse: integer(1, 20),
+  },
+  {
+    key: 's3ResumeAttempts',
+    env: 'AGENT_S3_RESUME_ATTEMPTS',
+    meaning: 'times a download that breaks off or stalls resumes from where it stopped',
+    fallback: '5',
+    parse: integer(0, 100),
+  },
+  {
+    key: 's3StallTimeoutMs',
+    env: 'AGENT_S3_STALL_TIMEOUT_MS',
+    meaning: 'a download that receives nothing for this long is resumed',
+    fallback: '30000',
+    parse: integer(1),
+  },
+  {
+    key: 'maxArtifactBytes',
+    env: 'AGENT_MAX_ARTIFACT_BYTES',
+    meaning: 'largest unpacked artifact (counted while unpacking; stops tar bombs)',
+    fallback: String(64 * 1024 ** 3),
+    parse: integer(1),
+  },
+  {
+    key: 'maxArtifactEntries',
+    env: 'AGENT_MAX_ARTIFACT_ENTRIES',
+    meaning: 'most entries one archive may hold',
+    fallback: '100000',
+    parse: integer(1),
+  },
+  {
+    key: 'fetchConcurrency',
+    env: 'AGENT_FETCH_CONCURRENCY',
+    meaning: 'artifacts downloaded at once (more wait their turn)',
+    fallback: '4',
+    parse: integer(1, 64),
+  },
+  {
+    key: 'coldLoadWaitMs',
+    env: 'AGENT_COLD_LOAD_WAIT_MS',
+    meaning:
+      "how long an invocation waits for its model to load before a retryable not-ready answer (SageMaker's is 60 s); the load goes on",
+    fallback: '60000',
+    parse: integer(0),
+  },
+  {
+    key: 'failureTtlMs',
+    env: 'AGENT_FAILURE_TTL_MS',
+    meaning:
+      'how long a failed lazy load is remembered and answered at once (a changed artifact is retried sooner)',
+    fallback: '30000',
+    parse: integer(1000),
+  },
+  {
+    key: 'progressLogMs',
+    env: 'AGENT_PROGRESS_LOG_MS',
+    meaning: 'interval of progress logs during downloads',
+    fallback: '5000',
+    parse: integer(100),
   },
   {
     key: 'logLevel',

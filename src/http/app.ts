@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import * as path from 'node:path';
 import express, { type Request, type Response } from 'express';
-import { AgentError, ErrorCode } from '../errors';
+import { localPath, parseS3Url } from '../artifacts';
+import { AgentError, ErrorCode, isAgentError } from '../errors';
 import { bodyFormat, decodeInvokeBody, encodeInvokeResponse, type EncodedResponse } from '../inference';
 import type { ModelRegistry, ModelRecord } from '../models';
 import type { Logger } from '../observability';
@@ -59,16 +59,16 @@ export function checkModelName(name: unknown, field = 'model_name'): string {
   return name;
 }
 
-/** Checks a load url: for now an absolute local directory, never under /dev, /proc or /sys. */
+/** Checks a load url: an absolute path or file:// URL (directory or archive), or s3://bucket/key. */
 function checkModelUrl(url: unknown): string {
   if (typeof url !== 'string' || url.trim() === '') throw bad('"url" must be a non-empty string');
-  let p = url.trim();
-  if (p.startsWith('file://')) p = decodeURIComponent(new URL(p).pathname);
-  if (!path.isAbsolute(p))
-    throw bad(`"url" must be an absolute directory path (e.g. /opt/ml/models/<name>/model), got '${url}'`);
-  const normal = path.resolve(p);
-  if (/^\/(dev|proc|sys)(\/|$)/.test(normal)) throw bad(`"url" may not point into ${normal.split('/')[1]}`);
-  return normal;
+  const u = url.trim();
+  if (u.startsWith('s3://')) {
+    parseS3Url(u);
+    return u;
+  }
+  const p = localPath(u);
+  return u.startsWith('file://') ? u : p;
 }
 
 interface PageToken {
@@ -254,7 +254,12 @@ export function createApp(deps: AppDeps): express.Express {
       const name = checkModelName(doc.model_name);
       const url = checkModelUrl(doc.url);
       const target = header(req, TARGET_MODEL);
-      const record = await registry.load(name, url, target);
+      const record = await registry.load(name, url, target).catch((err: unknown) => {
+        // For a load request a missing artifact is a bad request, as SageMaker's contract has it.
+        if (isAgentError(err, ErrorCode.ArtifactNotFound))
+          throw new AgentError(ErrorCode.BadRequest, err.message);
+        throw err;
+      });
       res.status(200).json(describe(record));
     },
   });
@@ -271,6 +276,15 @@ export function createApp(deps: AppDeps): express.Express {
     DELETE: async (req, res) => {
       await registry.unload(String(req.params.name));
       res.status(200).end();
+    },
+  });
+
+  route('/models/:name/status', {
+    GET: async (req, res) => {
+      const name = String(req.params.name);
+      const status = registry.status(name);
+      if (!status) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not known`);
+      res.status(200).json(status);
     },
   });
 

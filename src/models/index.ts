@@ -5,5 +5,8 @@ export {
   type Lease,
   type ModelRecord,
   type ModelState,
+  type ModelStatus,
+  type LoadPhase,
+  lazyUrl,
   type RegistryOptions,
 } from './model-registry';

@@ -1,5 +1,13 @@
+import NodeCache from 'node-cache';
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
-import { inspectArtifact, tritonNameFor, type Stager, type StagedModel } from '../artifacts';
+import {
+  inspectArtifact,
+  tritonNameFor,
+  type ArtifactFetcher,
+  type LocalArtifact,
+  type StagedModel,
+  type Stager,
+} from '../artifacts';
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import { TritonError, type TritonControl, type ModelInferRequest, type ModelInferResponse } from '../triton';
 import type { Logger } from '../observability';
@@ -13,6 +21,9 @@ export const systemClock: Clock = { now: () => Date.now() };
 
 export type ModelState = 'loading' | 'ready' | 'unloading';
 
+/** What a loading model is doing, for the status route and logs. */
+export type LoadPhase = 'fetching' | 'staging' | 'loading';
+
 /** One MME model name and everything the agent knows about it. */
 export interface ModelRecord {
   readonly name: string;
@@ -21,9 +32,16 @@ export interface ModelRecord {
   readonly tritonName: string;
   /** `X-Amzn-SageMaker-Target-Model` sent with the load, if any. */
   readonly targetModel: string | undefined;
+  /** Loaded on first invocation from MODEL_DATA_URL rather than by POST /models. */
+  readonly lazy: boolean;
   state: ModelState;
+  phase: LoadPhase | undefined;
+  /** Download progress while fetching. */
+  progress: { bytes: number; totalBytes: number } | undefined;
   /** Requests in flight; a pinned model is never unloaded under them. */
   pins: number;
+  /** The local copy of the artifact (held in the disk cache while the model is registered). */
+  artifact: LocalArtifact | undefined;
   staged: StagedModel | undefined;
   io: ModelIO | undefined;
   loadedAt: number | undefined;
@@ -35,6 +53,12 @@ export interface ModelRecord {
 }
 
 export interface RegistryOptions {
+  /** `s3://bucket/prefix/` or `file:///dir/`: invoking an unknown name loads `<prefix><name>`. */
+  modelDataUrl: string | undefined;
+  /** How long an invocation waits for its model to finish loading before a retryable not-ready answer. */
+  coldLoadWaitMs: number;
+  /** How long a failed lazy load is remembered (the same error, at once, without fetching again). */
+  failureTtlMs: number;
   loadTimeoutMs: number;
   invokeTimeoutMs: number;
   unloadTimeoutMs: number;
@@ -47,6 +71,34 @@ export interface Lease {
   readonly record: ModelRecord;
   release(): void;
 }
+
+export interface ModelStatus {
+  modelName: string;
+  modelUrl: string;
+  state: LoadPhase | 'resident' | 'unloading' | 'failed';
+  progress?: { bytes: number; totalBytes: number; percent: number };
+  loadedAt?: string;
+  invocations?: number;
+  error?: string;
+}
+
+interface RememberedFailure {
+  error: AgentError;
+  /** The artifact version that failed ('' when it could not be looked up). */
+  version: string;
+  checkedAt: number;
+}
+
+/**
+ * Failures that belong to the artifact or its store, worth answering at once for a while. Capacity and
+ * Triton failures depend on the moment (other models, a restart) and are retried on the next call.
+ */
+const REMEMBERED: ErrorCode[] = [
+  ErrorCode.InvalidModel,
+  ErrorCode.ArtifactNotFound,
+  ErrorCode.BadRequest,
+  ErrorCode.SourceUnavailable,
+];
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -81,22 +133,59 @@ function loadFailure(err: unknown, name: string): AgentError {
   });
 }
 
+/** Resolves `<prefix><name>` for lazy loading, refusing names that would leave the prefix. */
+export function lazyUrl(prefix: string, name: string): string {
+  const parts = name.split('/');
+  if (
+    name.startsWith('/') ||
+    name.includes('\\') ||
+    parts.some((p) => p === '..' || p === '.' || p === '') ||
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f]/.test(name)
+  ) {
+    throw new AgentError(ErrorCode.BadRequest, `model name '${name}' cannot be resolved under ${prefix}`);
+  }
+  const base = prefix.endsWith('/') ? prefix : `${prefix}/`;
+  if (base.startsWith('file://')) return base + parts.map(encodeURIComponent).join('/');
+  return base + name;
+}
+
 /**
  * The registry of MME models and the one path every load and unload goes through. Per-model work is
  * single-flight: concurrent callers await the same promise (`record.transition`). Invocations pin their
- * model; an unload waits (bounded) for the pins to drain.
+ * model; an unload waits (bounded) for the pins to drain. With MODEL_DATA_URL set, invoking an unknown
+ * name registers it and loads it through the same path.
  */
 export class ModelRegistry {
   private readonly records = new Map<string, ModelRecord>();
   private readonly byTarget = new Map<string, ModelRecord>();
+  /** Why a record's load failed, for everyone who waited on it. */
+  private readonly lastFailure = new WeakMap<ModelRecord, AgentError>();
+  /** The artifact version a failed load had seen, when it got that far. */
+  private readonly versionSeen = new WeakMap<ModelRecord, string>();
+  /** Failed lazy loads, remembered for a short time so a storm of invocations does not refetch. */
+  private readonly failures: NodeCache;
+  private readonly reloading = new Map<ModelRecord, Promise<void>>();
 
   constructor(
     private readonly triton: TritonControl,
     private readonly stager: Stager,
+    private readonly fetcher: ArtifactFetcher,
     private readonly options: RegistryOptions,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.failures = new NodeCache({
+      stdTTL: Math.max(1, options.failureTtlMs / 1000),
+      checkperiod: 60,
+      useClones: false,
+    });
+  }
+
+  /** Stops timers (the failure cache's expiry check). */
+  close(): void {
+    this.failures.close();
+  }
 
   /** Models in a stable order (by name). */
   list(): ModelRecord[] {
@@ -113,20 +202,36 @@ export class ModelRegistry {
   }
 
   /**
-   * POST /models: stage the directory at `url` under a fresh Triton name and load it. Resolves once the
-   * model is ready. 409 when the name is already loaded or loading.
+   * POST /models: fetch (or use in place) the artifact at `url`, stage it under its Triton name and load
+   * it. Resolves once the model is ready. 409 when the name is already loaded or loading.
    */
   async load(name: string, url: string, targetModel?: string): Promise<ModelRecord> {
     if (this.records.has(name)) {
       throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
     }
+    const record = this.register(name, url, targetModel, false);
+    await record.transition;
+    if (record.state !== 'ready') {
+      throw (
+        this.lastFailure.get(record) ?? new AgentError(ErrorCode.Internal, `model '${name}' did not load`)
+      );
+    }
+    return record;
+  }
+
+  /** Creates the record and starts its load; `record.transition` settles when the load is over. */
+  private register(name: string, url: string, targetModel: string | undefined, lazy: boolean): ModelRecord {
     const record: ModelRecord = {
       name,
       url,
       tritonName: tritonNameFor(name),
       targetModel,
+      lazy,
       state: 'loading',
+      phase: 'fetching',
+      progress: undefined,
       pins: 0,
+      artifact: undefined,
       staged: undefined,
       io: undefined,
       loadedAt: undefined,
@@ -137,44 +242,67 @@ export class ModelRegistry {
     };
     this.records.set(name, record);
     if (targetModel) this.byTarget.set(targetModel, record);
-    const work = this.stageAndLoad(record);
-    record.transition = work.then(
-      () => undefined,
-      () => undefined,
+    record.transition = this.stageAndLoad(record).then(
+      () => {
+        record.transition = undefined;
+      },
+      (err: unknown) => {
+        const e = isAgentError(err)
+          ? err
+          : new AgentError(ErrorCode.Internal, messageOf(err), { cause: err });
+        this.lastFailure.set(record, e);
+        this.forget(record);
+        record.transition = undefined;
+        if (lazy && REMEMBERED.includes(e.code)) {
+          const version = this.versionSeen.get(record) ?? '';
+          this.failures.set<RememberedFailure>(name, { error: e, version, checkedAt: this.clock.now() });
+        }
+        this.logger.warn('model failed to load', { model: name, url, code: e.code, error: e.message });
+      },
     );
-    try {
-      await work;
-    } catch (err) {
-      this.forget(record);
-      throw err;
-    } finally {
-      record.transition = undefined;
-    }
     return record;
   }
 
   private forget(record: ModelRecord): void {
     if (this.records.get(record.name) === record) this.records.delete(record.name);
-    if (record.targetModel && this.byTarget.get(record.targetModel) === record)
+    if (record.targetModel && this.byTarget.get(record.targetModel) === record) {
       this.byTarget.delete(record.targetModel);
+    }
   }
 
+  /** The one load path: fetch, stage, load, read the model's tensors. Any failure undoes what it did. */
   private async stageAndLoad(record: ModelRecord): Promise<void> {
     const started = this.clock.now();
-    const layout = await inspectArtifact(record.url);
-    record.staged = await this.stager.stage(layout, record.tritonName, {
-      mmeName: record.name,
-      url: record.url,
+    const artifact = await this.fetcher.fetch(record.url, {
+      onProgress: (p) => {
+        record.progress = { bytes: p.bytes, totalBytes: p.totalBytes };
+      },
+      onDescribed: (info) => this.versionSeen.set(record, info.version),
     });
     try {
-      await this.loadIntoTriton(record);
+      record.phase = 'staging';
+      const layout = await inspectArtifact(artifact.dir);
+      const staged = await this.stager.stage(layout, record.tritonName, {
+        mmeName: record.name,
+        url: record.url,
+      });
+      try {
+        record.phase = 'loading';
+        await this.loadIntoTriton(record);
+      } catch (err) {
+        // Leave Triton and the repository as they were: unload anything that did load, remove our files.
+        await this.triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
+        await this.stager.remove(staged).catch(() => undefined);
+        throw err;
+      }
+      record.staged = staged;
     } catch (err) {
-      // Leave Triton and the repository as they were: unload anything that did load, remove our files.
-      await this.triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
-      await this.stager.remove(record.staged).catch(() => undefined);
-      record.staged = undefined;
+      artifact.release();
       throw err;
     }
+    record.artifact = artifact;
+    record.phase = undefined;
+    record.progress = undefined;
     record.state = 'ready';
     record.loadedAt = this.clock.now();
     this.logger.info('model loaded', {
@@ -218,14 +346,14 @@ export class ModelRegistry {
   }
 
   /**
-   * Pins a model for one request. Waits for a load in progress (bounded by the invoke timeout); a model
-   * being unloaded is waited for and then reported unknown.
+   * Pins a model for one request. Waits (bounded by the cold-load wait) for a load in progress, starting a
+   * lazy load for an unknown name when MODEL_DATA_URL is set; a model being unloaded is waited for and
+   * then reported unknown.
    */
   async acquire(nameOrTarget: string): Promise<Lease> {
-    const deadline = this.clock.now() + this.options.invokeTimeoutMs;
+    const deadline = this.clock.now() + this.options.coldLoadWaitMs;
     for (;;) {
-      const record = this.get(nameOrTarget);
-      if (!record) throw new AgentError(ErrorCode.ModelNotFound, `model '${nameOrTarget}' is not loaded`);
+      const record = this.get(nameOrTarget) ?? (await this.startLazyLoad(nameOrTarget));
       if (record.state === 'ready') {
         record.pins++;
         record.lastUsedAt = this.clock.now();
@@ -256,12 +384,41 @@ export class ModelRegistry {
             `model '${nameOrTarget}' is still ${record.state}; try again shortly`,
           ),
       );
+      if ((record.state as ModelState) !== 'ready' && !this.records.has(record.name)) {
+        // Its load failed (or it was unloaded) while we waited: the same answer its loader got.
+        const failure = this.lastFailure.get(record);
+        if (failure) throw failure;
+      }
     }
   }
 
   /**
+   * An unknown name with MODEL_DATA_URL set: load `<prefix><name>` through the one load path. A recent
+   * failure of the same artifact version is answered at once; a changed artifact is tried again.
+   */
+  private async startLazyLoad(name: string): Promise<ModelRecord> {
+    const prefix = this.options.modelDataUrl;
+    if (!prefix) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
+    const url = lazyUrl(prefix, name);
+    const failed = this.failures.get<RememberedFailure>(name);
+    if (failed) {
+      // Look at the artifact again at most once a second, so a storm of calls is not a storm of HEADs.
+      if (this.clock.now() - failed.checkedAt < 1000) throw failed.error;
+      failed.checkedAt = this.clock.now();
+      const version = await this.fetcher.describe(url).then(
+        (i) => i.version,
+        () => '',
+      );
+      if (version === failed.version) throw failed.error;
+      this.failures.del(name);
+    }
+    // Another caller may have started it while we looked.
+    return this.get(name) ?? this.register(name, url, undefined, true);
+  }
+
+  /**
    * Runs one inference on a pinned model. If Triton no longer has the model (it restarted), the model is
-   * loaded again through the one load path and the request is retried once.
+   * loaded again and the request is retried once.
    */
   async infer(lease: Lease, request: Omit<ModelInferRequest, 'model_name'>): Promise<ModelInferResponse> {
     const record = lease.record;
@@ -287,8 +444,6 @@ export class ModelRegistry {
     }
   }
 
-  private reloading = new Map<ModelRecord, Promise<void>>();
-
   /** Loads a model Triton lost again; concurrent callers share one load. */
   private reload(record: ModelRecord): Promise<void> {
     let p = this.reloading.get(record);
@@ -297,6 +452,30 @@ export class ModelRegistry {
       this.reloading.set(record, p);
     }
     return p;
+  }
+
+  /** A model's state for the status route, including a remembered failure. */
+  status(name: string): ModelStatus | undefined {
+    const r = this.get(name);
+    if (r) {
+      const state =
+        r.state === 'ready' ? 'resident' : r.state === 'unloading' ? 'unloading' : (r.phase ?? 'fetching');
+      const out: ModelStatus = { modelName: r.name, modelUrl: r.url, state, invocations: r.invocations };
+      if (r.progress && r.phase === 'fetching') {
+        const { bytes, totalBytes } = r.progress;
+        out.progress = {
+          bytes,
+          totalBytes,
+          percent: totalBytes > 0 ? Math.round((1000 * bytes) / totalBytes) / 10 : 0,
+        };
+      }
+      if (r.loadedAt !== undefined) out.loadedAt = new Date(r.loadedAt).toISOString();
+      return out;
+    }
+    const failed = this.failures.get<RememberedFailure>(name);
+    if (!failed) return undefined;
+    const url = this.options.modelDataUrl ? lazyUrl(this.options.modelDataUrl, name) : '';
+    return { modelName: name, modelUrl: url, state: 'failed', error: failed.error.message };
   }
 
   /**
@@ -353,6 +532,9 @@ export class ModelRegistry {
     const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
     await this.waitUnloaded(names, record.name);
     if (record.staged) await this.stager.remove(record.staged);
+    record.staged = undefined;
+    record.artifact?.release();
+    record.artifact = undefined;
     this.logger.info('model unloaded', { model: record.name, tritonName: record.tritonName });
   }
 

@@ -124,18 +124,23 @@ describe('SageMaker MME control routes', () => {
       ['not an object', '[1]', 400, /must be a JSON object/],
       ['missing model_name', JSON.stringify({ url: '/x' }), 400, /"model_name" must be a non-empty string/],
       ['missing url', JSON.stringify({ model_name: 'x' }), 400, /"url" must be a non-empty string/],
-      ['relative url', JSON.stringify({ model_name: 'x', url: 'models/x' }), 400, /absolute directory path/],
+      [
+        'relative url',
+        JSON.stringify({ model_name: 'x', url: 'models/x' }),
+        400,
+        /is not an absolute path, a file:\/\/ URL or an s3:\/\/ URL/,
+      ],
       [
         'url in /proc',
         JSON.stringify({ model_name: 'x', url: '/proc/self' }),
         400,
-        /may not point into proc/,
+        /may not point into \/proc/,
       ],
       [
         'missing directory',
         JSON.stringify({ model_name: 'x', url: '/nonexistent/model' }),
         400,
-        /does not exist/,
+        /model artifact not found: \/nonexistent\/model/,
       ],
       ['control characters', JSON.stringify({ model_name: 'a\nb', url: '/x' }), 400, /control characters/],
     ])('400 for %s', async (_label, body, status, message) => {

@@ -27,7 +27,7 @@ describe('SageMaker Runtime InvokeEndpoint with @aws-sdk/client-sagemaker-runtim
   beforeAll(async () => {
     stack = await startStack({
       emulator: { gpuMemoryBytes: 64 * MiB },
-      env: { AGENT_INVOKE_TIMEOUT_MS: '500' },
+      env: { AGENT_COLD_LOAD_WAIT_MS: '300' },
     });
     const { pt, trt } = await launchPostArtifacts(stack.models);
     for (const [name, url] of [
