@@ -1,15 +1,25 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
 import { ArtifactFetcher, DiskCache, FileSource, RepositoryStager, S3Source } from './artifacts';
 import type { AgentConfig } from './config';
 import { messageOf } from './errors';
 import { createApp } from './http';
-import { ModelRegistry, systemClock, type Clock } from './models';
+import {
+  CapacityModel,
+  ModelRegistry,
+  TritonGpuProbe,
+  createPolicy,
+  systemClock,
+  type Clock,
+  type GpuMemoryProbe,
+} from './models';
 import type { Logger } from './observability';
-import { TritonClient, type TritonControl } from './triton';
+import { TritonClient, TritonMetricsReader, type TritonControl } from './triton';
 
 export interface AgentParts {
   triton?: TritonControl;
+  gpu?: GpuMemoryProbe;
   clock?: Clock;
 }
 
@@ -22,6 +32,7 @@ export class Agent {
   readonly stager: RepositoryStager;
   readonly cache: DiskCache;
   readonly fetcher: ArtifactFetcher;
+  readonly capacity: CapacityModel | undefined;
   readonly registry: ModelRegistry;
   private server: http.Server | undefined;
 
@@ -56,10 +67,33 @@ export class Agent {
       progressIntervalMs: config.progressLogMs,
       logger,
     });
+    const clock = parts.clock ?? systemClock;
+    const evicting = config.evictionPolicy !== 'none';
+    this.capacity = evicting
+      ? new CapacityModel(
+          parts.gpu ?? new TritonGpuProbe(new TritonMetricsReader(config.tritonMetricsUrl)),
+          {
+            headroomBytes: config.gpuHeadroomBytes,
+            maxResident: config.maxResidentModels,
+            footprintFactor: config.footprintFactor,
+            metricsIntervalMs: config.metricsIntervalMs,
+            footprintsFile: path.join(config.cacheDir, 'footprints.json'),
+          },
+          () => clock.now(),
+        )
+      : undefined;
     this.registry = new ModelRegistry(
-      this.triton,
-      this.stager,
-      this.fetcher,
+      {
+        triton: this.triton,
+        stager: this.stager,
+        fetcher: this.fetcher,
+        capacity: this.capacity,
+        policy: evicting
+          ? createPolicy(config.evictionPolicy, { churnGuard: config.churnGuardMs })
+          : undefined,
+        logger,
+        clock,
+      },
       {
         modelDataUrl: config.modelDataUrl,
         coldLoadWaitMs: config.coldLoadWaitMs,
@@ -69,9 +103,10 @@ export class Agent {
         unloadTimeoutMs: config.unloadTimeoutMs,
         unloadDrainTimeoutMs: config.unloadDrainTimeoutMs,
         unloadPollMs: config.unloadPollMs,
+        oomRetries: config.oomRetries,
+        releaseWaitMs: config.releaseWaitMs,
+        idleUnloadMs: config.idleUnloadMs,
       },
-      logger,
-      parts.clock ?? systemClock,
     );
   }
 
@@ -87,6 +122,7 @@ export class Agent {
   async start(): Promise<void> {
     await this.stager.cleanStaging();
     await this.cache.open();
+    await this.capacity?.open();
     await this.forgetPreviousRun();
     const app = createApp({
       registry: this.registry,

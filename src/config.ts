@@ -36,6 +36,15 @@ export interface AgentConfig {
   coldLoadWaitMs: number;
   failureTtlMs: number;
   progressLogMs: number;
+  evictionPolicy: 'adaptive' | 'gdsf' | 'gdsf-aged' | 'lru' | 'none';
+  gpuHeadroomBytes: number;
+  maxResidentModels: number;
+  footprintFactor: number;
+  metricsIntervalMs: number;
+  oomRetries: number;
+  releaseWaitMs: number;
+  churnGuardMs: number;
+  idleUnloadMs: number;
   logLevel: string;
 }
 
@@ -110,6 +119,12 @@ const modelDataUrl: Parser<string | undefined> = (raw, name) => {
   if (v === '') return undefined;
   if (/^s3:\/\/[^/]+(\/.*)?$/.test(v) || /^file:\/\/\/.+/.test(v)) return v.endsWith('/') ? v : `${v}/`;
   throw new ConfigError(`${name} must be s3://bucket/prefix/ or file:///dir/, got '${raw}'`);
+};
+
+const positiveNumber: Parser<number> = (raw, name) => {
+  const n = Number(raw.trim());
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${name} must be a positive number, got '${raw}'`);
+  return n;
 };
 
 const oneOf =
@@ -339,6 +354,72 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning: 'interval of progress logs during downloads',
     fallback: '5000',
     parse: integer(100),
+  },
+  {
+    key: 'evictionPolicy',
+    env: 'AGENT_EVICTION_POLICY',
+    meaning:
+      'which resident models leave the GPU to make room: adaptive (shadow-tested experts), gdsf-aged, gdsf, lru, or none (no eviction)',
+    fallback: 'adaptive',
+    parse: oneOf('adaptive', 'gdsf-aged', 'gdsf', 'lru', 'none'),
+  },
+  {
+    key: 'gpuHeadroomBytes',
+    env: 'AGENT_GPU_HEADROOM_BYTES',
+    meaning: 'GPU memory always kept free for activations and allocator caches',
+    fallback: String(1024 ** 3),
+    parse: integer(0),
+  },
+  {
+    key: 'maxResidentModels',
+    env: 'AGENT_MAX_RESIDENT_MODELS',
+    meaning: 'most models on the GPU at once (0: no limit but memory)',
+    fallback: '0',
+    parse: integer(0),
+  },
+  {
+    key: 'footprintFactor',
+    env: 'AGENT_FOOTPRINT_FACTOR',
+    meaning: "estimated GPU bytes = unpacked artifact bytes × this, until the model's load has been measured",
+    fallback: '1.25',
+    parse: positiveNumber,
+  },
+  {
+    key: 'metricsIntervalMs',
+    env: 'AGENT_METRICS_INTERVAL_MS',
+    meaning:
+      "Triton's --metrics-interval-ms: how stale a GPU memory sample may be (start Triton with 500 or less)",
+    fallback: '2000',
+    parse: integer(1),
+  },
+  {
+    key: 'oomRetries',
+    env: 'AGENT_OOM_RETRIES',
+    meaning: 'times a load that Triton fails out of memory evicts more and retries before answering 507',
+    fallback: '2',
+    parse: integer(0, 10),
+  },
+  {
+    key: 'releaseWaitMs',
+    env: 'AGENT_GPU_RELEASE_WAIT_MS',
+    meaning: 'how long memory freed by an eviction may take to show before more models are evicted for it',
+    fallback: '10000',
+    parse: integer(0),
+  },
+  {
+    key: 'churnGuardMs',
+    env: 'AGENT_CHURN_GUARD_MS',
+    meaning: 'models used this recently are evicted only when nothing else frees enough (0: off)',
+    fallback: '2000',
+    parse: integer(0),
+  },
+  {
+    key: 'idleUnloadMs',
+    env: 'AGENT_IDLE_UNLOAD_MS',
+    meaning:
+      'unload models idle this long ahead of need (0: off; SageMaker keeps them until memory is needed)',
+    fallback: '0',
+    parse: integer(0),
   },
   {
     key: 'logLevel',

@@ -4,7 +4,7 @@ import { AgentError, ErrorCode } from '../errors';
 import type { Logger } from '../observability';
 import { inspectArtifact } from './artifact-layout';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
-import type { CacheEntry, DiskCache } from './disk-cache';
+import { dirBytes, type CacheEntry, type DiskCache } from './disk-cache';
 import { unpackTar, type UnpackLimits } from './unpack';
 
 /** An artifact available on local disk, held (not evictable) until released. */
@@ -12,6 +12,10 @@ export interface LocalArtifact {
   dir: string;
   info: ArtifactInfo;
   entry: CacheEntry | undefined;
+  /** Unpacked bytes on disk (the basis of a GPU footprint estimate). */
+  bytes: number;
+  /** Time spent downloading and unpacking for this call (0 when it was already on disk). */
+  fetchMs: number;
   release(): void;
 }
 
@@ -102,10 +106,21 @@ export class ArtifactFetcher {
     const source = this.sourceFor(url);
     const info = await source.describe(url);
     onDescribed?.(info);
-    if (info.kind === 'directory')
-      return { dir: info.path as string, info, entry: undefined, release: () => undefined };
+    if (info.kind === 'directory') {
+      const dir = info.path as string;
+      return {
+        dir,
+        info,
+        entry: undefined,
+        bytes: await dirBytes(dir),
+        fetchMs: 0,
+        release: () => undefined,
+      };
+    }
     const { cache } = this.options;
     let entry = cache.lookup(url, info.version);
+    const started = Date.now();
+    let fetchMs = 0;
     if (!entry) {
       const key = `${url}\u0000${info.version}`;
       let p = this.inflight.get(key);
@@ -116,6 +131,7 @@ export class ArtifactFetcher {
         this.inflight.set(key, p);
       }
       entry = await p;
+      fetchMs = Date.now() - started;
     }
     cache.retain(entry);
     let released = false;
@@ -124,6 +140,8 @@ export class ArtifactFetcher {
       dir: entry.dir,
       info,
       entry,
+      bytes: entry.bytes,
+      fetchMs,
       release: () => {
         if (released) return;
         released = true;

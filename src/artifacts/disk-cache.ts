@@ -23,7 +23,8 @@ interface EntryMeta {
   lastUsed: number;
 }
 
-async function dirBytes(p: string): Promise<number> {
+/** Bytes of the regular files under `p` (symlinks are not followed). */
+export async function dirBytes(p: string): Promise<number> {
   let total = 0;
   for (const e of await fsp.readdir(p, { withFileTypes: true })) {
     const full = path.join(p, e.name);

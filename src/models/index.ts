@@ -1,4 +1,13 @@
 export {
+  CapacityModel,
+  TritonGpuProbe,
+  type CapacityOptions,
+  type GpuMemoryProbe,
+  type GpuSample,
+} from './capacity';
+export * from './eviction';
+export {
+  DECLARED_GPU_BYTES_PARAMETER,
   ModelRegistry,
   systemClock,
   type Clock,
@@ -9,4 +18,5 @@ export {
   type LoadPhase,
   lazyUrl,
   type RegistryOptions,
+  type RegistryParts,
 } from './model-registry';

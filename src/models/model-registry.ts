@@ -11,6 +11,8 @@ import {
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import { TritonError, type TritonControl, type ModelInferRequest, type ModelInferResponse } from '../triton';
 import type { Logger } from '../observability';
+import type { CapacityModel, GpuSample } from './capacity';
+import type { EvictionPolicy } from './eviction';
 
 /** Time, injected so tests and simulations drive it. */
 export interface Clock {
@@ -19,10 +21,14 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
-export type ModelState = 'loading' | 'ready' | 'unloading';
+/**
+ * `loading` (fetch, stage, make room, Triton load), `ready` (resident on the GPU), `unloading` (leaving
+ * the GPU), `evicted` (registered and on disk, not on the GPU: the next invocation loads it again).
+ */
+export type ModelState = 'loading' | 'ready' | 'unloading' | 'evicted';
 
 /** What a loading model is doing, for the status route and logs. */
-export type LoadPhase = 'fetching' | 'staging' | 'loading';
+export type LoadPhase = 'fetching' | 'staging' | 'waiting-for-capacity' | 'loading';
 
 /** One MME model name and everything the agent knows about it. */
 export interface ModelRecord {
@@ -38,15 +44,27 @@ export interface ModelRecord {
   phase: LoadPhase | undefined;
   /** Download progress while fetching. */
   progress: { bytes: number; totalBytes: number } | undefined;
-  /** Requests in flight; a pinned model is never unloaded under them. */
+  /** Requests in flight; a pinned model is never evicted or unloaded under them. */
   pins: number;
-  /** The local copy of the artifact (held in the disk cache while the model is registered). */
+  /** The local copy of the artifact (held in the disk cache while the model is resident). */
   artifact: LocalArtifact | undefined;
   staged: StagedModel | undefined;
   io: ModelIO | undefined;
+  /** Identifies the artifact version for learned footprints. */
+  footprintKey: string | undefined;
+  /** GPU bytes declared in the config (`parameters { key: "gpu_memory_bytes" ... }`). */
+  declaredBytes: number | undefined;
+  /** Unpacked artifact bytes (the basis of an estimate). */
+  artifactBytes: number;
+  /** Measured Triton load time of the last load, ms. */
+  loadMs: number | undefined;
+  /** Download and unpack time of the last fetch that was not a cache hit, ms. */
+  fetchMs: number;
   loadedAt: number | undefined;
   lastUsedAt: number;
   invocations: number;
+  loads: number;
+  evictions: number;
   /** Settles when the current load or unload finishes. */
   transition: Promise<void> | undefined;
   drained: (() => void) | undefined;
@@ -64,6 +82,23 @@ export interface RegistryOptions {
   unloadTimeoutMs: number;
   unloadDrainTimeoutMs: number;
   unloadPollMs: number;
+  /** Times a load that Triton fails for lack of memory evicts more and tries again. */
+  oomRetries: number;
+  /** How long freed GPU memory may take to show before more models are evicted for it. */
+  releaseWaitMs: number;
+  /** Unload models idle this long ahead of need (0: never). */
+  idleUnloadMs: number;
+}
+
+/** The parts the registry works with. `capacity` and `policy` are absent when eviction is off. */
+export interface RegistryParts {
+  triton: TritonControl;
+  stager: Stager;
+  fetcher: ArtifactFetcher;
+  capacity: CapacityModel | undefined;
+  policy: EvictionPolicy | undefined;
+  logger: Logger;
+  clock?: Clock;
 }
 
 /** A pinned model, released exactly once when the request is done. */
@@ -75,10 +110,16 @@ export interface Lease {
 export interface ModelStatus {
   modelName: string;
   modelUrl: string;
-  state: LoadPhase | 'resident' | 'unloading' | 'failed';
+  state: LoadPhase | 'resident' | 'unloading' | 'evicted' | 'failed';
   progress?: { bytes: number; totalBytes: number; percent: number };
+  /** GPU bytes: learned from a measured load, else the estimate. */
+  footprintBytes?: number;
+  footprintMeasured?: boolean;
+  loadMs?: number;
   loadedAt?: string;
   invocations?: number;
+  loads?: number;
+  evictions?: number;
   error?: string;
 }
 
@@ -88,6 +129,9 @@ interface RememberedFailure {
   version: string;
   checkedAt: number;
 }
+
+/** The config `parameters` key in which an artifact may declare its GPU footprint. */
+export const DECLARED_GPU_BYTES_PARAMETER = 'gpu_memory_bytes';
 
 /**
  * Failures that belong to the artifact or its store, worth answering at once for a while. Capacity and
@@ -150,41 +194,66 @@ export function lazyUrl(prefix: string, name: string): string {
   return base + name;
 }
 
+const MiB = 1024 * 1024;
+const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
+
 /**
- * The registry of MME models and the one path every load and unload goes through. Per-model work is
- * single-flight: concurrent callers await the same promise (`record.transition`). Invocations pin their
- * model; an unload waits (bounded) for the pins to drain. With MODEL_DATA_URL set, invoking an unknown
- * name registers it and loads it through the same path.
+ * The registry of MME models and the one path every load, reload, eviction and unload goes through.
+ * Per-model work is single-flight: concurrent callers await the same promise (`record.transition`).
+ * Invocations pin their model; an unload waits (bounded) for the pins to drain; a pinned model is never
+ * an eviction victim. Room on the GPU is made by the eviction policy from measured memory, one admission
+ * decision at a time, with reservations covering loads still in flight.
  */
 export class ModelRegistry {
   private readonly records = new Map<string, ModelRecord>();
   private readonly byTarget = new Map<string, ModelRecord>();
   /** Why a record's load failed, for everyone who waited on it. */
   private readonly lastFailure = new WeakMap<ModelRecord, AgentError>();
-  /** The artifact version a failed load had seen, when it got that far. */
-  private readonly versionSeen = new WeakMap<ModelRecord, string>();
   /** Failed lazy loads, remembered for a short time so a storm of invocations does not refetch. */
   private readonly failures: NodeCache;
   private readonly reloading = new Map<ModelRecord, Promise<void>>();
+  /** Admission decisions run one at a time (each reads memory, picks victims, reserves). */
+  private admission: Promise<unknown> = Promise.resolve();
+  /** Bytes recently evicted that the device may not show as free yet, with when each was freed. */
+  private pendingRelease: { bytes: number; at: number }[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly triton: TritonControl;
+  private readonly stager: Stager;
+  private readonly fetcher: ArtifactFetcher;
+  private readonly capacity: CapacityModel | undefined;
+  private readonly policy: EvictionPolicy | undefined;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
 
   constructor(
-    private readonly triton: TritonControl,
-    private readonly stager: Stager,
-    private readonly fetcher: ArtifactFetcher,
+    parts: RegistryParts,
     private readonly options: RegistryOptions,
-    private readonly logger: Logger,
-    private readonly clock: Clock = systemClock,
   ) {
+    this.triton = parts.triton;
+    this.stager = parts.stager;
+    this.fetcher = parts.fetcher;
+    this.capacity = parts.capacity;
+    this.policy = parts.policy;
+    this.logger = parts.logger;
+    this.clock = parts.clock ?? systemClock;
     this.failures = new NodeCache({
       stdTTL: Math.max(1, options.failureTtlMs / 1000),
       checkperiod: 60,
       useClones: false,
     });
+    if (options.idleUnloadMs > 0 && this.policy) {
+      this.idleTimer = setInterval(
+        () => void this.unloadIdle(),
+        Math.min(60_000, Math.max(100, options.idleUnloadMs / 4)),
+      );
+      this.idleTimer.unref();
+    }
   }
 
-  /** Stops timers (the failure cache's expiry check). */
+  /** Stops timers. */
   close(): void {
     this.failures.close();
+    if (this.idleTimer) clearInterval(this.idleTimer);
   }
 
   /** Models in a stable order (by name). */
@@ -201,9 +270,17 @@ export class ModelRegistry {
     return this.records.size;
   }
 
+  /** Models on the GPU or on their way there. */
+  residentCount(): number {
+    let n = 0;
+    for (const r of this.records.values())
+      if (r.state === 'ready' || r.state === 'loading' || r.state === 'unloading') n++;
+    return n;
+  }
+
   /**
-   * POST /models: fetch (or use in place) the artifact at `url`, stage it under its Triton name and load
-   * it. Resolves once the model is ready. 409 when the name is already loaded or loading.
+   * POST /models: fetch (or use in place) the artifact at `url`, stage it under its Triton name and load it.
+   * Resolves once the model is ready. 409 when the name is already registered.
    */
   async load(name: string, url: string, targetModel?: string): Promise<ModelRecord> {
     if (this.records.has(name)) {
@@ -219,7 +296,7 @@ export class ModelRegistry {
     return record;
   }
 
-  /** Creates the record and starts its load; `record.transition` settles when the load is over. */
+  /** Creates the record and starts its first load. */
   private register(name: string, url: string, targetModel: string | undefined, lazy: boolean): ModelRecord {
     const record: ModelRecord = {
       name,
@@ -234,14 +311,33 @@ export class ModelRegistry {
       artifact: undefined,
       staged: undefined,
       io: undefined,
+      footprintKey: undefined,
+      declaredBytes: undefined,
+      artifactBytes: 0,
+      loadMs: undefined,
+      fetchMs: 0,
       loadedAt: undefined,
       lastUsedAt: this.clock.now(),
       invocations: 0,
+      loads: 0,
+      evictions: 0,
       transition: undefined,
       drained: undefined,
     };
     this.records.set(name, record);
     if (targetModel) this.byTarget.set(targetModel, record);
+    this.startLoad(record, true);
+    return record;
+  }
+
+  /**
+   * Runs the one load path for `record` and settles `record.transition`. A first load that fails forgets
+   * the record (and, for lazy loads, remembers why); a reload of an evicted model that fails leaves it
+   * registered and evicted.
+   */
+  private startLoad(record: ModelRecord, first: boolean): void {
+    record.state = 'loading';
+    record.phase = 'fetching';
     record.transition = this.stageAndLoad(record).then(
       () => {
         record.transition = undefined;
@@ -251,17 +347,33 @@ export class ModelRegistry {
           ? err
           : new AgentError(ErrorCode.Internal, messageOf(err), { cause: err });
         this.lastFailure.set(record, e);
-        this.forget(record);
-        record.transition = undefined;
-        if (lazy && REMEMBERED.includes(e.code)) {
-          const version = this.versionSeen.get(record) ?? '';
-          this.failures.set<RememberedFailure>(name, { error: e, version, checkedAt: this.clock.now() });
+        record.phase = undefined;
+        record.progress = undefined;
+        if (first) {
+          this.forget(record);
+          if (record.lazy && REMEMBERED.includes(e.code)) {
+            this.failures.set<RememberedFailure>(record.name, {
+              error: e,
+              version: this.versionSeen.get(record) ?? '',
+              checkedAt: this.clock.now(),
+            });
+          }
+        } else {
+          record.state = 'evicted';
         }
-        this.logger.warn('model failed to load', { model: name, url, code: e.code, error: e.message });
+        record.transition = undefined;
+        this.logger.warn('model failed to load', {
+          model: record.name,
+          url: record.url,
+          code: e.code,
+          error: e.message,
+        });
       },
     );
-    return record;
   }
+
+  /** The artifact version a failed load had seen, when it got that far. */
+  private readonly versionSeen = new WeakMap<ModelRecord, string>();
 
   private forget(record: ModelRecord): void {
     if (this.records.get(record.name) === record) this.records.delete(record.name);
@@ -270,7 +382,7 @@ export class ModelRegistry {
     }
   }
 
-  /** The one load path: fetch, stage, load, read the model's tensors. Any failure undoes what it did. */
+  /** The one load path: fetch, stage, make room, load, read the model's tensors. Failures undo it all. */
   private async stageAndLoad(record: ModelRecord): Promise<void> {
     const started = this.clock.now();
     const artifact = await this.fetcher.fetch(record.url, {
@@ -279,16 +391,20 @@ export class ModelRegistry {
       },
       onDescribed: (info) => this.versionSeen.set(record, info.version),
     });
+    if (artifact.fetchMs > 0) record.fetchMs = artifact.fetchMs;
+    record.footprintKey = `${record.url}\u0000${artifact.info.version}`;
+    record.artifactBytes = artifact.bytes;
     try {
       record.phase = 'staging';
       const layout = await inspectArtifact(artifact.dir);
+      const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
+      record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
       const staged = await this.stager.stage(layout, record.tritonName, {
         mmeName: record.name,
         url: record.url,
       });
       try {
-        record.phase = 'loading';
-        await this.loadIntoTriton(record);
+        await this.loadWithCapacity(record);
       } catch (err) {
         // Leave Triton and the repository as they were: unload anything that did load, remove our files.
         await this.triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
@@ -305,13 +421,205 @@ export class ModelRegistry {
     record.progress = undefined;
     record.state = 'ready';
     record.loadedAt = this.clock.now();
+    record.loads++;
+    this.policy?.onAdmit(record.name, this.clock.now());
     this.logger.info('model loaded', {
       model: record.name,
       tritonName: record.tritonName,
       url: record.url,
       targetModel: record.targetModel,
       ms: this.clock.now() - started,
+      loadMs: record.loadMs,
     });
+  }
+
+  /** GPU bytes this model is expected to take. */
+  private need(record: ModelRecord): number {
+    if (!this.capacity || !record.footprintKey) return record.declaredBytes ?? record.artifactBytes;
+    return this.capacity.estimate(record.footprintKey, record.declaredBytes, record.artifactBytes);
+  }
+
+  /**
+   * Makes room, reserves, loads. A Triton out-of-memory failure despite the estimate evicts more (with a
+   * larger estimate) and tries again, a bounded number of times.
+   */
+  private async loadWithCapacity(record: ModelRecord): Promise<void> {
+    let need = this.need(record);
+    for (let attempt = 0; ; attempt++) {
+      record.phase = 'waiting-for-capacity';
+      const before = await this.admit(record, need);
+      record.phase = 'loading';
+      const quiet = this.capacity?.quietToken() ?? -1;
+      const done = this.capacity?.begin();
+      const t0 = this.clock.now();
+      try {
+        await this.loadIntoTriton(record);
+        record.loadMs = this.clock.now() - t0;
+        done?.();
+        void this.measure(record, before, quiet);
+        return;
+      } catch (err) {
+        done?.();
+        this.capacity?.release(record.name);
+        if (
+          !isAgentError(err, ErrorCode.InsufficientCapacity) ||
+          !this.capacity ||
+          attempt >= this.options.oomRetries
+        ) {
+          throw err;
+        }
+        // The estimate was too small: ask for more room (at least half again) and try once more.
+        need = Math.ceil(need * 1.5);
+        this.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
+          model: record.name,
+          attempt: attempt + 1,
+          need,
+        });
+      }
+    }
+  }
+
+  /**
+   * After a load: learn its footprint. ModelStatistics `memory_usage` when the backend reports it, else the
+   * change in device memory across the load, from a sample that postdates it by a metrics interval, and
+   * only if nothing else loaded or unloaded meanwhile. The reservation covers the load until then.
+   */
+  private async measure(record: ModelRecord, before: GpuSample | undefined, quiet: number): Promise<void> {
+    const capacity = this.capacity;
+    if (!capacity || !record.footprintKey) return;
+    const loadedAt = this.clock.now();
+    try {
+      const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
+      let reported = 0;
+      for (const n of names) {
+        const stats = await this.triton.modelStatistics(n).catch(() => []);
+        for (const s of stats) for (const m of s.memory_usage) if (m.type === 'GPU') reported += m.byte_size;
+      }
+      if (reported > 0) capacity.learn(record.footprintKey, reported);
+      // The reservation stands until the device's numbers include this load.
+      const after = await capacity.freshSample(loadedAt);
+      if (reported === 0 && before && capacity.stillQuiet(quiet)) {
+        const delta = after.usedBytes - before.usedBytes;
+        if (delta > 0) {
+          capacity.learn(record.footprintKey, delta);
+          this.logger.info('footprint measured', { model: record.name, bytes: delta });
+        }
+      }
+    } catch (err) {
+      this.logger.warn('could not measure footprint', { model: record.name, error: messageOf(err) });
+    } finally {
+      capacity.release(record.name);
+    }
+  }
+
+  /** Serialises admission decisions; resolves with the memory sample the decision was made on. */
+  private admit(record: ModelRecord, need: number): Promise<GpuSample | undefined> {
+    const run = this.admission.then(() => this.makeRoom(record, need));
+    this.admission = run.catch(() => undefined);
+    return run;
+  }
+
+  private evictable(exclude: ModelRecord): (name: string) => boolean {
+    return (name) => {
+      const r = this.records.get(name);
+      return r !== undefined && r !== exclude && r.state === 'ready' && r.pins === 0;
+    };
+  }
+
+  /**
+   * Evicts until `need` bytes fit under the measured usage, headroom and reservations (and the resident
+   * count fits its limit), waiting for late releases before evicting more; then reserves `need`.
+   * 507 when nothing more can be evicted.
+   */
+  private async makeRoom(record: ModelRecord, need: number): Promise<GpuSample | undefined> {
+    const capacity = this.capacity;
+    const policy = this.policy;
+    if (!capacity || !policy) return undefined;
+    const { maxResident } = capacity.options;
+    const deadline = this.clock.now() + this.options.releaseWaitMs;
+    for (let round = 0; ; round++) {
+      let sample: GpuSample;
+      try {
+        sample = await capacity.sample();
+      } catch (err) {
+        // Without Triton's metrics there is no measured truth: load without admission control.
+        this.logger.warn('GPU metrics unavailable; loading without capacity checks', {
+          error: messageOf(err),
+        });
+        return undefined;
+      }
+      policy.setCapacity?.(Math.max(0, sample.totalBytes - capacity.options.headroomBytes));
+      const free = capacity.free(sample);
+      const residents = this.residentCount() - 1; // not counting `record` itself
+      const countExcess = maxResident > 0 ? residents + 1 - maxResident : 0;
+      if (free >= need && countExcess <= 0) {
+        capacity.reserve(record.name, need);
+        return sample;
+      }
+      const now = this.clock.now();
+      this.pendingRelease = this.pendingRelease.filter((p) => now - p.at < this.options.releaseWaitMs);
+      const pending = this.pendingRelease.reduce((a, p) => a + p.bytes, 0);
+      // Freed memory shows up late: wait for it rather than evict models that need not go.
+      if (countExcess <= 0 && free + pending >= need && now < deadline) {
+        await capacity.freshSample(now);
+        continue;
+      }
+      const deficit = Math.max(0, need - free - pending);
+      const victims = policy.chooseVictims(
+        Math.max(deficit, countExcess > 0 ? 1 : 0),
+        now,
+        this.evictable(record),
+      );
+      if (victims.length === 0) {
+        if (now < deadline && pending > 0) {
+          await capacity.freshSample(now);
+          continue;
+        }
+        throw this.noCapacity(record, need, sample);
+      }
+      this.logger.info('evicting to make room', { model: record.name, need, free, victims });
+      await Promise.all(victims.map((v) => this.evict(this.records.get(v) as ModelRecord)));
+      if (round > 50) throw this.noCapacity(record, need, sample);
+    }
+  }
+
+  private noCapacity(record: ModelRecord, need: number, sample: GpuSample): AgentError {
+    const capacity = this.capacity as CapacityModel;
+    const pinned = [...this.records.values()].filter(
+      (r) => r.state === 'ready' && r.pins > 0 && r !== record,
+    );
+    const pinnedBytes = pinned.reduce((a, r) => a + this.need(r), 0);
+    const free = Math.max(0, capacity.free(sample));
+    return new AgentError(
+      ErrorCode.InsufficientCapacity,
+      `not enough GPU memory for model '${record.name}': it needs ${mib(need)}, ${mib(free)} are free ` +
+        `(${mib(sample.totalBytes)} total, ${mib(sample.usedBytes)} used, ${mib(capacity.options.headroomBytes)} headroom, ` +
+        `${mib(capacity.reservedBytes)} reserved by loads in flight) and nothing more can be evicted: ` +
+        `${pinned.length} resident model(s) holding ${mib(pinnedBytes)} are pinned by requests in flight`,
+    );
+  }
+
+  /** Takes a resident, unpinned model off the GPU; it stays registered (and on disk) as `evicted`. */
+  private async evict(record: ModelRecord): Promise<void> {
+    if (record.state !== 'ready' || record.pins > 0) return;
+    record.state = 'unloading';
+    const work = this.unloadFromTriton(record);
+    record.transition = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await work;
+      record.state = 'evicted';
+      record.evictions++;
+      this.pendingRelease.push({ bytes: this.need(record), at: this.clock.now() });
+      this.logger.info('model evicted', { model: record.name, tritonName: record.tritonName });
+    } catch (err) {
+      record.state = 'ready';
+      throw err;
+    } finally {
+      record.transition = undefined;
+    }
   }
 
   /** Triton load plus the per-model data the invoke path needs, computed once here. */
@@ -346,14 +654,19 @@ export class ModelRegistry {
   }
 
   /**
-   * Pins a model for one request. Waits (bounded by the cold-load wait) for a load in progress, starting a
-   * lazy load for an unknown name when MODEL_DATA_URL is set; a model being unloaded is waited for and
-   * then reported unknown.
+   * Pins a model for one request. Loads it if it is evicted, or (with MODEL_DATA_URL) unknown, and waits
+   * (bounded by the cold-load wait) for a load in progress; a model being unloaded is waited for.
    */
   async acquire(nameOrTarget: string): Promise<Lease> {
     const deadline = this.clock.now() + this.options.coldLoadWaitMs;
+    let counted = false;
     for (;;) {
       const record = this.get(nameOrTarget) ?? (await this.startLazyLoad(nameOrTarget));
+      if (!counted && this.policy) {
+        counted = true;
+        const cost = (record.loadMs ?? 1000) + (record.artifact ? 0 : record.fetchMs);
+        this.policy.onAccess(record.name, Math.max(1, this.need(record)), cost, this.clock.now());
+      }
       if (record.state === 'ready') {
         record.pins++;
         record.lastUsedAt = this.clock.now();
@@ -368,6 +681,7 @@ export class ModelRegistry {
           },
         };
       }
+      if (record.state === 'evicted') this.startLoad(record, false);
       const remaining = deadline - this.clock.now();
       if (remaining <= 0 || !record.transition) {
         throw new AgentError(
@@ -384,10 +698,11 @@ export class ModelRegistry {
             `model '${nameOrTarget}' is still ${record.state}; try again shortly`,
           ),
       );
-      if ((record.state as ModelState) !== 'ready' && !this.records.has(record.name)) {
-        // Its load failed (or it was unloaded) while we waited: the same answer its loader got.
+      const state = record.state as ModelState;
+      if (state !== 'ready') {
+        // Its load failed while we waited: the same answer its loader got.
         const failure = this.lastFailure.get(record);
-        if (failure) throw failure;
+        if (failure && (state === 'evicted' || !this.records.has(record.name))) throw failure;
       }
     }
   }
@@ -444,11 +759,11 @@ export class ModelRegistry {
     }
   }
 
-  /** Loads a model Triton lost again; concurrent callers share one load. */
+  /** Loads a model Triton lost again, through the same capacity accounting; concurrent callers share one load. */
   private reload(record: ModelRecord): Promise<void> {
     let p = this.reloading.get(record);
     if (!p) {
-      p = this.loadIntoTriton(record).finally(() => this.reloading.delete(record));
+      p = this.loadWithCapacity(record).finally(() => this.reloading.delete(record));
       this.reloading.set(record, p);
     }
     return p;
@@ -458,9 +773,16 @@ export class ModelRegistry {
   status(name: string): ModelStatus | undefined {
     const r = this.get(name);
     if (r) {
-      const state =
-        r.state === 'ready' ? 'resident' : r.state === 'unloading' ? 'unloading' : (r.phase ?? 'fetching');
-      const out: ModelStatus = { modelName: r.name, modelUrl: r.url, state, invocations: r.invocations };
+      const state: ModelStatus['state'] =
+        r.state === 'ready' ? 'resident' : r.state === 'loading' ? (r.phase ?? 'fetching') : r.state;
+      const out: ModelStatus = {
+        modelName: r.name,
+        modelUrl: r.url,
+        state,
+        invocations: r.invocations,
+        loads: r.loads,
+        evictions: r.evictions,
+      };
       if (r.progress && r.phase === 'fetching') {
         const { bytes, totalBytes } = r.progress;
         out.progress = {
@@ -469,6 +791,11 @@ export class ModelRegistry {
           percent: totalBytes > 0 ? Math.round((1000 * bytes) / totalBytes) / 10 : 0,
         };
       }
+      if (r.footprintKey) {
+        out.footprintBytes = this.need(r);
+        out.footprintMeasured = this.capacity?.learned(r.footprintKey) !== undefined;
+      }
+      if (r.loadMs !== undefined) out.loadMs = r.loadMs;
       if (r.loadedAt !== undefined) out.loadedAt = new Date(r.loadedAt).toISOString();
       return out;
     }
@@ -478,24 +805,41 @@ export class ModelRegistry {
     return { modelName: name, modelUrl: url, state: 'failed', error: failed.error.message };
   }
 
+  /** Keep-alive: evicts models nobody used for `idleUnloadMs`, ahead of need. */
+  private async unloadIdle(): Promise<void> {
+    const now = this.clock.now();
+    for (const r of [...this.records.values()]) {
+      if (r.state === 'ready' && r.pins === 0 && now - r.lastUsedAt >= this.options.idleUnloadMs) {
+        await this.evict(r).catch((err: unknown) => {
+          this.logger.warn('idle unload failed', { model: r.name, error: messageOf(err) });
+        });
+      }
+    }
+  }
+
   /**
    * DELETE /models/<name>: waits for in-flight invocations (bounded), unloads the model and its composing
-   * models, waits until Triton reports them unloaded (bounded), removes the staged directories.
+   * models, waits until Triton reports them unloaded (bounded), removes the staged directories, forgets it.
    */
   async unload(name: string): Promise<void> {
     for (;;) {
       const record = this.records.get(name);
       if (!record) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
+      if (record.state === 'evicted') {
+        this.forget(record);
+        this.policy?.onEvict(record.name, this.clock.now());
+        return;
+      }
       if (record.state === 'ready') return this.startUnload(record);
       // A load or unload is in progress: wait for it, then decide again.
       await record.transition;
-      if (record.state === 'unloading' && !this.records.has(name)) return;
+      if (!this.records.has(name)) return;
     }
   }
 
   private async startUnload(record: ModelRecord): Promise<void> {
     record.state = 'unloading';
-    const work = this.drainAndUnload(record);
+    const work = this.unloadFromTriton(record);
     record.transition = work.then(
       () => undefined,
       () => undefined,
@@ -512,7 +856,8 @@ export class ModelRegistry {
     }
   }
 
-  private async drainAndUnload(record: ModelRecord): Promise<void> {
+  /** Drain (bounded), unload with dependents, wait for Triton's index, remove staged files, release the artifact. */
+  private async unloadFromTriton(record: ModelRecord): Promise<void> {
     if (record.pins > 0) {
       const drained = new Promise<void>((r) => (record.drained = r));
       await within(drained, this.options.unloadDrainTimeoutMs, () => new Error('drain timeout')).catch(() => {
@@ -523,14 +868,18 @@ export class ModelRegistry {
       });
       record.drained = undefined;
     }
+    const done = this.capacity?.begin();
     try {
       await this.triton.unload(record.tritonName, { unloadDependents: true });
+      const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
+      await this.waitUnloaded(names, record.name);
     } catch (err) {
       if (isAgentError(err)) throw err;
       throw new AgentError(ErrorCode.TritonUnavailable, messageOf(err), { cause: err });
+    } finally {
+      done?.();
     }
-    const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
-    await this.waitUnloaded(names, record.name);
+    this.policy?.onEvict(record.name, this.clock.now());
     if (record.staged) await this.stager.remove(record.staged);
     record.staged = undefined;
     record.artifact?.release();

@@ -26,7 +26,12 @@ export async function startStack(
   const models = path.join(root.dir, 'opt-ml-models');
   await fs.mkdir(repository);
   await fs.mkdir(models);
-  const emulator = await TritonEmulator.start({ modelRepository: repository, ...opts.emulator });
+  // Metrics refresh quickly on both sides, so capacity decisions wait milliseconds, not Triton's 2 s.
+  const emulator = await TritonEmulator.start({
+    modelRepository: repository,
+    metricsIntervalMs: 20,
+    ...opts.emulator,
+  });
   const config = loadConfig({
     SAGEMAKER_BIND_TO_PORT: '0',
     AGENT_BIND_HOST: '127.0.0.1',
@@ -34,6 +39,9 @@ export async function startStack(
     TRITON_METRICS_URL: emulator.metricsUrl,
     TRITON_MODEL_REPOSITORY: repository,
     AGENT_UNLOAD_POLL_MS: '10',
+    AGENT_GPU_HEADROOM_BYTES: '0',
+    AGENT_METRICS_INTERVAL_MS: String(opts.emulator?.metricsIntervalMs ?? 20),
+    AGENT_CHURN_GUARD_MS: '0',
     ...opts.env,
   });
   const agent = new Agent(config, silentLogger());

@@ -115,7 +115,14 @@ export class S3Harness {
       fault = this.faults.shift();
       this.active++;
       this.maxActiveGets = Math.max(this.maxActiveGets, this.active);
-      res.on('close', () => this.active--);
+      // Counted until the last byte is handed over (or the connection dies), not until the socket closes.
+      let counted = true;
+      const done = () => {
+        if (counted) this.active--;
+        counted = false;
+      };
+      res.on('finish', done);
+      res.on('close', done);
     }
     if (fault?.kind === 'status') {
       req.resume();
@@ -135,6 +142,11 @@ export class S3Harness {
         }
         let sent = 0;
         const f = fault;
+        let writing = 0;
+        let ended = false;
+        const maybeEnd = () => {
+          if (ended && writing === 0) res.end();
+        };
         upRes.on('data', (chunk: Buffer) => {
           if (f.kind === 'drop' || f.kind === 'stall') {
             const room = f.afterBytes - sent;
@@ -149,13 +161,16 @@ export class S3Harness {
             }
           } else if (f.kind === 'slow') {
             upRes.pause();
+            writing++;
             const pieces: Buffer[] = [];
             for (let i = 0; i < chunk.length; i += f.chunkBytes)
               pieces.push(chunk.subarray(i, i + f.chunkBytes));
             const next = () => {
               const p = pieces.shift();
               if (!p) {
+                writing--;
                 upRes.resume();
+                maybeEnd();
                 return;
               }
               res.write(p);
@@ -166,8 +181,8 @@ export class S3Harness {
         });
         upRes.on('end', () => {
           if (f.kind === 'slow') {
-            const wait = () => (upRes.isPaused() ? setTimeout(wait, 5) : res.end());
-            wait();
+            ended = true;
+            maybeEnd();
           } else if (f.kind !== 'stall' && f.kind !== 'drop') {
             res.end();
           }

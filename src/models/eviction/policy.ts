@@ -23,6 +23,8 @@ export interface EvictionPolicy {
    * evictable residents cannot free that much). Does not change the policy's state.
    */
   chooseVictims(needBytes: number, now: number, evictable: (model: string) => boolean): string[];
+  /** The GPU bytes models may use, for policies that simulate the cache (optional). */
+  setCapacity?(bytes: number): void;
 }
 
 export interface PolicyOptions {

@@ -1,0 +1,174 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { TritonMetricsReader } from '../triton';
+
+/** GPU memory as the device reports it (all processes), summed over the GPUs Triton sees. */
+export interface GpuSample {
+  usedBytes: number;
+  totalBytes: number;
+  /** When the sample was read (ms, the capacity model's clock). */
+  at: number;
+}
+
+/** Where GPU memory truth comes from: Triton's metrics in the agent, a script in tests and simulations. */
+export interface GpuMemoryProbe {
+  read(): Promise<{ usedBytes: number; totalBytes: number }>;
+}
+
+/** Reads `nv_gpu_memory_used_bytes` / `nv_gpu_memory_total_bytes` from Triton's Prometheus endpoint. */
+export class TritonGpuProbe implements GpuMemoryProbe {
+  constructor(private readonly metrics: TritonMetricsReader) {}
+
+  async read(): Promise<{ usedBytes: number; totalBytes: number }> {
+    const m = await this.metrics.read();
+    let usedBytes = 0;
+    let totalBytes = 0;
+    for (const g of m.gpus) {
+      usedBytes += g.memoryUsedBytes;
+      totalBytes += g.memoryTotalBytes;
+    }
+    return { usedBytes, totalBytes };
+  }
+}
+
+export interface CapacityOptions {
+  /** GPU bytes always left free for activations, workspaces and allocator caches. */
+  headroomBytes: number;
+  /** Most models resident at once (0: no limit). */
+  maxResident: number;
+  /** Estimated GPU bytes = artifact bytes × this, until a load has been measured. */
+  footprintFactor: number;
+  /**
+   * How old a metrics sample may be (Triton's --metrics-interval-ms): after a load or unload the agent waits
+   * this long before it trusts a new sample to include it.
+   */
+  metricsIntervalMs: number;
+  /** Where learned footprints are kept across restarts. */
+  footprintsFile: string;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The capacity model: GPU memory truth from the device (re-read, never inferred from what an unload
+ * should have freed), a learned footprint per artifact (persisted), estimates before the first load,
+ * headroom, a resident-count limit, and reservations so concurrent loads cannot together overshoot.
+ */
+export class CapacityModel {
+  private readonly footprints = new Map<string, number>();
+  private readonly reservations = new Map<string, number>();
+  /** Loads and unloads in flight: a footprint is measured only across a load with nothing else moving. */
+  private moving = 0;
+  private movedSince = 0;
+  private persisting: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly probe: GpuMemoryProbe,
+    readonly options: CapacityOptions,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Loads learned footprints from disk (a missing or unreadable file means none yet). */
+  async open(): Promise<void> {
+    try {
+      const data = JSON.parse(await fsp.readFile(this.options.footprintsFile, 'utf8')) as Record<
+        string,
+        number
+      >;
+      for (const [k, v] of Object.entries(data)) if (Number.isFinite(v) && v >= 0) this.footprints.set(k, v);
+    } catch {
+      // none yet
+    }
+  }
+
+  /** A sample taken now (no staleness guarantee). */
+  async sample(): Promise<GpuSample> {
+    const s = await this.probe.read();
+    return { ...s, at: this.now() };
+  }
+
+  /** A sample guaranteed to postdate `since` by a full metrics interval (Triton refreshes on that interval). */
+  async freshSample(since: number): Promise<GpuSample> {
+    const wait = since + this.options.metricsIntervalMs - this.now();
+    if (wait > 0) await sleep(wait);
+    return this.sample();
+  }
+
+  learned(key: string): number | undefined {
+    return this.footprints.get(key);
+  }
+
+  /** The GPU bytes a model will need: learned, else declared in its config, else artifact bytes × factor. */
+  estimate(key: string, declaredBytes: number | undefined, artifactBytes: number): number {
+    return (
+      this.footprints.get(key) ??
+      declaredBytes ??
+      Math.ceil(Math.max(1, artifactBytes) * this.options.footprintFactor)
+    );
+  }
+
+  /** Records a measured footprint and persists the table (atomically, in the background). */
+  learn(key: string, bytes: number): void {
+    this.footprints.set(key, Math.max(0, Math.round(bytes)));
+    const snapshot = JSON.stringify(Object.fromEntries(this.footprints));
+    const file = this.options.footprintsFile;
+    this.persisting = this.persisting
+      .then(async () => {
+        await fsp.mkdir(path.dirname(file), { recursive: true });
+        const tmp = `${file}.${process.pid}.tmp`;
+        await fsp.writeFile(tmp, snapshot);
+        await fsp.rename(tmp, file);
+      })
+      .catch(() => undefined);
+  }
+
+  /** Resolves when learned footprints are on disk. */
+  flushed(): Promise<void> {
+    return this.persisting;
+  }
+
+  get reservedBytes(): number {
+    let total = 0;
+    for (const b of this.reservations.values()) total += b;
+    return total;
+  }
+
+  /**
+   * Bytes a new load may use given `sample`: total minus used minus headroom minus the reservations of
+   * loads still in flight (counted in full even if part of them already shows in `used`: conservative).
+   */
+  free(sample: GpuSample): number {
+    return sample.totalBytes - sample.usedBytes - this.options.headroomBytes - this.reservedBytes;
+  }
+
+  reserve(model: string, bytes: number): void {
+    this.reservations.set(model, bytes);
+  }
+
+  release(model: string): void {
+    this.reservations.delete(model);
+  }
+
+  /** Marks a load or unload as started; returns a function marking it done. */
+  begin(): () => void {
+    this.moving++;
+    this.movedSince++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.moving--;
+      this.movedSince++;
+    };
+  }
+
+  /** A token that tells later whether any load or unload started or ended in between. */
+  quietToken(): number {
+    return this.moving === 0 ? this.movedSince : -1;
+  }
+
+  stillQuiet(token: number): boolean {
+    // The load being measured itself begins and ends once (two moves).
+    return token >= 0 && this.movedSince === token + 2 && this.moving === 0;
+  }
+}
