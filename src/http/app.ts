@@ -169,6 +169,8 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   const describe = (r: ModelRecord) => ({ modelName: r.name, modelUrl: r.url });
+  // Loaded as far as SageMaker is concerned: resident, or evicted to disk and reloaded on its next invoke.
+  const isListed = (r: ModelRecord) => r.loads > 0;
 
   const requireJsonContentType = (req: Request) => {
     const ct = (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase();
@@ -238,9 +240,7 @@ export function createApp(deps: AppDeps): express.Express {
       }
       const rawToken = firstQuery(req.query.next_page_token);
       const after = rawToken ? decodeToken(rawToken).after : undefined;
-      const all = registry
-        .list()
-        .filter((r) => r.state === 'ready' && (after === undefined || r.name > after));
+      const all = registry.list().filter((r) => isListed(r) && (after === undefined || r.name > after));
       const page = all.slice(0, max);
       const out: { models: { modelName: string; modelUrl: string }[]; nextPageToken?: string } = {
         models: page.map(describe),
@@ -268,7 +268,7 @@ export function createApp(deps: AppDeps): express.Express {
     GET: async (req, res) => {
       const name = String(req.params.name);
       const record = registry.get(name);
-      if (!record || record.name !== name || record.state !== 'ready') {
+      if (!record || record.name !== name || !isListed(record)) {
         throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
       }
       res.status(200).json(describe(record));

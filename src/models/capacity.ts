@@ -56,10 +56,13 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  */
 export class CapacityModel {
   private readonly footprints = new Map<string, number>();
-  private readonly reservations = new Map<string, number>();
+  /** Bytes reserved per loading model, and when its load finished (once it has). */
+  private readonly reservations = new Map<string, { bytes: number; loadedAt?: number }>();
   /** Loads and unloads in flight: a footprint is measured only across a load with nothing else moving. */
   private moving = 0;
   private movedSince = 0;
+  /** When a load or unload last started or ended. */
+  private lastMoveAt = -Infinity;
   private persisting: Promise<void> = Promise.resolve();
 
   constructor(
@@ -127,22 +130,49 @@ export class CapacityModel {
     return this.persisting;
   }
 
-  get reservedBytes(): number {
+  /** Reserved bytes not yet visible in a sample taken at `at` (all of them when `at` is omitted). */
+  reservedBytes(at?: number): number {
     let total = 0;
-    for (const b of this.reservations.values()) total += b;
+    for (const r of this.reservations.values()) {
+      // A sample taken a full metrics interval after a load finished already includes that load.
+      if (at !== undefined && r.loadedAt !== undefined && at >= r.loadedAt + this.options.metricsIntervalMs)
+        continue;
+      total += r.bytes;
+    }
     return total;
   }
 
   /**
-   * Bytes a new load may use given `sample`: total minus used minus headroom minus the reservations of
-   * loads still in flight (counted in full even if part of them already shows in `used`: conservative).
+   * Bytes a new load may use given `sample`: total minus used minus headroom minus the reservations the
+   * sample cannot show yet (loads in flight count in full even if part of them already shows: conservative).
    */
   free(sample: GpuSample): number {
-    return sample.totalBytes - sample.usedBytes - this.options.headroomBytes - this.reservedBytes;
+    return sample.totalBytes - sample.usedBytes - this.options.headroomBytes - this.reservedBytes(sample.at);
   }
 
   reserve(model: string, bytes: number): void {
-    this.reservations.set(model, bytes);
+    this.reservations.set(model, { bytes });
+  }
+
+  /**
+   * When a sample taken at `at` would surely include every finished load (undefined: it already does).
+   * Loads still in flight are not waited for: their reservations count in full.
+   */
+  unsettledUntil(at: number): number | undefined {
+    let until: number | undefined;
+    for (const r of this.reservations.values()) {
+      if (r.loadedAt === undefined) continue;
+      const visible = r.loadedAt + this.options.metricsIntervalMs;
+      if (at < visible) until = Math.max(until ?? 0, visible);
+    }
+    return until;
+  }
+
+  /** The model's load finished: samples taken a metrics interval from now include it. */
+
+  loaded(model: string): void {
+    const r = this.reservations.get(model);
+    if (r) r.loadedAt = this.now();
   }
 
   release(model: string): void {
@@ -153,18 +183,25 @@ export class CapacityModel {
   begin(): () => void {
     this.moving++;
     this.movedSince++;
+    this.lastMoveAt = this.now();
     let done = false;
     return () => {
       if (done) return;
       done = true;
       this.moving--;
       this.movedSince++;
+      this.lastMoveAt = this.now();
     };
   }
 
-  /** A token that tells later whether any load or unload started or ended in between. */
-  quietToken(): number {
-    return this.moving === 0 ? this.movedSince : -1;
+  /**
+   * A token that tells later whether any load or unload started or ended in between; -1 (never quiet) when
+   * something moved too recently for `before` to show it.
+   */
+  quietToken(before: GpuSample | undefined): number {
+    if (!before || this.moving > 0) return -1;
+    if (this.lastMoveAt > before.at - this.options.metricsIntervalMs) return -1;
+    return this.movedSince;
   }
 
   stillQuiet(token: number): boolean {

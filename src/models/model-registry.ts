@@ -214,8 +214,7 @@ export class ModelRegistry {
   private readonly reloading = new Map<ModelRecord, Promise<void>>();
   /** Admission decisions run one at a time (each reads memory, picks victims, reserves). */
   private admission: Promise<unknown> = Promise.resolve();
-  /** Bytes recently evicted that the device may not show as free yet, with when each was freed. */
-  private pendingRelease: { bytes: number; at: number }[] = [];
+
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly triton: TritonControl;
   private readonly stager: Stager;
@@ -422,6 +421,15 @@ export class ModelRegistry {
     record.state = 'ready';
     record.loadedAt = this.clock.now();
     record.loads++;
+    // A load by POST /models is the model's first use as far as the policy is concerned.
+    if (!record.lazy && record.loads === 1) {
+      this.policy?.onAccess(
+        record.name,
+        Math.max(1, this.need(record)),
+        record.loadMs ?? 1000,
+        this.clock.now(),
+      );
+    }
     this.policy?.onAdmit(record.name, this.clock.now());
     this.logger.info('model loaded', {
       model: record.name,
@@ -445,16 +453,29 @@ export class ModelRegistry {
    */
   private async loadWithCapacity(record: ModelRecord): Promise<void> {
     let need = this.need(record);
+    let lastOom: AgentError | undefined;
     for (let attempt = 0; ; attempt++) {
       record.phase = 'waiting-for-capacity';
-      const before = await this.admit(record, need);
+      const before = await this.admit(record, need).catch((err: unknown) => {
+        // Out of room after Triton's own out-of-memory failure: say both.
+        if (lastOom && isAgentError(err, ErrorCode.InsufficientCapacity)) {
+          throw new AgentError(
+            ErrorCode.InsufficientCapacity,
+            `${err.message}; Triton said: ${lastOom.message}`,
+            { cause: err },
+          );
+        }
+        throw err;
+      });
+
       record.phase = 'loading';
-      const quiet = this.capacity?.quietToken() ?? -1;
+      const quiet = this.capacity?.quietToken(before) ?? -1;
       const done = this.capacity?.begin();
       const t0 = this.clock.now();
       try {
         await this.loadIntoTriton(record);
         record.loadMs = this.clock.now() - t0;
+        this.capacity?.loaded(record.name);
         done?.();
         void this.measure(record, before, quiet);
         return;
@@ -468,8 +489,12 @@ export class ModelRegistry {
         ) {
           throw err;
         }
-        // The estimate was too small: ask for more room (at least half again) and try once more.
-        need = Math.ceil(need * 1.5);
+        lastOom = err;
+        // The estimate was too small. The load failed with `free` bytes available, so it needs more than
+        // that; ask for at least half again as much, and more than what was free.
+        const freeThen = before ? (this.capacity as CapacityModel).free(before) : 0;
+        need = Math.max(Math.ceil(need * 1.5), freeThen + 1);
+
         this.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
           model: record.name,
           attempt: attempt + 1,
@@ -537,6 +562,7 @@ export class ModelRegistry {
     if (!capacity || !policy) return undefined;
     const { maxResident } = capacity.options;
     const deadline = this.clock.now() + this.options.releaseWaitMs;
+    let evictedBytes = 0;
     for (let round = 0; ; round++) {
       let sample: GpuSample;
       try {
@@ -548,7 +574,21 @@ export class ModelRegistry {
         });
         return undefined;
       }
-      policy.setCapacity?.(Math.max(0, sample.totalBytes - capacity.options.headroomBytes));
+      // A load that finished less than a metrics interval ago may show only in part: wait until it shows.
+      const settledAt = capacity.unsettledUntil(sample.at);
+      if (settledAt !== undefined) {
+        await capacity.freshSample(settledAt - capacity.options.metricsIntervalMs);
+        continue;
+      }
+      const usable = Math.max(0, sample.totalBytes - capacity.options.headroomBytes);
+      policy.setCapacity?.(usable);
+      if (need > usable) {
+        // Evicting cannot help: leave the other models alone.
+        throw new AgentError(
+          ErrorCode.InsufficientCapacity,
+          `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} this GPU has for models (${mib(sample.totalBytes)} less ${mib(capacity.options.headroomBytes)} headroom)`,
+        );
+      }
       const free = capacity.free(sample);
       const residents = this.residentCount() - 1; // not counting `record` itself
       const countExcess = maxResident > 0 ? residents + 1 - maxResident : 0;
@@ -557,10 +597,9 @@ export class ModelRegistry {
         return sample;
       }
       const now = this.clock.now();
-      this.pendingRelease = this.pendingRelease.filter((p) => now - p.at < this.options.releaseWaitMs);
-      const pending = this.pendingRelease.reduce((a, p) => a + p.bytes, 0);
-      // Freed memory shows up late: wait for it rather than evict models that need not go.
-      if (countExcess <= 0 && free + pending >= need && now < deadline) {
+      // Memory this admission freed may show up late: wait for it rather than evict models that need not go.
+      const pending = now < deadline ? evictedBytes : 0;
+      if (countExcess <= 0 && free + pending >= need) {
         await capacity.freshSample(now);
         continue;
       }
@@ -578,6 +617,7 @@ export class ModelRegistry {
         throw this.noCapacity(record, need, sample);
       }
       this.logger.info('evicting to make room', { model: record.name, need, free, victims });
+      for (const v of victims) evictedBytes += this.need(this.records.get(v) as ModelRecord);
       await Promise.all(victims.map((v) => this.evict(this.records.get(v) as ModelRecord)));
       if (round > 50) throw this.noCapacity(record, need, sample);
     }
@@ -594,7 +634,7 @@ export class ModelRegistry {
       ErrorCode.InsufficientCapacity,
       `not enough GPU memory for model '${record.name}': it needs ${mib(need)}, ${mib(free)} are free ` +
         `(${mib(sample.totalBytes)} total, ${mib(sample.usedBytes)} used, ${mib(capacity.options.headroomBytes)} headroom, ` +
-        `${mib(capacity.reservedBytes)} reserved by loads in flight) and nothing more can be evicted: ` +
+        `${mib(capacity.reservedBytes(sample.at))} reserved by loads in flight) and nothing more can be evicted: ` +
         `${pinned.length} resident model(s) holding ${mib(pinnedBytes)} are pinned by requests in flight`,
     );
   }
@@ -612,7 +652,7 @@ export class ModelRegistry {
       await work;
       record.state = 'evicted';
       record.evictions++;
-      this.pendingRelease.push({ bytes: this.need(record), at: this.clock.now() });
+
       this.logger.info('model evicted', { model: record.name, tritonName: record.tritonName });
     } catch (err) {
       record.state = 'ready';

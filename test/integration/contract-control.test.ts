@@ -206,9 +206,15 @@ describe('SageMaker MME control routes', () => {
       const r = await load('big', url);
       expect(r.status).toBe(507);
       expect(r.json().error).toMatch(/CUDA out of memory/);
+      expect((await request(stack.url, 'GET', '/models/big')).status).toBe(404);
+      // The agent may have evicted 'ok' to try to make room; it is still registered and answers.
+      expect((await request(stack.url, 'GET', '/models/ok')).status).toBe(200);
+      const inv = await request(stack.url, 'POST', '/models/ok/invoke', {
+        inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [2], data: [1, 2] }],
+      });
+      expect(inv.status).toBe(200);
       expect(await repositoryDirs(stack.repository)).toEqual([tritonNameFor('ok')]);
       expect(stack.emulator.loadedModels()).toEqual([tritonNameFor('ok')]);
-      expect((await request(stack.url, 'GET', '/models/big')).status).toBe(404);
     });
 
     test('the two launch-post artifacts both named resnet load side by side', async () => {

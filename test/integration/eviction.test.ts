@@ -1,0 +1,184 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { tritonNameFor } from '../../src/artifacts';
+import { identityConfig } from '../support/model-repo';
+import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
+
+/** An identity model whose real GPU use (in the emulator) and declared footprint can differ. */
+function modelSpec(name: string, opts: { gpuMiB: number; declaredMiB?: number | null; inferMs?: number }) {
+  const params = [`parameters { key: "emulator_gpu_bytes" value { string_value: "${opts.gpuMiB * MiB}" } }`];
+  const declared = opts.declaredMiB === undefined ? opts.gpuMiB : opts.declaredMiB;
+  if (declared !== null)
+    params.push(`parameters { key: "gpu_memory_bytes" value { string_value: "${declared * MiB}" } }`);
+  if (opts.inferMs)
+    params.push(`parameters { key: "emulator_infer_ms" value { string_value: "${opts.inferMs}" } }`);
+  return {
+    config: identityConfig(name, [{ type: 'TYPE_INT32', dims: [1] }], 0, params.join('\n')),
+    versions: { '1': { 'model.py': 1000 } },
+  };
+}
+
+const int32 = (v: number) => ({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [v] }] });
+const dataOf = (r: { json: () => Record<string, unknown> }) =>
+  (r.json() as { outputs: { data: number[] }[] }).outputs[0].data;
+
+describe('capacity-based eviction against a small emulated GPU', () => {
+  let stack: Stack;
+
+  const start = async (env: Record<string, string> = {}, emulator: Record<string, number> = {}) => {
+    stack = await startStack({
+      env: { AGENT_EVICTION_POLICY: 'lru', AGENT_GPU_RELEASE_WAIT_MS: '2000', ...env },
+      emulator: { gpuMemoryBytes: 100 * MiB, ...emulator },
+    });
+  };
+
+  afterEach(async () => {
+    await stack.stop();
+  });
+
+  const add = async (name: string, opts: Parameters<typeof modelSpec>[1]) => {
+    const url = await sagemakerArtifact(stack.models, `h-${name}`, name, modelSpec(name, opts));
+    return request(stack.url, 'POST', '/models', { model_name: name, url });
+  };
+  const invoke = (name: string, v = 1) => request(stack.url, 'POST', `/models/${name}/invoke`, int32(v));
+  const resident = () => stack.emulator.loadedModels();
+  /** Lets the agent's view of GPU memory catch up with the last load (a few metrics intervals). */
+  const settle = () => new Promise((r) => setTimeout(r, 100));
+  const t = (name: string) => tritonNameFor(name);
+
+  test('a new model evicts the least recently used one; evicted models stay listed and reload on invoke', async () => {
+    await start();
+    for (const m of ['a', 'b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
+    expect((await invoke('a')).status).toBe(200);
+    expect((await invoke('b')).status).toBe(200);
+    await settle();
+    // c is the least recently used.
+    expect((await add('d', { gpuMiB: 30 })).status).toBe(200);
+    expect(resident()).toEqual([t('a'), t('b'), t('d')].sort());
+    const listed = (await request(stack.url, 'GET', '/models')).json().models as { modelName: string }[];
+    expect(listed.map((m) => m.modelName)).toEqual(['a', 'b', 'c', 'd']);
+    expect((await request(stack.url, 'GET', '/models/c/status')).json()).toMatchObject({
+      state: 'evicted',
+      evictions: 1,
+    });
+    // Invoking c brings it back, evicting the LRU among a, b, d (a).
+    await settle();
+    const r = await invoke('c', 42);
+    expect(r.status).toBe(200);
+    expect(dataOf(r)).toEqual([42]);
+    expect(resident()).toEqual([t('b'), t('c'), t('d')].sort());
+    expect(stack.emulator.counters(t('c')).loads).toBe(2);
+    expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
+    // Evicted models are still on disk: the staged directory is recreated from them, nothing is fetched.
+    expect(stack.emulator.counters(t('a')).loadFailures).toBe(0);
+  });
+
+  test('a model with a request in flight is never the victim', async () => {
+    await start();
+    expect((await add('slow', { gpuMiB: 30, inferMs: 600 })).status).toBe(200);
+    for (const m of ['b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
+    await settle();
+    // slow is the LRU, but pinned by this request for 600 ms.
+    const inflight = invoke('slow', 7);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await add('d', { gpuMiB: 30 })).status).toBe(200);
+    expect(resident()).toEqual([t('c'), t('d'), t('slow')].sort());
+    const r = await inflight;
+    expect(r.status).toBe(200);
+    expect(dataOf(r)).toEqual([7]);
+  });
+
+  test('two concurrent cold loads that do not both fit never make Triton run out of memory', async () => {
+    await start();
+    expect((await add('a', { gpuMiB: 30 })).status).toBe(200);
+    const [x, y] = await Promise.all([add('x', { gpuMiB: 60 }), add('y', { gpuMiB: 60 })]);
+    expect([x.status, y.status]).toContain(200);
+    for (const r of [x, y]) expect([200, 507]).toContain(r.status);
+    for (const m of ['a', 'x', 'y']) expect(stack.emulator.counters(t(m)).loadFailures).toBe(0);
+    expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
+  });
+
+  test('Triton out of memory despite the estimate: evict more and retry, then learn the real footprint', async () => {
+    await start();
+    for (const m of ['a', 'b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
+    await settle();
+    // Declares 5 MiB but takes 40 MiB: the first load fails in Triton, the retry makes room.
+    const r = await add('liar', { gpuMiB: 40, declaredMiB: 5 });
+    expect(r.status).toBe(200);
+    expect(stack.emulator.counters(t('liar'))).toMatchObject({ loads: 2, loadFailures: 1 });
+    expect(resident()).toContain(t('liar'));
+    expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
+  });
+
+  test('the measured footprint replaces the estimate after one load, and is kept on disk', async () => {
+    await start();
+    // 1000 bytes of weights and nothing declared: the estimate is tiny; the emulator uses 30 MiB.
+    expect((await add('m', { gpuMiB: 30, declaredMiB: null })).status).toBe(200);
+    const before = (await request(stack.url, 'GET', '/models/m/status')).json();
+    expect(before.footprintBytes).toBeLessThan(MiB);
+    let after = before;
+    for (let i = 0; i < 50 && !after.footprintMeasured; i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      after = (await request(stack.url, 'GET', '/models/m/status')).json();
+    }
+    expect(after).toMatchObject({ footprintMeasured: true, footprintBytes: 30 * MiB });
+    await stack.agent.capacity?.flushed();
+    const file = JSON.parse(
+      await fs.readFile(path.join(stack.repository, '.cache', 'footprints.json'), 'utf8'),
+    );
+    expect(Object.values(file)).toEqual([30 * MiB]);
+  });
+
+  test('nothing evictable: 507 saying what was needed, what is free and what is pinned', async () => {
+    await start();
+    for (const m of ['p1', 'p2', 'p3']) expect((await add(m, { gpuMiB: 30, inferMs: 800 })).status).toBe(200);
+    const inflight = ['p1', 'p2', 'p3'].map((m) => invoke(m));
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await add('d', { gpuMiB: 30 });
+    expect(r.status).toBe(507);
+    expect(r.json().error).toMatch(
+      /not enough GPU memory for model 'd': it needs 30 MiB, 10 MiB are free \(100 MiB total, 90 MiB used, 0 MiB headroom, 0 MiB reserved by loads in flight\) and nothing more can be evicted: 3 resident model\(s\) holding 90 MiB are pinned by requests in flight/,
+    );
+    expect((await Promise.all(inflight)).map((x) => x.status)).toEqual([200, 200, 200]);
+    // Nothing changed for the others, and nothing of d was left behind.
+    expect(resident()).toEqual([t('p1'), t('p2'), t('p3')].sort());
+    expect((await request(stack.url, 'GET', '/models/d')).status).toBe(404);
+  });
+
+  test('late memory release: waits for the freed memory instead of evicting more', async () => {
+    await start({}, { memoryReleaseLagMs: 300 });
+    for (const m of ['a', 'b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
+    const r = await add('d', { gpuMiB: 30 });
+    expect(r.status).toBe(200);
+    // Only one model had to go, although the device showed its memory as used for 300 ms more.
+    expect(resident()).toHaveLength(3);
+    expect(resident()).toContain(t('d'));
+    for (const m of ['a', 'b', 'c', 'd']) expect(stack.emulator.counters(t(m)).loadFailures).toBe(0);
+  });
+
+  test('the resident-count limit evicts even when memory would fit', async () => {
+    await start({ AGENT_MAX_RESIDENT_MODELS: '2' });
+    for (const m of ['a', 'b', 'c']) expect((await add(m, { gpuMiB: 10 })).status).toBe(200);
+    expect(resident()).toEqual([t('b'), t('c')].sort());
+  });
+
+  test('the adaptive policy (the default) also makes room', async () => {
+    await start({ AGENT_EVICTION_POLICY: 'adaptive' });
+    for (const m of ['a', 'b', 'c', 'd', 'e']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
+    for (let i = 0; i < 5; i++) {
+      await settle();
+      expect((await invoke(['a', 'b', 'c', 'd', 'e'][i % 5], i)).status).toBe(200);
+    }
+
+    expect(resident()).toHaveLength(3);
+    expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
+  });
+
+  test('DELETE of an evicted model forgets it', async () => {
+    await start();
+    for (const m of ['a', 'b', 'c', 'd']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
+    expect((await request(stack.url, 'GET', '/models/a/status')).json().state).toBe('evicted');
+    expect((await request(stack.url, 'DELETE', '/models/a')).status).toBe(200);
+    expect((await request(stack.url, 'GET', '/models/a')).status).toBe(404);
+  });
+});
