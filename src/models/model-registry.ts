@@ -255,10 +255,15 @@ export class ModelRegistry {
     if (this.idleTimer) clearInterval(this.idleTimer);
   }
 
-  /** Models in a stable order (by name). */
+  /** Models in a stable order (by name); sorted once per change, not once per page. */
   list(): ModelRecord[] {
-    return [...this.records.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.sorted ??= [...this.records.values()].sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
+    return this.sorted;
   }
+
+  private sorted: ModelRecord[] | undefined;
 
   /** A record by MME name, or by the TargetModel it was loaded with. */
   get(nameOrTarget: string): ModelRecord | undefined {
@@ -324,6 +329,7 @@ export class ModelRegistry {
       drained: undefined,
     };
     this.records.set(name, record);
+    this.sorted = undefined;
     if (targetModel) this.byTarget.set(targetModel, record);
     this.startLoad(record, true);
     return record;
@@ -375,7 +381,11 @@ export class ModelRegistry {
   private readonly versionSeen = new WeakMap<ModelRecord, string>();
 
   private forget(record: ModelRecord): void {
-    if (this.records.get(record.name) === record) this.records.delete(record.name);
+    if (this.records.get(record.name) === record) {
+      this.records.delete(record.name);
+      this.sorted = undefined;
+    }
+
     if (record.targetModel && this.byTarget.get(record.targetModel) === record) {
       this.byTarget.delete(record.targetModel);
     }
