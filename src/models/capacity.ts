@@ -101,14 +101,24 @@ export class CapacityModel {
     return this.footprints.get(key);
   }
 
-  /** The GPU bytes a model will need: learned, else declared in its config, else artifact bytes × factor. */
+  /**
+   * The GPU bytes a model will need: learned, else declared in its config, else artifact bytes × factor;
+   * never less than what a failed load proved it needs.
+   */
   estimate(key: string, declaredBytes: number | undefined, artifactBytes: number): number {
-    return (
+    const base =
       this.footprints.get(key) ??
       declaredBytes ??
-      Math.ceil(Math.max(1, artifactBytes) * this.options.footprintFactor)
-    );
+      Math.ceil(Math.max(1, artifactBytes) * this.options.footprintFactor);
+    return Math.max(base, this.lowerBounds.get(key) ?? 0);
   }
+
+  /** A load of `key` ran out of memory with `bytes` free: it needs more than that. */
+  needsMoreThan(key: string, bytes: number): void {
+    this.lowerBounds.set(key, Math.max(this.lowerBounds.get(key) ?? 0, Math.ceil(bytes) + 1));
+  }
+
+  private readonly lowerBounds = new Map<string, number>();
 
   /** Records a measured footprint and persists the table (atomically, in the background). */
   learn(key: string, bytes: number): void {

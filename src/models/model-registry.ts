@@ -123,6 +123,13 @@ export interface ModelStatus {
   error?: string;
 }
 
+/** One model's admission across rounds. */
+interface AdmissionRound {
+  deadline: number;
+  evictedBytes: number;
+  rounds: number;
+}
+
 interface RememberedFailure {
   error: AgentError;
   /** The artifact version that failed ('' when it could not be looked up). */
@@ -504,6 +511,8 @@ export class ModelRegistry {
         // that; ask for at least half again as much, and more than what was free.
         const freeThen = before ? (this.capacity as CapacityModel).free(before) : 0;
         need = Math.max(Math.ceil(need * 1.5), freeThen + 1);
+        if (record.footprintKey)
+          this.capacity.needsMoreThan(record.footprintKey, Math.max(freeThen, need - 1));
 
         this.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
           model: record.name,
@@ -547,11 +556,26 @@ export class ModelRegistry {
     }
   }
 
-  /** Serialises admission decisions; resolves with the memory sample the decision was made on. */
-  private admit(record: ModelRecord, need: number): Promise<GpuSample | undefined> {
-    const run = this.admission.then(() => this.makeRoom(record, need));
-    this.admission = run.catch(() => undefined);
-    return run;
+  /**
+   * Makes room for `need` bytes and reserves them; resolves with the memory sample the decision was made
+   * on. Decisions run one at a time (each reads memory, picks victims, reserves), but waiting for memory to
+   * show up happens between rounds, outside that section, so one model waiting for room never holds up
+   * another that would fit.
+   */
+  private async admit(record: ModelRecord, need: number): Promise<GpuSample | undefined> {
+    if (!this.capacity || !this.policy) return undefined;
+    const round: AdmissionRound = {
+      deadline: this.clock.now() + this.options.releaseWaitMs,
+      evictedBytes: 0,
+      rounds: 0,
+    };
+    for (;;) {
+      const step = this.admission.then(() => this.admissionRound(record, need, round));
+      this.admission = step.catch(() => undefined);
+      const out = await step;
+      if (out.admitted) return out.sample;
+      await (this.capacity as CapacityModel).freshSample(out.since);
+    }
   }
 
   private evictable(exclude: ModelRecord): (name: string) => boolean {
@@ -562,75 +586,71 @@ export class ModelRegistry {
   }
 
   /**
-   * Evicts until `need` bytes fit under the measured usage, headroom and reservations (and the resident
-   * count fits its limit), waiting for late releases before evicting more; then reserves `need`.
-   * 507 when nothing more can be evicted.
+   * One admission decision: reserve if `need` fits under the measured usage, headroom and reservations
+   * (and the resident count fits its limit); else evict victims, or ask to wait for memory that is on
+   * its way (freed late, loads in flight, requests about to unpin). 507 when nothing can make room.
    */
-  private async makeRoom(record: ModelRecord, need: number): Promise<GpuSample | undefined> {
-    const capacity = this.capacity;
-    const policy = this.policy;
-    if (!capacity || !policy) return undefined;
-    const { maxResident } = capacity.options;
-    const deadline = this.clock.now() + this.options.releaseWaitMs;
-    let evictedBytes = 0;
-    for (let round = 0; ; round++) {
-      let sample: GpuSample;
-      try {
-        sample = await capacity.sample();
-      } catch (err) {
-        // Without Triton's metrics there is no measured truth: load without admission control.
-        this.logger.warn('GPU metrics unavailable; loading without capacity checks', {
-          error: messageOf(err),
-        });
-        return undefined;
-      }
-      // A load that finished less than a metrics interval ago may show only in part: wait until it shows.
-      const settledAt = capacity.unsettledUntil(sample.at);
-      if (settledAt !== undefined) {
-        await capacity.freshSample(settledAt - capacity.options.metricsIntervalMs);
-        continue;
-      }
-      const usable = Math.max(0, sample.totalBytes - capacity.options.headroomBytes);
-      policy.setCapacity?.(usable);
-      if (need > usable) {
-        // Evicting cannot help: leave the other models alone.
-        throw new AgentError(
-          ErrorCode.InsufficientCapacity,
-          `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} this GPU has for models (${mib(sample.totalBytes)} less ${mib(capacity.options.headroomBytes)} headroom)`,
-        );
-      }
-      const free = capacity.free(sample);
-      const residents = this.residentCount() - 1; // not counting `record` itself
-      const countExcess = maxResident > 0 ? residents + 1 - maxResident : 0;
-      if (free >= need && countExcess <= 0) {
-        capacity.reserve(record.name, need);
-        return sample;
-      }
-      const now = this.clock.now();
-      // Memory this admission freed may show up late: wait for it rather than evict models that need not go.
-      const pending = now < deadline ? evictedBytes : 0;
-      if (countExcess <= 0 && free + pending >= need) {
-        await capacity.freshSample(now);
-        continue;
-      }
-      const deficit = Math.max(0, need - free - pending);
-      const victims = policy.chooseVictims(
-        Math.max(deficit, countExcess > 0 ? 1 : 0),
-        now,
-        this.evictable(record),
-      );
-      if (victims.length === 0) {
-        if (now < deadline && pending > 0) {
-          await capacity.freshSample(now);
-          continue;
-        }
-        throw this.noCapacity(record, need, sample);
-      }
-      this.logger.info('evicting to make room', { model: record.name, need, free, victims });
-      for (const v of victims) evictedBytes += this.need(this.records.get(v) as ModelRecord);
-      await Promise.all(victims.map((v) => this.evict(this.records.get(v) as ModelRecord)));
-      if (round > 50) throw this.noCapacity(record, need, sample);
+  private async admissionRound(
+    record: ModelRecord,
+    need: number,
+    round: AdmissionRound,
+  ): Promise<{ admitted: true; sample: GpuSample | undefined } | { admitted: false; since: number }> {
+    const capacity = this.capacity as CapacityModel;
+    const policy = this.policy as EvictionPolicy;
+    let sample: GpuSample;
+    try {
+      sample = await capacity.sample();
+    } catch (err) {
+      // Without Triton's metrics there is no measured truth: load without admission control.
+      this.logger.warn('GPU metrics unavailable; loading without capacity checks', { error: messageOf(err) });
+      return { admitted: true, sample: undefined };
     }
+    // A load that finished less than a metrics interval ago may show only in part: wait until it shows.
+    const settledAt = capacity.unsettledUntil(sample.at);
+    if (settledAt !== undefined)
+      return { admitted: false, since: settledAt - capacity.options.metricsIntervalMs };
+    const usable = Math.max(0, sample.totalBytes - capacity.options.headroomBytes);
+    policy.setCapacity?.(usable);
+    if (need > usable) {
+      // Evicting cannot help: leave the other models alone.
+      throw new AgentError(
+        ErrorCode.InsufficientCapacity,
+        `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} this GPU has for models (${mib(sample.totalBytes)} less ${mib(capacity.options.headroomBytes)} headroom)`,
+      );
+    }
+    const free = capacity.free(sample);
+    const { maxResident } = capacity.options;
+    const countExcess = maxResident > 0 ? this.residentCount() - maxResident : 0; // `record` counts itself
+    if (free >= need && countExcess <= 0) {
+      capacity.reserve(record.name, need);
+      return { admitted: true, sample };
+    }
+    const now = this.clock.now();
+    // Memory this admission freed may show up late: wait for it rather than evict models that need not go.
+    const pending = now < round.deadline ? round.evictedBytes : 0;
+    if (countExcess <= 0 && free + pending >= need) return { admitted: false, since: now };
+    const deficit = Math.max(0, need - free - pending);
+    const victims = policy.chooseVictims(
+      Math.max(deficit, countExcess > 0 ? 1 : 0),
+      now,
+      this.evictable(record),
+    );
+    if (victims.length === 0) {
+      const soon = pending > 0 || capacity.reservedBytes() > 0 || this.anyPinned(record);
+      if (now < round.deadline && soon) return { admitted: false, since: now };
+      throw this.noCapacity(record, need, sample);
+    }
+    if (++round.rounds > 50) throw this.noCapacity(record, need, sample);
+    this.logger.info('evicting to make room', { model: record.name, need, free, victims });
+    for (const v of victims) round.evictedBytes += this.need(this.records.get(v) as ModelRecord);
+    await Promise.all(victims.map((v) => this.evict(this.records.get(v) as ModelRecord)));
+    return { admitted: false, since: this.clock.now() };
+  }
+
+  private anyPinned(exclude: ModelRecord): boolean {
+    for (const r of this.records.values())
+      if (r !== exclude && r.state === 'ready' && r.pins > 0) return true;
+    return false;
   }
 
   private noCapacity(record: ModelRecord, need: number, sample: GpuSample): AgentError {

@@ -130,7 +130,9 @@ describe('capacity-based eviction against a small emulated GPU', () => {
   });
 
   test('nothing evictable: 507 saying what was needed, what is free and what is pinned', async () => {
-    await start();
+    // Waits for pinned models to free up at most 200 ms; these requests hold them for 800 ms.
+    await start({ AGENT_GPU_RELEASE_WAIT_MS: '200' });
+
     for (const m of ['p1', 'p2', 'p3']) expect((await add(m, { gpuMiB: 30, inferMs: 800 })).status).toBe(200);
     const inflight = ['p1', 'p2', 'p3'].map((m) => invoke(m));
     await new Promise((r) => setTimeout(r, 100));
@@ -181,4 +183,33 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     expect((await request(stack.url, 'DELETE', '/models/a')).status).toBe(200);
     expect((await request(stack.url, 'GET', '/models/a')).status).toBe(404);
   });
+});
+
+test('a load waits for a pinned model to be released rather than answering 507 at once', async () => {
+  const stack = await startStack({
+    env: { AGENT_EVICTION_POLICY: 'lru', AGENT_GPU_RELEASE_WAIT_MS: '3000' },
+    emulator: { gpuMemoryBytes: 100 * MiB },
+  });
+  try {
+    for (const m of ['p1', 'p2', 'p3']) {
+      const url = await sagemakerArtifact(
+        stack.models,
+        `h-${m}`,
+        m,
+        modelSpec(m, { gpuMiB: 30, inferMs: 300 }),
+      );
+      expect((await request(stack.url, 'POST', '/models', { model_name: m, url })).status).toBe(200);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const inflight = ['p1', 'p2', 'p3'].map((m) =>
+      request(stack.url, 'POST', `/models/${m}/invoke`, int32(1)),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    const url = await sagemakerArtifact(stack.models, 'h-d', 'd', modelSpec('d', { gpuMiB: 30 }));
+    const r = await request(stack.url, 'POST', '/models', { model_name: 'd', url });
+    expect(r.status).toBe(200);
+    expect((await Promise.all(inflight)).map((x) => x.status)).toEqual([200, 200, 200]);
+  } finally {
+    await stack.stop();
+  }
 });

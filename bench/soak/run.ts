@@ -1,0 +1,181 @@
+/**
+ * bench/soak: mixed traffic over 200 models on the Triton emulator with a GPU that holds about 20 of them,
+ * for a fixed time. Reports requests, retries, errors, latency, loads, evictions and the GPU's peak use,
+ * and exits non-zero if any request was lost (never answered correctly) or the GPU went over capacity.
+ *
+ *   npm run bench:soak                     10 minutes, 16 concurrent clients
+ *   npm run bench:soak -- --minutes 1 --clients 8
+ *
+ * Not part of CI. Traffic: Zipf(1.0) popularity whose hot set drifts every 30 s, invocations through the
+ * SageMaker Runtime route (lazy loading from a file:// MODEL_DATA_URL), plus GET /models and /ping.
+ * Every answer is checked: the identity models echo a value unique to the request.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { buildTar } from '../../test/support/archives';
+import { identityConfig, tempDir } from '../../test/support/model-repo';
+import { startStack } from '../../test/support/agent-harness';
+import { rng } from '../eviction-sim/traces';
+
+const args = process.argv.slice(2);
+const arg = (name: string, def: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const minutes = arg('minutes', 10);
+const clients = arg('clients', 16);
+const MODELS = 200;
+const MiB = 1024 * 1024;
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+async function main(): Promise<void> {
+  const data = await tempDir('soak-models-');
+  const r = rng(11);
+  const sizes: number[] = [];
+  for (let i = 0; i < MODELS; i++) {
+    const mib = 30 + Math.floor(r() * 41); // 30..70 MiB, about 50 on average
+    sizes.push(mib);
+    const params = `parameters { key: "emulator_gpu_bytes" value { string_value: "${mib * MiB}" } }`;
+    await fs.writeFile(
+      path.join(data.dir, `model-${i}.tar.gz`),
+      await buildTar([
+        {
+          name: `m${i}/config.pbtxt`,
+          content: identityConfig(`m${i}`, [{ type: 'TYPE_INT32', dims: [1] }], 0, params),
+        },
+        { name: `m${i}/1/model.py`, content: 'x' },
+      ]),
+    );
+  }
+  const gpuBytes = 20 * 50 * MiB;
+  const stack = await startStack({
+    emulator: {
+      gpuMemoryBytes: gpuBytes,
+      loadLatencyMs: 40,
+      inferLatencyMs: 3,
+      memoryReleaseLagMs: 150,
+      metricsIntervalMs: 50,
+    },
+    env: {
+      MODEL_DATA_URL: `file://${data.dir}/`,
+      AGENT_METRICS_INTERVAL_MS: '50',
+      AGENT_EVICTION_POLICY: 'adaptive',
+      AGENT_COLD_LOAD_WAIT_MS: '10000',
+      LOG_LEVEL: 'warn',
+    },
+  });
+
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, stack.emulator.gpu.usedBytes())), 20);
+  const stats = { requests: 0, ok: 0, retries: 0, lost: 0, wrong: 0, other: 0, lists: 0 };
+  const latencies: number[] = [];
+  const failures = new Map<string, number>();
+  const deadline = Date.now() + minutes * 60_000;
+  const started = Date.now();
+  let seq = 0;
+  const ranks = Array.from({ length: MODELS }, (_, i) => i);
+  const cdf: number[] = [];
+  let sum = 0;
+  for (let k = 0; k < MODELS; k++) cdf.push((sum += 1 / (k + 1)));
+
+  const pick = (rand: () => number) => {
+    const x = rand() * sum;
+    let k = 0;
+    while (cdf[k] < x) k++;
+    const shift = Math.floor((Date.now() - started) / 30_000) * 7; // the hot set drifts every 30 s
+    return ranks[(k + shift) % MODELS];
+  };
+
+  const client = async (id: number) => {
+    const rand = rng(100 + id);
+    while (Date.now() < deadline) {
+      if (rand() < 0.02) {
+        const res = await fetch(`${stack.url}/models?max_results=50`);
+        if (res.status === 200) stats.lists++;
+        await res.arrayBuffer();
+        continue;
+      }
+      const m = pick(rand);
+      const value = ++seq;
+      stats.requests++;
+      const t0 = Date.now();
+      let answered = false;
+      for (let attempt = 0; attempt < 20 && !answered; attempt++) {
+        const res = await fetch(`${stack.url}/endpoints/soak/invocations`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'X-Amzn-SageMaker-Target-Model': `model-${m}.tar.gz`,
+          },
+          body: JSON.stringify({
+            inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [value] }],
+          }),
+        });
+        const text = await res.text();
+        if (res.status === 200) {
+          const got = (JSON.parse(text) as { outputs: { data: number[] }[] }).outputs[0].data[0];
+          if (got !== value) stats.wrong++;
+          else stats.ok++;
+          answered = true;
+        } else if (res.status === 429 || res.status === 503) {
+          stats.retries++;
+          await new Promise((res2) => setTimeout(res2, 100));
+        } else {
+          const key = `${res.status} ${text.slice(0, 160)}`;
+          failures.set(key, (failures.get(key) ?? 0) + 1);
+          stats.other++;
+          stats.retries++;
+          await new Promise((res2) => setTimeout(res2, 100));
+        }
+      }
+      if (!answered) stats.lost++;
+      latencies.push(Date.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, (_, i) => client(i)));
+  clearInterval(sampler);
+  peak = Math.max(peak, stack.emulator.gpu.peakBytes());
+
+  let loads = 0;
+  let loadFailures = 0;
+  let evictions = 0;
+  for (let i = 0; i < MODELS; i++) {
+    const c = stack.emulator.counters(stack.agent.registry.get(`model-${i}.tar.gz`)?.tritonName ?? '');
+    loads += c.loads;
+    loadFailures += c.loadFailures;
+    evictions += stack.agent.registry.get(`model-${i}.tar.gz`)?.evictions ?? 0;
+  }
+  const seconds = (Date.now() - started) / 1000;
+  console.log(
+    `soak: ${minutes} min, ${clients} clients, ${MODELS} models (30-70 MiB), GPU ${gpuBytes / MiB} MiB (~20 models)`,
+  );
+  console.log(
+    '| requests | answered correctly | wrong answers | lost | retries (not ready / other) | req/s | p50 ms | p99 ms |',
+  );
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log(
+    `| ${stats.requests} | ${stats.ok} | ${stats.wrong} | ${stats.lost} | ${stats.retries - stats.other} / ${stats.other} | ${(stats.requests / seconds).toFixed(0)} | ${percentile(latencies, 50)} | ${percentile(latencies, 99)} |`,
+  );
+  console.log(
+    `Triton loads ${loads} (failed in Triton: ${loadFailures}), evictions ${evictions}, list pages ${stats.lists}`,
+  );
+  console.log(
+    `GPU peak ${(peak / MiB).toFixed(0)} MiB of ${gpuBytes / MiB} MiB (${((100 * peak) / gpuBytes).toFixed(1)}%)`,
+  );
+  for (const [k, n] of failures) console.log(`  other answer x${n}: ${k}`);
+  await stack.stop();
+  await data.cleanup();
+  const ok = stats.lost === 0 && stats.wrong === 0 && peak <= gpuBytes;
+  console.log(ok ? 'soak: PASS (no request lost, no wrong answer, GPU never over capacity)' : 'soak: FAIL');
+  process.exit(ok ? 0 : 1);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
