@@ -672,6 +672,14 @@ export class ModelRegistry {
   /** Takes a resident, unpinned model off the GPU; it stays registered (and on disk) as `evicted`. */
   private async evict(record: ModelRecord): Promise<void> {
     if (record.state !== 'ready' || record.pins > 0) return;
+    await this.leaveGpu(record, 'evicted');
+  }
+
+  /**
+   * The one way off the GPU: unload (draining pins, bounded) and then either keep the model registered as
+   * `evicted` or forget it (DELETE). If Triton cannot be told, the model stays loaded and served.
+   */
+  private async leaveGpu(record: ModelRecord, outcome: 'evicted' | 'forgotten'): Promise<void> {
     record.state = 'unloading';
     const work = this.unloadFromTriton(record);
     record.transition = work.then(
@@ -680,10 +688,13 @@ export class ModelRegistry {
     );
     try {
       await work;
-      record.state = 'evicted';
-      record.evictions++;
-
-      this.logger.info('model evicted', { model: record.name, tritonName: record.tritonName });
+      if (outcome === 'forgotten') {
+        this.forget(record);
+      } else {
+        record.state = 'evicted';
+        record.evictions++;
+        this.logger.info('model evicted', { model: record.name, tritonName: record.tritonName });
+      }
     } catch (err) {
       record.state = 'ready';
       throw err;
@@ -900,29 +911,10 @@ export class ModelRegistry {
         this.policy?.onEvict(record.name, this.clock.now());
         return;
       }
-      if (record.state === 'ready') return this.startUnload(record);
+      if (record.state === 'ready') return this.leaveGpu(record, 'forgotten');
       // A load or unload is in progress: wait for it, then decide again.
       await record.transition;
       if (!this.records.has(name)) return;
-    }
-  }
-
-  private async startUnload(record: ModelRecord): Promise<void> {
-    record.state = 'unloading';
-    const work = this.unloadFromTriton(record);
-    record.transition = work.then(
-      () => undefined,
-      () => undefined,
-    );
-    try {
-      await work;
-      this.forget(record);
-    } catch (err) {
-      // Triton could not be told: the model stays loaded and served.
-      record.state = 'ready';
-      throw err;
-    } finally {
-      record.transition = undefined;
     }
   }
 

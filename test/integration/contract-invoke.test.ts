@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { rawToValues, valuesToRaw, serializeBytesElements, type Datatype } from '../../src/inference';
 import { tritonNameFor } from '../../src/artifacts';
 import { classifierScores } from '../support/triton-emulator';
+import { ALL_DATATYPES } from '../support/datatypes';
 import { identityConfig } from '../support/model-repo';
 import {
   MiB,
@@ -14,22 +15,7 @@ import {
 
 const BINARY = 'application/vnd.sagemaker-triton.binary+json';
 
-const ALL: [Datatype, string][] = [
-  ['BOOL', 'TYPE_BOOL'],
-  ['UINT8', 'TYPE_UINT8'],
-  ['UINT16', 'TYPE_UINT16'],
-  ['UINT32', 'TYPE_UINT32'],
-  ['UINT64', 'TYPE_UINT64'],
-  ['INT8', 'TYPE_INT8'],
-  ['INT16', 'TYPE_INT16'],
-  ['INT32', 'TYPE_INT32'],
-  ['INT64', 'TYPE_INT64'],
-  ['FP16', 'TYPE_FP16'],
-  ['BF16', 'TYPE_BF16'],
-  ['FP32', 'TYPE_FP32'],
-  ['FP64', 'TYPE_FP64'],
-  ['BYTES', 'TYPE_STRING'],
-];
+const ALL = ALL_DATATYPES;
 
 const SAMPLE: Record<Datatype, unknown[]> = {
   BOOL: [true, false],

@@ -4,12 +4,14 @@ import { TritonClient, tritonServiceDefinition } from '../../src/triton/client';
 import { TritonError } from '../../src/triton/triton-error';
 import { parseTritonMetrics } from '../../src/triton/metrics';
 import {
+  CONTENTS_FIELD,
   valuesToRaw,
   rawToValues,
   serializeBytesElements,
   type Datatype,
 } from '../../src/inference/datatypes';
 import { TritonEmulator, texts } from '../support/triton-emulator';
+import { ALL_DATATYPES } from '../support/datatypes';
 import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
 
 const MiB = 1024 * 1024;
@@ -503,22 +505,7 @@ describe('Triton emulator: inference checks', () => {
   let repo: { dir: string; cleanup: () => Promise<void> };
   let emulator: TritonEmulator;
   let client: TritonClient;
-  const ALL: [Datatype, string][] = [
-    ['BOOL', 'TYPE_BOOL'],
-    ['UINT8', 'TYPE_UINT8'],
-    ['UINT16', 'TYPE_UINT16'],
-    ['UINT32', 'TYPE_UINT32'],
-    ['UINT64', 'TYPE_UINT64'],
-    ['INT8', 'TYPE_INT8'],
-    ['INT16', 'TYPE_INT16'],
-    ['INT32', 'TYPE_INT32'],
-    ['INT64', 'TYPE_INT64'],
-    ['FP16', 'TYPE_FP16'],
-    ['BF16', 'TYPE_BF16'],
-    ['FP32', 'TYPE_FP32'],
-    ['FP64', 'TYPE_FP64'],
-    ['BYTES', 'TYPE_STRING'],
-  ];
+  const ALL = ALL_DATATYPES;
 
   beforeAll(async () => {
     repo = await tempDir();
@@ -581,20 +568,7 @@ describe('Triton emulator: inference checks', () => {
       .infer({
         model_name: 'all',
         inputs: ALL.map(([d], i) => {
-          const field = {
-            BOOL: 'bool_contents',
-            UINT8: 'uint_contents',
-            UINT16: 'uint_contents',
-            UINT32: 'uint_contents',
-            UINT64: 'uint64_contents',
-            INT8: 'int_contents',
-            INT16: 'int_contents',
-            INT32: 'int_contents',
-            INT64: 'int64_contents',
-            FP32: 'fp32_contents',
-            FP64: 'fp64_contents',
-            BYTES: 'bytes_contents',
-          }[d as string];
+          const field = CONTENTS_FIELD[d];
           const values =
             d === 'BYTES'
               ? [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')]
@@ -613,7 +587,7 @@ describe('Triton emulator: inference checks', () => {
       .catch((e: unknown) => e);
     // FP16/BF16 can only travel raw, so that request misses two inputs: Triton says which.
     expect((res as TritonError).tritonMessage).toBe(
-      "[request id: <id_unknown>] expected 14 inputs but got 12 inputs for model 'all'. Got input(s) ['INPUT0','INPUT1','INPUT2','INPUT3','INPUT4','INPUT5','INPUT6','INPUT7','INPUT8','INPUT11','INPUT12','INPUT13'], but missing required input(s) ['INPUT9','INPUT10']. Please provide all required input(s).",
+      "[request id: <id_unknown>] expected 14 inputs but got 12 inputs for model 'all'. Got input(s) ['INPUT0','INPUT1','INPUT2','INPUT3','INPUT4','INPUT5','INPUT6','INPUT7','INPUT8','INPUT10','INPUT11','INPUT12'], but missing required input(s) ['INPUT9','INPUT13']. Please provide all required input(s).",
     );
     const ok = await client.infer({
       model_name: 'resnet',
@@ -731,6 +705,6 @@ describe('Triton emulator: inference checks', () => {
         raw_input_contents: ALL.map(([d]) => (d === 'BYTES' ? bad : valuesToRaw(d, sample[d].slice(0, 3)))),
       }),
     );
-    expect(e.tritonMessage).toContain("input byte size mismatch for input 'INPUT13'");
+    expect(e.tritonMessage).toContain("input byte size mismatch for input 'INPUT12'");
   });
 });
