@@ -102,23 +102,22 @@ export class CapacityModel {
   }
 
   /**
-   * The GPU bytes a model will need: learned, else declared in its config, else artifact bytes × factor;
-   * never less than what a failed load proved it needs.
+   * The GPU bytes a model will need: measured, else what a load that first ran out of memory finally
+   * succeeded with (if larger than the estimate), else declared in its config, else artifact bytes × factor.
    */
   estimate(key: string, declaredBytes: number | undefined, artifactBytes: number): number {
-    const base =
-      this.footprints.get(key) ??
-      declaredBytes ??
-      Math.ceil(Math.max(1, artifactBytes) * this.options.footprintFactor);
-    return Math.max(base, this.lowerBounds.get(key) ?? 0);
+    const measured = this.footprints.get(key);
+    if (measured !== undefined) return measured;
+    const base = declaredBytes ?? Math.ceil(Math.max(1, artifactBytes) * this.options.footprintFactor);
+    return Math.max(base, this.provisional.get(key) ?? 0);
   }
 
-  /** A load of `key` ran out of memory with `bytes` free: it needs more than that. */
-  needsMoreThan(key: string, bytes: number): void {
-    this.lowerBounds.set(key, Math.max(this.lowerBounds.get(key) ?? 0, Math.ceil(bytes) + 1));
+  /** A load of `key` succeeded with `bytes` reserved after running out of memory with less. */
+  succeededWith(key: string, bytes: number): void {
+    this.provisional.set(key, Math.max(this.provisional.get(key) ?? 0, bytes));
   }
 
-  private readonly lowerBounds = new Map<string, number>();
+  private readonly provisional = new Map<string, number>();
 
   /** Records a measured footprint and persists the table (atomically, in the background). */
   learn(key: string, bytes: number): void {

@@ -493,6 +493,9 @@ export class ModelRegistry {
         await this.loadIntoTriton(record);
         record.loadMs = this.clock.now() - t0;
         this.capacity?.loaded(record.name);
+        // It ran out of memory with less: until a measurement says otherwise, this is its footprint.
+        if (attempt > 0 && record.footprintKey) this.capacity?.succeededWith(record.footprintKey, need);
+
         done?.();
         void this.measure(record, before, quiet);
         return;
@@ -511,8 +514,6 @@ export class ModelRegistry {
         // that; ask for at least half again as much, and more than what was free.
         const freeThen = before ? (this.capacity as CapacityModel).free(before) : 0;
         need = Math.max(Math.ceil(need * 1.5), freeThen + 1);
-        if (record.footprintKey)
-          this.capacity.needsMoreThan(record.footprintKey, Math.max(freeThen, need - 1));
 
         this.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
           model: record.name,
