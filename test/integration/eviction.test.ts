@@ -213,3 +213,27 @@ test('a load waits for a pinned model to be released rather than answering 507 a
     await stack.stop();
   }
 });
+
+test('with a keep-alive set, an idle model is unloaded ahead of need and reloads on its next invoke', async () => {
+  const stack = await startStack({
+    env: { AGENT_EVICTION_POLICY: 'lru', AGENT_IDLE_UNLOAD_MS: '300' },
+    emulator: { gpuMemoryBytes: 100 * MiB },
+  });
+  try {
+    const url = await sagemakerArtifact(stack.models, 'h-idle', 'idle', modelSpec('idle', { gpuMiB: 10 }));
+    expect((await request(stack.url, 'POST', '/models', { model_name: 'idle', url })).status).toBe(200);
+    expect(stack.emulator.loadedModels()).toEqual([tritonNameFor('idle')]);
+    let state = '';
+    for (let i = 0; i < 40 && state !== 'evicted'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      state = (await request(stack.url, 'GET', '/models/idle/status')).json().state as string;
+    }
+    expect(state).toBe('evicted');
+    expect(stack.emulator.loadedModels()).toEqual([]);
+    const r = await request(stack.url, 'POST', '/models/idle/invoke', int32(5));
+    expect(r.status).toBe(200);
+    expect(dataOf(r)).toEqual([5]);
+  } finally {
+    await stack.stop();
+  }
+});
