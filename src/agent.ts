@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ArtifactFetcher, DiskCache, FileSource, RepositoryStager, S3Source } from './artifacts';
 import type { AgentConfig } from './config';
@@ -129,7 +130,9 @@ export class Agent {
       triton: this.triton,
       logger: this.logger,
       settings: {
+        singleModel: () => (this.config.multiModel ? undefined : (this.singleModel ?? '')),
         maxBodyBytes: this.config.maxBodyBytes,
+
         defaultModelName: this.config.defaultModelName,
         listPageSize: this.config.listPageSize,
       },
@@ -144,6 +147,36 @@ export class Agent {
     });
     this.server = server;
     this.logger.info('agent listening', { port: this.port, triton: this.config.tritonGrpcUrl });
+    if (!this.config.multiModel) this.loadSingleModel();
+  }
+
+  /** The single model's MME name, once known (single-model mode). */
+  singleModel: string | undefined;
+
+  /**
+   * Single-model mode: SageMaker extracted the model to AGENT_SINGLE_MODEL_DIR before starting the
+   * container. Load its folder named by SAGEMAKER_TRITON_DEFAULT_MODEL_NAME, or its only folder, through
+   * the one load path; /ping answers 200 only once it is loaded.
+   */
+  private loadSingleModel(): void {
+    const dir = this.config.singleModelDir;
+    void (async () => {
+      let name = this.config.defaultModelName;
+      if (!name) {
+        const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+        const dirs = entries.filter((e) => e.isDirectory()).map((e) => e.name);
+        if (dirs.length !== 1) {
+          throw new Error(
+            `${dir} holds ${dirs.length} model folders; set SAGEMAKER_TRITON_DEFAULT_MODEL_NAME to the one to serve`,
+          );
+        }
+        name = dirs[0];
+      }
+      this.singleModel = name;
+      await this.registry.load(name, path.join(dir, name));
+    })().catch((err: unknown) => {
+      this.logger.error('single-model load failed', { dir, error: messageOf(err) });
+    });
   }
 
   /**

@@ -9,6 +9,7 @@ export interface AgentConfig {
   host: string;
   multiModel: boolean;
   defaultModelName: string | undefined;
+  singleModelDir: string;
   tritonGrpcUrl: string;
   tritonMetricsUrl: string;
   modelRepository: string;
@@ -165,7 +166,16 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     parse: optionalText,
   },
   {
+    key: 'singleModelDir',
+    env: 'AGENT_SINGLE_MODEL_DIR',
+    meaning:
+      'single-model mode (SAGEMAKER_MULTI_MODEL=false): where SageMaker extracted the model; its folder named by SAGEMAKER_TRITON_DEFAULT_MODEL_NAME (or its only folder) is loaded at start',
+    fallback: '/opt/ml/model',
+    parse: absolutePath,
+  },
+  {
     key: 'tritonGrpcUrl',
+
     env: 'TRITON_GRPC_URL',
     meaning: "Triton's gRPC address, host:port",
     fallback: '127.0.0.1:8001',

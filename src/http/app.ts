@@ -10,6 +10,8 @@ import { readBody } from './body';
 import { asAgentError, sendError, statusOf } from './status';
 
 export interface AppSettings {
+  /** Single-model mode: the model /ping waits for ('' while unknown); undefined in multi-model mode. */
+  singleModel?: () => string | undefined;
   maxBodyBytes: number;
   defaultModelName: string | undefined;
   listPageSize: number;
@@ -226,6 +228,15 @@ export function createApp(deps: AppDeps): express.Express {
         .serverLive({ deadlineMs: PING_DEADLINE_MS, noRetry: true, waitForReady: true })
         .catch(() => false);
       if (!live) throw new AgentError(ErrorCode.TritonUnavailable, 'Triton is not live');
+      // Single-model mode reports ready only once its model is (SageMaker's "ready" ping).
+      const single = settings.singleModel?.();
+      const state = single === undefined ? undefined : registry.get(single)?.state;
+      if (single !== undefined && state !== 'ready' && state !== 'evicted') {
+        throw new AgentError(
+          ErrorCode.ModelNotReady,
+          `model '${single || '(single model)'}' is not loaded yet`,
+        );
+      }
       res.status(200).end();
     },
   });
