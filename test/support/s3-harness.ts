@@ -110,6 +110,9 @@ export class S3Harness {
     const isGet = req.method === 'GET' && isObject;
     if (req.method === 'HEAD' && isObject) this.heads.set(key, (this.heads.get(key) ?? 0) + 1);
     let fault: S3Fault | undefined;
+    // A GET stops counting as active once its last byte is written: with Content-Length the client may
+    // finish (and start its next GET) before this side ends the response.
+    let markDone = () => undefined as void;
     if (isGet) {
       this.gets.set(key, (this.gets.get(key) ?? 0) + 1);
       fault = this.faults.shift();
@@ -117,12 +120,12 @@ export class S3Harness {
       this.maxActiveGets = Math.max(this.maxActiveGets, this.active);
       // Counted until the last byte is handed over (or the connection dies), not until the socket closes.
       let counted = true;
-      const done = () => {
+      markDone = () => {
         if (counted) this.active--;
         counted = false;
       };
-      res.on('finish', done);
-      res.on('close', done);
+      res.on('finish', markDone);
+      res.on('close', markDone);
     }
     if (fault?.kind === 'status') {
       req.resume();
@@ -143,6 +146,7 @@ export class S3Harness {
         let sent = 0;
         const f = fault;
         let writing = 0;
+        let slowSent = 0;
         let ended = false;
         const maybeEnd = () => {
           if (ended && writing === 0) res.end();
@@ -174,6 +178,8 @@ export class S3Harness {
                 return;
               }
               res.write(p);
+              slowSent += p.length;
+              if (slowSent >= Number(upRes.headers['content-length'] ?? Infinity)) markDone();
               setTimeout(next, f.delayMs);
             };
             next();
