@@ -398,8 +398,9 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'metricsIntervalMs',
     env: 'AGENT_METRICS_INTERVAL_MS',
     meaning:
-      "Triton's --metrics-interval-ms: how stale a GPU memory sample may be (start Triton with 500 or less)",
-    fallback: '2000',
+      "how stale a GPU memory sample may be: Triton's --metrics-interval-ms plus a margin (start Triton with 500 and set 750)",
+    fallback: '2500',
+
     parse: integer(1),
   },
   {

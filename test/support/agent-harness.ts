@@ -40,7 +40,9 @@ export async function startStack(
     TRITON_MODEL_REPOSITORY: repository,
     AGENT_UNLOAD_POLL_MS: '10',
     AGENT_GPU_HEADROOM_BYTES: '0',
-    AGENT_METRICS_INTERVAL_MS: String(opts.emulator?.metricsIntervalMs ?? 20),
+    // With a margin over the emulator's interval: its timer drifts on a busy machine, as Triton's may.
+    AGENT_METRICS_INTERVAL_MS: String(3 * (opts.emulator?.metricsIntervalMs ?? 20)),
+
     AGENT_CHURN_GUARD_MS: '0',
     ...opts.env,
   });
