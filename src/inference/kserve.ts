@@ -8,6 +8,7 @@ import {
   numberToHalf,
   rawToValues,
   serializeBytesElements,
+  valuesToRaw,
   type Datatype,
 } from './datatypes';
 
@@ -148,43 +149,15 @@ function encodeJsonData(datatype: Datatype, values: unknown[], input: string): B
       return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength);
     }
     default: {
+      // Integers: check every element's type and range here, then encode with the shared writer.
       const [lo, hi] = INT_RANGE[datatype] as [number, number];
-      const size = ELEMENT_SIZE[datatype];
-      const out = Buffer.alloc(n * size);
       for (let i = 0; i < n; i++) {
         const v = values[i];
         if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
           throw wrong(i, `an integer in [${lo}, ${hi}]`);
         }
-        const o = i * size;
-        switch (datatype) {
-          case 'UINT8':
-            out[o] = v;
-            break;
-          case 'INT8':
-            out.writeInt8(v, o);
-            break;
-          case 'UINT16':
-            out.writeUInt16LE(v, o);
-            break;
-          case 'INT16':
-            out.writeInt16LE(v, o);
-            break;
-          case 'UINT32':
-            out.writeUInt32LE(v, o);
-            break;
-          case 'INT32':
-            out.writeInt32LE(v, o);
-            break;
-          case 'UINT64':
-            out.writeBigUInt64LE(BigInt(v), o);
-            break;
-          case 'INT64':
-            out.writeBigInt64LE(BigInt(v), o);
-            break;
-        }
       }
-      return out;
+      return valuesToRaw(datatype, values as number[]);
     }
   }
 }
