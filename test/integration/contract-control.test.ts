@@ -329,6 +329,9 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
       expect(get.status).toBe(404);
       expect(get.json()).toEqual({ error: "model 'nope' is not loaded" });
       expect((await request(stack.url, 'DELETE', '/models/nope')).status).toBe(404);
+      const status = await request(stack.url, 'GET', '/models/nope/status');
+      expect(status.status).toBe(404);
+      expect(status.json()).toEqual({ error: "model 'nope' is not known" });
     });
 
     test('DELETE unloads, waits for Triton, removes the staged directory, keeps the SageMaker directory', async () => {
