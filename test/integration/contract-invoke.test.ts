@@ -6,6 +6,7 @@ import { ALL_DATATYPES } from '../support/datatypes';
 import { identityConfig } from '../support/model-repo';
 import {
   MiB,
+  binaryRequest,
   launchPostArtifacts,
   request,
   sagemakerArtifact,
@@ -172,23 +173,11 @@ describe('SageMaker MME invoke', () => {
   });
 
   test('binary+json in, binary outputs out, with the right json-header-size', async () => {
-    const raw = Buffer.from(resnetItem.buffer);
-    const header = Buffer.from(
-      JSON.stringify({
-        inputs: [
-          {
-            name: 'INPUT__0',
-            shape: [1, 3, 224, 224],
-            datatype: 'FP32',
-            parameters: { binary_data_size: raw.length },
-          },
-        ],
-        outputs: [{ name: 'OUTPUT__0', parameters: { binary_data: true } }],
-      }),
+    const req = binaryRequest(
+      [{ name: 'INPUT__0', shape: [1, 3, 224, 224], datatype: 'FP32', raw: Buffer.from(resnetItem.buffer) }],
+      ['OUTPUT__0'],
     );
-    const r = await invoke('resnet_pt_v0.tar.gz', Buffer.concat([header, raw]), {
-      'content-type': `${BINARY};json-header-size=${header.length}`,
-    });
+    const r = await invoke('resnet_pt_v0.tar.gz', req.body, { 'content-type': req.contentType });
     expect(r.status).toBe(200);
     const { header: h, tail } = splitBinary(r);
     expect(h.outputs).toEqual([

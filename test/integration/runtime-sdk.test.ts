@@ -11,6 +11,7 @@ import { classifierScores } from '../support/triton-emulator';
 import { identityConfig, resnetPtConfig } from '../support/model-repo';
 import {
   MiB,
+  binaryRequest,
   launchPostArtifacts,
   request,
   sagemakerArtifact,
@@ -129,67 +130,42 @@ describe('SageMaker Runtime InvokeEndpoint with @aws-sdk/client-sagemaker-runtim
     const loading = request(stack.url, 'POST', '/models', { model_name: 'slow', url });
     await new Promise((r) => setTimeout(r, 50));
     const body = JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1], datatype: 'FP32', data: [1] }] });
-    const err = await client
-      .send(
+    const invokeSlow = () =>
+      client.send(
         new InvokeEndpointCommand({
           EndpointName: 'e',
           TargetModel: 'slow',
           ContentType: 'application/json',
           Body: body,
         }),
-      )
-      .catch((e: unknown) => e);
+      );
+    const err = await invokeSlow().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelNotReadyException);
     expect((err as ModelNotReadyException).$metadata.httpStatusCode).toBe(429);
     release();
     expect((await loading).status).toBe(200);
-    const ok = await client.send(
-      new InvokeEndpointCommand({
-        EndpointName: 'e',
-        TargetModel: 'slow',
-        ContentType: 'application/json',
-        Body: body,
-      }),
-    );
+    const ok = await invokeSlow();
     expect(JSON.parse(Buffer.from(ok.Body as Uint8Array).toString()).outputs[0].data).toEqual([1]);
 
     await stack.emulator.crash();
-    const down = await client
-      .send(
-        new InvokeEndpointCommand({
-          EndpointName: 'e',
-          TargetModel: 'slow',
-          ContentType: 'application/json',
-          Body: body,
-        }),
-      )
-      .catch((e: unknown) => e);
+    const down = await invokeSlow().catch((e: unknown) => e);
+
     expect(down).toBeInstanceOf(ServiceUnavailable);
     await stack.emulator.restart();
     expect((await request(stack.url, 'GET', '/ping')).status).toBe(200);
   });
 
   test('binary+json through the SDK', async () => {
-    const raw = Buffer.from(item.buffer);
-    const header = Buffer.from(
-      JSON.stringify({
-        inputs: [
-          {
-            name: 'INPUT__0',
-            shape: [1, 3, 224, 224],
-            datatype: 'FP32',
-            parameters: { binary_data_size: raw.length },
-          },
-        ],
-        outputs: [{ name: 'OUTPUT__0', parameters: { binary_data: true } }],
-      }),
+    const req = binaryRequest(
+      [{ name: 'INPUT__0', shape: [1, 3, 224, 224], datatype: 'FP32', raw: Buffer.from(item.buffer) }],
+      ['OUTPUT__0'],
     );
     const out = await client.send(
       new InvokeEndpointCommand({
         EndpointName: 'e',
         TargetModel: 'resnet_pt_v0.tar.gz',
-        ContentType: `application/vnd.sagemaker-triton.binary+json;json-header-size=${header.length}`,
-        Body: Buffer.concat([header, raw]),
+        ContentType: req.contentType,
+        Body: req.body,
       }),
     );
     const m = /json-header-size=(\d+)/.exec(out.ContentType ?? '');

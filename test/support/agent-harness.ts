@@ -135,3 +135,30 @@ export async function request(
 export async function repositoryDirs(repository: string): Promise<string[]> {
   return (await fs.readdir(repository)).filter((d) => !d.startsWith('.')).sort();
 }
+
+/**
+ * A KServe binary+json body: the JSON header (inputs sized by `binary_data_size`, outputs asked as binary)
+ * followed by the raw tensors, and its content type.
+ */
+export function binaryRequest(
+  inputs: { name: string; datatype: string; shape: number[]; raw: Buffer }[],
+  binaryOutputs: string[] = [],
+): { body: Buffer; contentType: string } {
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: inputs.map((i) => ({
+        name: i.name,
+        shape: i.shape,
+        datatype: i.datatype,
+        parameters: { binary_data_size: i.raw.length },
+      })),
+      ...(binaryOutputs.length > 0
+        ? { outputs: binaryOutputs.map((name) => ({ name, parameters: { binary_data: true } })) }
+        : {}),
+    }),
+  );
+  return {
+    body: Buffer.concat([header, ...inputs.map((i) => i.raw)]),
+    contentType: `application/vnd.sagemaker-triton.binary+json;json-header-size=${header.length}`,
+  };
+}
