@@ -104,6 +104,10 @@ export interface RegistryParts {
 /** A pinned model, released exactly once when the request is done. */
 export interface Lease {
   readonly record: ModelRecord;
+  /** How long `acquire` waited for the model to load (0 for a model that was resident). */
+  readonly waitedMs: number;
+  /** True when the model had to be loaded (or reloaded) for this request. */
+  readonly cold: boolean;
   release(): void;
 }
 
@@ -740,7 +744,9 @@ export class ModelRegistry {
    * (bounded by the cold-load wait) for a load in progress; a model being unloaded is waited for.
    */
   async acquire(nameOrTarget: string): Promise<Lease> {
-    const deadline = this.clock.now() + this.options.coldLoadWaitMs;
+    const started = this.clock.now();
+    const deadline = started + this.options.coldLoadWaitMs;
+    let cold = false;
     let counted = false;
     for (;;) {
       const record = this.get(nameOrTarget) ?? (await this.startLazyLoad(nameOrTarget));
@@ -755,6 +761,8 @@ export class ModelRegistry {
         let released = false;
         return {
           record,
+          waitedMs: this.clock.now() - started,
+          cold,
           release: () => {
             if (released) return;
             released = true;
@@ -763,6 +771,7 @@ export class ModelRegistry {
           },
         };
       }
+      cold = true;
       if (record.state === 'evicted') this.startLoad(record, false);
       const remaining = deadline - this.clock.now();
       if (remaining <= 0 || !record.transition) {
