@@ -6,9 +6,9 @@ import {
   isDatatype,
   numberToBf16,
   numberToHalf,
-  rawToValues,
+  bf16ToNumber,
+  halfToNumber,
   serializeBytesElements,
-  valuesToRaw,
   type Datatype,
 } from './datatypes';
 
@@ -95,47 +95,118 @@ const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
   UINT64: [0, Number.MAX_SAFE_INTEGER],
 };
 
-function flatten(data: unknown, out: unknown[], input: string, depth = 0): void {
-  if (depth > 32) throw bad(`input '${input}': data is nested too deeply`);
-  if (Array.isArray(data)) {
-    for (const d of data) flatten(d, out, input, depth + 1);
-  } else {
-    out.push(data);
-  }
+/** Deepest `data` nesting accepted (a 4-D image batch is 4). */
+export const MAX_DATA_DEPTH = 32;
+
+/**
+ * A short description of any client value for an error message. Never recursive: a value nested 10,000
+ * deep must give a 400, not a stack overflow.
+ */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return v.length === 0 ? '[]' : 'an array';
+  if (typeof v === 'object' && v !== null) return 'an object';
+  const s = JSON.stringify(v);
+  return s.length > 64 ? `${s.slice(0, 61)}...` : s;
 }
 
-/** Encodes JSON `data` of one input as raw little-endian bytes, checking every element's type and range. */
-function encodeJsonData(datatype: Datatype, values: unknown[], input: string): Buffer {
+/**
+ * The leaves of a (possibly nested) `data` array in row-major order, found iteratively with a depth limit.
+ * A flat array (the common case) is returned as it is, without a copy.
+ */
+function leaves(data: unknown, input: string): readonly unknown[] {
+  if (!Array.isArray(data)) return [data];
+  let nested = false;
+  for (let i = 0; i < data.length; i++) {
+    if (Array.isArray(data[i])) {
+      nested = true;
+      break;
+    }
+  }
+  if (!nested) return data;
+  const out: unknown[] = [];
+  const arrays: unknown[][] = [data];
+  const positions: number[] = [0];
+  while (arrays.length > 0) {
+    const top = arrays.length - 1;
+    const arr = arrays[top];
+    const i = positions[top];
+    if (i >= arr.length) {
+      arrays.pop();
+      positions.pop();
+      continue;
+    }
+    positions[top] = i + 1;
+    const v: unknown = arr[i];
+    if (Array.isArray(v)) {
+      if (arrays.length >= MAX_DATA_DEPTH)
+        throw bad(`input '${input}': data is nested more than ${MAX_DATA_DEPTH} deep`);
+      arrays.push(v);
+      positions.push(0);
+    } else {
+      out.push(v);
+    }
+  }
+  return out;
+}
+
+const SMALL_INT_ARRAY = {
+  UINT8: Uint8Array,
+  UINT16: Uint16Array,
+  UINT32: Uint32Array,
+  INT8: Int8Array,
+  INT16: Int16Array,
+  INT32: Int32Array,
+} as const;
+
+function bytesOf(a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * Encodes JSON `data` of one input as raw little-endian bytes, checking every element's type and range,
+ * straight into a typed array of the datatype (one pass, no intermediate arrays).
+ */
+function encodeJsonData(datatype: Datatype, values: readonly unknown[], input: string): Buffer {
   const wrong = (i: number, what: string) =>
-    bad(
-      `input '${input}': element ${i} is ${JSON.stringify(values[i]) ?? 'undefined'}, expected ${what} for ${datatype}`,
-    );
+    bad(`input '${input}': element ${i} is ${describeValue(values[i])}, expected ${what} for ${datatype}`);
   const n = values.length;
   switch (datatype) {
-    case 'BYTES':
-      return serializeBytesElements(
-        values.map((v, i) => {
-          if (typeof v !== 'string') throw wrong(i, 'a string');
-          return Buffer.from(v, 'utf8');
-        }),
-      );
+    case 'BYTES': {
+      const els: Buffer[] = new Array<Buffer>(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'string') throw wrong(i, 'a string');
+        els[i] = Buffer.from(v, 'utf8');
+      }
+      return serializeBytesElements(els);
+    }
     case 'BOOL': {
       const out = Buffer.alloc(n);
       for (let i = 0; i < n; i++) {
-        if (typeof values[i] !== 'boolean') throw wrong(i, 'true or false');
-        out[i] = values[i] ? 1 : 0;
+        const v = values[i];
+        if (v === true) out[i] = 1;
+        else if (v !== false) throw wrong(i, 'true or false');
       }
       return out;
     }
-    case 'FP32':
-    case 'FP64': {
-      const arr = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
+    case 'FP32': {
+      const arr = new Float32Array(n);
       for (let i = 0; i < n; i++) {
         const v = values[i];
         if (typeof v !== 'number') throw wrong(i, 'a number');
         arr[i] = v;
       }
-      return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength);
+      return bytesOf(arr);
+    }
+    case 'FP64': {
+      const arr = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw wrong(i, 'a number');
+        arr[i] = v;
+      }
+      return bytesOf(arr);
     }
     case 'FP16':
     case 'BF16': {
@@ -146,18 +217,33 @@ function encodeJsonData(datatype: Datatype, values: unknown[], input: string): B
         if (typeof v !== 'number') throw wrong(i, 'a number');
         arr[i] = conv(v);
       }
-      return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength);
+      return bytesOf(arr);
     }
-    default: {
-      // Integers: check every element's type and range here, then encode with the shared writer.
+    case 'INT64':
+    case 'UINT64': {
       const [lo, hi] = INT_RANGE[datatype] as [number, number];
+      const arr = datatype === 'INT64' ? new BigInt64Array(n) : new BigUint64Array(n);
       for (let i = 0; i < n; i++) {
         const v = values[i];
         if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
           throw wrong(i, `an integer in [${lo}, ${hi}]`);
         }
+        arr[i] = BigInt(v);
       }
-      return valuesToRaw(datatype, values as number[]);
+      return bytesOf(arr);
+    }
+    default: {
+      // 8-, 16- and 32-bit integers: check type and range, then store through the matching typed array.
+      const [lo, hi] = INT_RANGE[datatype] as [number, number];
+      const arr = new SMALL_INT_ARRAY[datatype as keyof typeof SMALL_INT_ARRAY](n);
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+          throw wrong(i, `an integer in [${lo}, ${hi}]`);
+        }
+        arr[i] = v;
+      }
+      return bytesOf(arr);
     }
   }
 }
@@ -198,15 +284,20 @@ function forwardable(
 }
 
 function parseShape(shape: unknown, input: string): number[] {
-  if (!Array.isArray(shape)) throw bad(`input '${input}': shape must be an array of non-negative integers`);
-  return shape.map((d) => {
-    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
-      throw bad(
-        `input '${input}': shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
-      );
-    }
-    return d;
-  });
+  const refuse = () => {
+    const flat = Array.isArray(shape) && shape.every((d) => typeof d === 'number');
+    return bad(
+      `input '${input}': shape must be an array of non-negative integers, got ${flat ? JSON.stringify(shape) : describeValue(shape)}`,
+    );
+  };
+  if (!Array.isArray(shape)) throw refuse();
+  const out = new Array<number>(shape.length);
+  for (let i = 0; i < shape.length; i++) {
+    const d: unknown = shape[i];
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) throw refuse();
+    out[i] = d;
+  }
+  return out;
 }
 
 /**
@@ -250,7 +341,7 @@ export function decodeInvokeBody(
     seen.add(name);
     const datatype = entry.datatype;
     if (typeof datatype !== 'string' || !isDatatype(datatype)) {
-      throw bad(`input '${name}': unknown datatype ${JSON.stringify(datatype)}`);
+      throw bad(`input '${name}': unknown datatype ${describeValue(datatype)}`);
     }
     const shape = parseShape(entry.shape, name);
     const params = parseParameters(entry.parameters, `input '${name}'`);
@@ -273,8 +364,7 @@ export function decodeInvokeBody(
     } else {
       if (entry.data === undefined)
         throw bad(`input '${name}' has no "data" and no parameters.binary_data_size`);
-      const flat: unknown[] = [];
-      flatten(entry.data, flat, name);
+      const flat = leaves(entry.data, name);
       if (flat.length !== count) {
         throw bad(
           `input '${name}': shape ${JSON.stringify(shape)} needs ${count} elements, "data" has ${flat.length}`,
@@ -361,13 +451,25 @@ function decodeRawInput(body: Buffer, io: ModelIO): DecodedInvoke['request'] {
   return { inputs: [{ name: spec.name, datatype: spec.datatype, shape: dims }], raw_input_contents: [raw] };
 }
 
-function dataJson(datatype: string, raw: Buffer): string {
-  if (!isDatatype(datatype))
-    throw new AgentError(ErrorCode.TritonProtocol, `Triton returned unknown datatype '${datatype}'`);
-  const values = rawToValues(datatype, raw);
-  if (datatype === 'BYTES') return JSON.stringify(values.map((v) => (v as Buffer).toString('utf8')));
-  if (datatype === 'INT64' || datatype === 'UINT64') return `[${values.map((v) => String(v)).join(',')}]`;
-  return JSON.stringify(values);
+// --- responses ------------------------------------------------------------------------------------
+
+/** Elements of one output written per piece of JSON text. */
+const PIECE_ELEMENTS = 16384;
+/** JSON text gathered before it becomes a Buffer (and the encoder may yield to the event loop). */
+const FLUSH_CHARS = 1 << 20;
+
+export interface EncodeOptions {
+  /** Largest JSON text of a response; above it the answer is a 400 asking for binary outputs. */
+  maxJsonBytes?: number;
+  /** The setting that sets `maxJsonBytes`, named in the error. */
+  limitName?: string;
+}
+
+/** A response as a list of buffers (JSON header, then binary outputs), written without concatenating. */
+export interface EncodedParts {
+  parts: Buffer[];
+  byteLength: number;
+  contentType: string;
 }
 
 export interface EncodedResponse {
@@ -375,30 +477,235 @@ export interface EncodedResponse {
   contentType: string;
 }
 
+/**
+ * A view of raw little-endian tensor bytes as a typed array (platform order: every platform Node supports
+ * for this agent is little-endian). gRPC hands out slices at any offset, so unaligned ones are copied.
+ */
+function typedView(datatype: Exclude<Datatype, 'BYTES'>, raw: Buffer): ArrayLike<number | bigint> {
+  const size = ELEMENT_SIZE[datatype];
+  const n = Math.floor(raw.length / size);
+  let buffer: ArrayBufferLike = raw.buffer;
+  let offset = raw.byteOffset;
+  if (offset % size !== 0) {
+    const copy = new Uint8Array(n * size);
+    copy.set(raw.subarray(0, n * size));
+    buffer = copy.buffer;
+    offset = 0;
+  }
+  switch (datatype) {
+    case 'BOOL':
+    case 'UINT8':
+      return new Uint8Array(buffer, offset, n);
+    case 'INT8':
+      return new Int8Array(buffer, offset, n);
+    case 'UINT16':
+    case 'FP16':
+    case 'BF16':
+      return new Uint16Array(buffer, offset, n);
+    case 'INT16':
+      return new Int16Array(buffer, offset, n);
+    case 'UINT32':
+      return new Uint32Array(buffer, offset, n);
+    case 'INT32':
+      return new Int32Array(buffer, offset, n);
+    case 'UINT64':
+      return new BigUint64Array(buffer, offset, n);
+    case 'INT64':
+      return new BigInt64Array(buffer, offset, n);
+    case 'FP32':
+      return new Float32Array(buffer, offset, n);
+    case 'FP64':
+      return new Float64Array(buffer, offset, n);
+  }
+}
+
+/**
+ * Elements `[start, end)` as comma-separated JSON values. Numbers are written as `String(n)` writes them:
+ * the shortest text that reads back as the same value, 64-bit integers exact, and NaN, Infinity and
+ * -Infinity as those words, as Triton's own JSON writer does (rapidjson with kWriteNanAndInfFlag) where
+ * JSON.stringify would silently write null.
+ */
+function pieceText(datatype: Datatype, view: ArrayLike<number | bigint>, start: number, end: number): string {
+  let s: string;
+  switch (datatype) {
+    case 'BOOL':
+      s = view[start] !== 0 ? 'true' : 'false';
+      for (let i = start + 1; i < end; i++) s += view[i] !== 0 ? ',true' : ',false';
+      return s;
+    case 'FP16':
+      s = String(halfToNumber(view[start] as number));
+      for (let i = start + 1; i < end; i++) s += `,${halfToNumber(view[i] as number)}`;
+      return s;
+    case 'BF16':
+      s = String(bf16ToNumber(view[start] as number));
+      for (let i = start + 1; i < end; i++) s += `,${bf16ToNumber(view[i] as number)}`;
+      return s;
+    default:
+      s = String(view[start]);
+      for (let i = start + 1; i < end; i++) s += `,${view[i]}`;
+      return s;
+  }
+}
+
+function malformedBytes(): AgentError {
+  return new AgentError(
+    ErrorCode.TritonProtocol,
+    'Triton returned a malformed BYTES tensor: an element length runs past the end of the data',
+  );
+}
+
+/** The elements of one raw output as JSON text, in pieces of at most PIECE_ELEMENTS elements. */
+function* dataPieces(datatype: Datatype, raw: Buffer): Generator<string, void, undefined> {
+  if (datatype === 'BYTES') {
+    let off = 0;
+    let count = 0;
+    let s = '';
+    while (off < raw.length) {
+      if (off + 4 > raw.length) throw malformedBytes();
+      const len = raw.readUInt32LE(off);
+      off += 4;
+      if (off + len > raw.length) throw malformedBytes();
+      s += (count === 0 ? '' : ',') + JSON.stringify(raw.toString('utf8', off, off + len));
+      off += len;
+      count++;
+      if (count % PIECE_ELEMENTS === 0) {
+        yield s;
+        s = '';
+      }
+    }
+    if (s !== '') yield s;
+    return;
+  }
+  const view = typedView(datatype, raw);
+  for (let start = 0; start < view.length; start += PIECE_ELEMENTS) {
+    const text = pieceText(datatype, view, start, Math.min(view.length, start + PIECE_ELEMENTS));
+    yield start === 0 ? text : `,${text}`;
+  }
+}
+
+/** The JSON text of a response, in pieces; binary outputs are collected into `binaries` in order. */
+function* jsonPieces(
+  res: ModelInferResponse,
+  modelName: string,
+  binaryOutputs: Set<string> | 'all',
+  binaries: Buffer[],
+): Generator<string, void, undefined> {
+  const id = res.id ? `,"id":${JSON.stringify(res.id)}` : '';
+  yield `{"model_name":${JSON.stringify(modelName)},"model_version":${JSON.stringify(res.model_version)}${id},"outputs":[`;
+  for (let i = 0; i < res.outputs.length; i++) {
+    const o = res.outputs[i];
+    const raw = res.raw_output_contents[i] ?? Buffer.alloc(0);
+    const head = `${i === 0 ? '' : ','}{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":${JSON.stringify(o.shape)}`;
+    if (binaryOutputs === 'all' || binaryOutputs.has(o.name)) {
+      binaries.push(raw);
+      yield `${head},"parameters":{"binary_data_size":${raw.length}}}`;
+    } else {
+      const datatype = o.datatype;
+      if (!isDatatype(datatype))
+        throw new AgentError(ErrorCode.TritonProtocol, `Triton returned unknown datatype '${datatype}'`);
+      yield `${head},"data":[`;
+      yield* dataPieces(datatype, raw);
+      yield ']}';
+    }
+  }
+  yield ']}';
+}
+
+function tooLargeForJson(
+  bytes: number,
+  max: number,
+  limitName: string | undefined,
+  atLeast: boolean,
+): AgentError {
+  return new AgentError(
+    ErrorCode.BadRequest,
+    `the JSON response would be ${atLeast ? 'at least ' : ''}${bytes} bytes, over the limit of ${max} bytes${limitName ? ` (${limitName})` : ''}; ask for binary outputs instead: the request parameter "binary_data_output": true, "parameters": {"binary_data": true} on an output, or Accept: ${BINARY_CONTENT_TYPE}`,
+  );
+}
+
+/**
+ * Encodes a response step by step: each step produces about FLUSH_CHARS of JSON text, so a caller can
+ * yield to the event loop between steps. Never builds one string for the whole response, and stops as
+ * soon as the JSON passes `maxJsonBytes` (before anything is sent).
+ */
+function* encodeSteps(
+  res: ModelInferResponse,
+  modelName: string,
+  binaryOutputs: Set<string> | 'all',
+  opts: EncodeOptions,
+): Generator<void, EncodedParts, undefined> {
+  const max = opts.maxJsonBytes ?? Number.POSITIVE_INFINITY;
+  // A lower bound first (a digit and a comma per element), so a hopeless response is refused at once.
+  let minimum = 0;
+  for (const o of res.outputs) {
+    if (binaryOutputs !== 'all' && !binaryOutputs.has(o.name)) minimum += 2 * elementCount(o.shape);
+  }
+  if (minimum > max) throw tooLargeForJson(minimum, max, opts.limitName, true);
+  const parts: Buffer[] = [];
+  const binaries: Buffer[] = [];
+  let text = '';
+  let bytes = 0;
+  for (const piece of jsonPieces(res, modelName, binaryOutputs, binaries)) {
+    text += piece;
+    if (text.length >= FLUSH_CHARS) {
+      const b = Buffer.from(text, 'utf8');
+      text = '';
+      bytes += b.length;
+      if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, true);
+      parts.push(b);
+      yield;
+    }
+  }
+  if (text !== '') {
+    const b = Buffer.from(text, 'utf8');
+    bytes += b.length;
+    parts.push(b);
+  }
+  if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, false);
+  if (binaries.length === 0) return { parts, byteLength: bytes, contentType: 'application/json' };
+  let total = bytes;
+  for (const b of binaries) {
+    parts.push(b);
+    total += b.length;
+  }
+  return { parts, byteLength: total, contentType: `${BINARY_CONTENT_TYPE};json-header-size=${bytes}` };
+}
+
 /** Encodes Triton's response as KServe v2 JSON, or binary+json when any output is to be binary. */
 export function encodeInvokeResponse(
   res: ModelInferResponse,
   modelName: string,
   binaryOutputs: Set<string> | 'all',
+  opts: EncodeOptions = {},
 ): EncodedResponse {
-  const parts: string[] = [];
-  const binaries: Buffer[] = [];
-  res.outputs.forEach((o, i) => {
-    const raw = res.raw_output_contents[i] ?? Buffer.alloc(0);
-    const head = `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":${JSON.stringify(o.shape)}`;
-    if (binaryOutputs === 'all' || binaryOutputs.has(o.name)) {
-      binaries.push(raw);
-      parts.push(`${head},"parameters":{"binary_data_size":${raw.length}}}`);
-    } else {
-      parts.push(`${head},"data":${dataJson(o.datatype, raw)}}`);
+  const steps = encodeSteps(res, modelName, binaryOutputs, opts);
+  let r = steps.next();
+  while (!r.done) r = steps.next();
+  const { parts, byteLength, contentType } = r.value;
+  return { body: parts.length === 1 ? parts[0] : Buffer.concat(parts, byteLength), contentType };
+}
+
+/** How long the encoder runs before it lets other requests in. */
+const SLICE_MS = 4;
+
+/**
+ * The same encoding, yielding to the event loop every few milliseconds, so a large JSON response never
+ * holds up other requests (`/ping` among them). Small responses finish in one step without yielding.
+ */
+export async function encodeInvokeResponseParts(
+  res: ModelInferResponse,
+  modelName: string,
+  binaryOutputs: Set<string> | 'all',
+  opts: EncodeOptions = {},
+): Promise<EncodedParts> {
+  const steps = encodeSteps(res, modelName, binaryOutputs, opts);
+  let sliceStart = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - sliceStart >= SLICE_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
     }
-  });
-  const id = res.id ? `,"id":${JSON.stringify(res.id)}` : '';
-  const json = `{"model_name":${JSON.stringify(modelName)},"model_version":${JSON.stringify(res.model_version)}${id},"outputs":[${parts.join(',')}]}`;
-  const header = Buffer.from(json, 'utf8');
-  if (binaries.length === 0) return { body: header, contentType: 'application/json' };
-  return {
-    body: Buffer.concat([header, ...binaries]),
-    contentType: `${BINARY_CONTENT_TYPE};json-header-size=${header.length}`,
-  };
+  }
 }

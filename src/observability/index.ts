@@ -1,1 +1,19 @@
-export { createLogger, silentLogger, type Logger } from './logger';
+export {
+  createLogger,
+  isLogLevel,
+  silentLogger,
+  type LineSink,
+  type LogFields,
+  type LogLevel,
+  type Logger,
+} from './logger';
+export {
+  AgentMetrics,
+  OTHER_MODELS,
+  type AgentMetricsOptions,
+  type GpuState,
+  type InvocationRecord,
+  type LifecycleMetrics,
+  type StateSnapshot,
+  type StateSource,
+} from './metrics';
