@@ -1,0 +1,186 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { identityConfig, tempDir, writeModel } from '../support/model-repo';
+import { TritonEmulator } from '../support/triton-emulator';
+
+const ROOT = path.join(__dirname, '..', '..');
+const SERVE = path.join(ROOT, 'scripts', 'serve');
+
+/** Runs `serve --print-env` with only the given environment (plus PATH) and parses its KEY=value lines. */
+function printEnv(env: Record<string, string>): {
+  status: number | null;
+  vars: Record<string, string>;
+  stderr: string;
+} {
+  const r = spawnSync(SERVE, ['serve', '--print-env'], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+  });
+  const vars: Record<string, string> = {};
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    const i = line.indexOf('=');
+    vars[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return { status: r.status, vars, stderr: r.stderr };
+}
+
+const portsOf = (vars: Record<string, string>) => ({
+  agent: Number(vars.SAGEMAKER_BIND_TO_PORT),
+  grpc: Number(vars.TRITON_GRPC_URL.split(':').pop()),
+  metrics: Number(new URL(vars.TRITON_METRICS_URL).port),
+});
+
+describe('scripts/serve (the image entry point)', () => {
+  test("SageMaker's defaults: port 8080, managed Triton on 8001/8002, writable repository", () => {
+    const r = printEnv({});
+    expect(r.status).toBe(0);
+    expect(r.vars).toEqual({
+      SAGEMAKER_BIND_TO_PORT: '8080',
+      TRITON_MANAGED: 'true',
+      TRITON_GRPC_URL: '127.0.0.1:8001',
+      TRITON_METRICS_URL: 'http://127.0.0.1:8002/metrics',
+      TRITON_MODEL_REPOSITORY: '/tmp/triton-repository',
+      AGENT_SINGLE_MODEL_DIR: '/opt/ml/model',
+      AGENT_ENTRY: path.join(ROOT, 'dist', 'src', 'main.js'),
+    });
+  });
+
+  test('Triton ports come from SAGEMAKER_SAFE_PORT_RANGE, never on the bound port', () => {
+    expect(portsOf(printEnv({ SAGEMAKER_SAFE_PORT_RANGE: '23000-23999' }).vars)).toEqual({
+      agent: 8080,
+      grpc: 23000,
+      metrics: 23001,
+    });
+    // SageMaker may bind the agent inside the range too.
+    const bound = printEnv({ SAGEMAKER_SAFE_PORT_RANGE: '23000-23002', SAGEMAKER_BIND_TO_PORT: '23000' });
+    expect(portsOf(bound.vars)).toEqual({ agent: 23000, grpc: 23001, metrics: 23002 });
+    const middle = printEnv({ SAGEMAKER_SAFE_PORT_RANGE: '23000-23002', SAGEMAKER_BIND_TO_PORT: '23001' });
+    expect(portsOf(middle.vars)).toEqual({ agent: 23001, grpc: 23000, metrics: 23002 });
+    // Exhaustive over a small range: every choice lies in the range and no two ports are equal.
+    for (let bind = 22998; bind <= 23004; bind++) {
+      const r = printEnv({ SAGEMAKER_SAFE_PORT_RANGE: '23000-23003', SAGEMAKER_BIND_TO_PORT: String(bind) });
+      expect(r.status).toBe(0);
+      const p = portsOf(r.vars);
+      expect(new Set([p.agent, p.grpc, p.metrics]).size).toBe(3);
+      for (const q of [p.grpc, p.metrics]) expect(q >= 23000 && q <= 23003).toBe(true);
+    }
+  });
+
+  test.each([
+    [
+      { SAGEMAKER_SAFE_PORT_RANGE: '23000-23001', SAGEMAKER_BIND_TO_PORT: '23000' },
+      /no free port left for Triton/,
+    ],
+    [{ SAGEMAKER_SAFE_PORT_RANGE: '23000' }, /must be lo-hi/],
+    [{ SAGEMAKER_SAFE_PORT_RANGE: '23999-23000' }, /is not a port range/],
+    [{ SAGEMAKER_SAFE_PORT_RANGE: '23000-23999', TRITON_GRPC_PORT: '8001' }, /gRPC port 8001 is outside/],
+    [{ SAGEMAKER_BIND_TO_PORT: 'http' }, /SAGEMAKER_BIND_TO_PORT must be a port number/],
+    [{ TRITON_GRPC_PORT: '8002', TRITON_METRICS_PORT: '8002' }, /ports must differ/],
+  ])('refuses %j with a clear message and exit 2', (env, message) => {
+    const r = printEnv(env);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.vars).toEqual({});
+  });
+
+  test('explicit settings win over the defaults', () => {
+    const r = printEnv({
+      TRITON_MANAGED: 'false',
+      TRITON_GRPC_URL: 'triton:9001',
+      TRITON_MODEL_REPOSITORY: '/models',
+    });
+    expect(r.vars).toMatchObject({
+      TRITON_MANAGED: 'false',
+      TRITON_GRPC_URL: 'triton:9001',
+      TRITON_MODEL_REPOSITORY: '/models',
+    });
+  });
+
+  test('an unknown argument is a usage error', () => {
+    const r = spawnSync(SERVE, ['train'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown argument 'train'/);
+  });
+
+  describe('started for real against the Triton emulator (TRITON_MANAGED=false)', () => {
+    let work: { dir: string; cleanup: () => Promise<void> };
+    let emulator: TritonEmulator;
+    let child: ChildProcess | undefined;
+    beforeEach(async () => {
+      work = await tempDir('serve-');
+      emulator = await TritonEmulator.start({ modelRepository: path.join(work.dir, 'repository') });
+    });
+    afterEach(async () => {
+      if (child && child.exitCode === null) child.kill('SIGKILL');
+      await emulator.stop();
+      await work.cleanup();
+    });
+
+    test('/ping answers, a model loads and answers, SIGTERM stops it cleanly', async () => {
+      const freePort = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const { port } = s.address() as net.AddressInfo;
+          s.close(() => resolve(port));
+        });
+      });
+      const grpc = Number(emulator.grpcAddress.split(':')[1]);
+      const metrics = Number(new URL(emulator.metricsUrl).port);
+      const model = await writeModel(path.join(work.dir, 'opt', 'ml', 'models', 'abc123', 'model'), 'm', {
+        config: identityConfig('m', [{ type: 'TYPE_INT32', dims: [1] }]),
+        versions: { '1': { 'model.py': 10 } },
+      });
+      let output = '';
+      child = spawn(SERVE, ['serve'], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: work.dir,
+          NODE_OPTIONS: '--import tsx',
+          AGENT_ENTRY: path.join(ROOT, 'src', 'main.ts'),
+          TRITON_MANAGED: 'false',
+          SAGEMAKER_BIND_TO_PORT: String(freePort),
+          SAGEMAKER_SAFE_PORT_RANGE: `${Math.min(grpc, metrics)}-${Math.max(grpc, metrics)}`,
+          TRITON_GRPC_PORT: String(grpc),
+          TRITON_METRICS_PORT: String(metrics),
+          TRITON_MODEL_REPOSITORY: path.join(work.dir, 'repository'),
+        },
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+      child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+      const base = `http://127.0.0.1:${freePort}`;
+
+      // Await readiness: poll /ping until it answers (the process needs a moment to compile and bind).
+      const deadline = Date.now() + 20_000;
+      let ping = 0;
+      while (ping !== 200) {
+        if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${output}`);
+        if (Date.now() > deadline) throw new Error(`no /ping answer: ${output}`);
+        ping = await fetch(`${base}/ping`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        if (ping !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      const load = await fetch(`${base}/models`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model_name: 'abc123', url: path.dirname(model) }),
+      });
+      expect(load.status).toBe(200);
+      const invoke = await fetch(`${base}/models/abc123/invoke`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [41] }] }),
+      });
+      expect(invoke.status).toBe(200);
+      expect(((await invoke.json()) as { outputs: { data: number[] }[] }).outputs[0].data).toEqual([41]);
+      // The serve script exec'd node: the signal reaches the agent, which drains and exits 0.
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(output).not.toMatch(/NodeVersionSupportWarning/);
+    });
+  });
+});
