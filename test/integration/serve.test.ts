@@ -40,6 +40,7 @@ describe('scripts/serve (the image entry point)', () => {
       TRITON_MANAGED: 'true',
       TRITON_GRPC_URL: '127.0.0.1:8001',
       TRITON_METRICS_URL: 'http://127.0.0.1:8002/metrics',
+      AGENT_METRICS_INTERVAL_MS: '750',
       TRITON_MODEL_REPOSITORY: '/tmp/triton-repository',
       AGENT_SINGLE_MODEL_DIR: '/opt/ml/model',
       AGENT_ENTRY: path.join(ROOT, 'dist', 'src', 'main.js'),
