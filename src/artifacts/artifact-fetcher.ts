@@ -33,6 +33,8 @@ export interface FetcherOptions {
   concurrency: number;
   /** How often a running download logs its progress. */
   progressIntervalMs: number;
+  /** A download that receives nothing for this long fails (sources that can resume do so sooner). */
+  stallTimeoutMs: number;
   logger: Logger;
 }
 
@@ -53,13 +55,34 @@ class Semaphore {
   }
 }
 
-/** Counts bytes as they pass, keeping backpressure and error propagation. */
-function counted(source: Readable, onBytes: (n: number) => void): Readable {
+/**
+ * Counts bytes as they pass, keeping backpressure and error propagation. A source that sends nothing for
+ * `stallMs` while it is being read fails the fetch, so no source can hold a fetch slot forever.
+ */
+function counted(source: Readable, onBytes: (n: number) => void, stallMs: number): Readable {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(
+      () =>
+        source.destroy(
+          new AgentError(ErrorCode.SourceUnavailable, `the artifact source sent nothing for ${stallMs} ms`),
+        ),
+      stallMs,
+    );
+    timer.unref();
+  };
   return Readable.from(
     (async function* () {
-      for await (const chunk of source) {
-        onBytes((chunk as Buffer).length);
-        yield chunk as Buffer;
+      arm();
+      try {
+        for await (const chunk of source) {
+          arm();
+          onBytes((chunk as Buffer).length);
+          yield chunk as Buffer;
+        }
+      } finally {
+        clearTimeout(timer);
       }
     })(),
     { objectMode: false, highWaterMark: 1 << 20 },
@@ -108,14 +131,13 @@ export class ArtifactFetcher {
     onDescribed?.(info);
     if (info.kind === 'directory') {
       const dir = info.path as string;
-      return {
-        dir,
-        info,
-        entry: undefined,
-        bytes: await dirBytes(dir),
-        fetchMs: 0,
-        release: () => undefined,
-      };
+      // Inspected before any walk: a directory that holds no model is refused without reading the tree,
+      // and only the model directories found are measured, within the entry limit.
+      const layout = await inspectArtifact(dir);
+      let bytes = 0;
+      for (const m of [layout.top, ...layout.members])
+        bytes += await dirBytes(m.dir, this.options.limits.maxEntries);
+      return { dir, info, entry: undefined, bytes, fetchMs: 0, release: () => undefined };
     }
     const { cache } = this.options;
     let entry = cache.lookup(url, info.version);
@@ -172,10 +194,14 @@ export class ArtifactFetcher {
     const timer = setInterval(report, progressIntervalMs);
     timer.unref();
     try {
-      const stream = counted(await source.open(info), (n) => {
-        bytes += n;
-        onProgress?.({ phase: 'downloading', bytes, totalBytes: info.size });
-      });
+      const stream = counted(
+        await source.open(info),
+        (n) => {
+          bytes += n;
+          onProgress?.({ phase: 'downloading', bytes, totalBytes: info.size });
+        },
+        this.options.stallTimeoutMs,
+      );
       const unpacked = await unpackTar(stream, tmp, limits);
       // Validated before it enters the cache: an unusable artifact never becomes an entry.
       await inspectArtifact(tmp);

@@ -1,3 +1,4 @@
+import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { AgentError, ErrorCode } from '../errors';
@@ -30,6 +31,21 @@ export interface ArtifactLayout {
 
 const invalid = (message: string) => new AgentError(ErrorCode.InvalidModel, message);
 
+/** Largest config.pbtxt read (Triton's configs are a few KB; this bounds what a hostile one costs). */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+/** Most entries looked at in an artifact's root or a model directory before the layout is refused. */
+export const MAX_LAYOUT_ENTRIES = 10_000;
+
+/** True for a real directory (a link to one is not followed: `lstat`). */
+async function isRealDirectory(p: string): Promise<boolean> {
+  try {
+    return (await fs.lstat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** True for a directory, following links (Triton follows them for version directories). */
 async function isDirectory(p: string): Promise<boolean> {
   try {
     return (await fs.stat(p)).isDirectory();
@@ -38,15 +54,63 @@ async function isDirectory(p: string): Promise<boolean> {
   }
 }
 
-async function readModel(dir: string, artifactRoot: string): Promise<ArtifactModel> {
-  const file = path.join(dir, 'config.pbtxt');
-  const shown = path.relative(artifactRoot, file) || 'config.pbtxt';
-  let text: string;
+/** What is at `p` without following a link: 'missing', 'file' (regular) or 'other'. */
+async function entryKind(p: string): Promise<'missing' | 'file' | 'other'> {
   try {
-    text = await fs.readFile(file, 'utf8');
+    return (await fs.lstat(p)).isFile() ? 'file' : 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+/** Names in a directory, refusing directories too large to be a model's. */
+async function listBounded(dir: string, shown: string): Promise<string[]> {
+  const names: string[] = [];
+  const d = await fs.opendir(dir);
+  try {
+    for await (const e of d) {
+      if (names.length >= MAX_LAYOUT_ENTRIES)
+        throw invalid(
+          `'${shown}' holds more than ${MAX_LAYOUT_ENTRIES} entries; it is not a model directory`,
+        );
+      names.push(e.name);
+    }
+  } finally {
+    await d.close().catch(() => undefined);
+  }
+  return names;
+}
+
+/**
+ * Reads a config.pbtxt that must be a regular file: checked with `lstat`, opened without following links
+ * and without blocking (a FIFO can neither be opened for long nor read), and size-capped before reading.
+ */
+async function readConfigText(file: string, shown: string): Promise<string> {
+  if ((await entryKind(file)) !== 'file')
+    throw invalid(`${shown} is not a regular file (links, FIFOs and devices are refused)`);
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   } catch (err) {
     throw invalid(`cannot read ${shown}: ${(err as Error).message}`);
   }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw invalid(`${shown} is not a regular file`);
+    if (st.size > MAX_CONFIG_BYTES)
+      throw invalid(`${shown} is ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} a config may have`);
+    const buf = Buffer.alloc(st.size);
+    const { bytesRead } = await fh.read(buf, 0, st.size, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readModel(dir: string, artifactRoot: string): Promise<ArtifactModel> {
+  const file = path.join(dir, 'config.pbtxt');
+  const shown = path.relative(artifactRoot, file) || 'config.pbtxt';
+  const text = await readConfigText(file, shown);
   let config: PbMessage;
   let summary: ModelConfigSummary;
   try {
@@ -62,7 +126,7 @@ async function readModel(dir: string, artifactRoot: string): Promise<ArtifactMod
     throw err;
   }
   const versions: number[] = [];
-  for (const entry of await fs.readdir(dir)) {
+  for (const entry of await listBounded(dir, path.relative(artifactRoot, dir) || '.')) {
     // Triton ignores version directories with leading zeros or non-numeric names.
     if (/^(0|[1-9]\d*)$/.test(entry) && (await isDirectory(path.join(dir, entry))))
       versions.push(Number(entry));
@@ -83,23 +147,16 @@ async function readModel(dir: string, artifactRoot: string): Promise<ArtifactMod
 export async function inspectArtifact(root: string): Promise<ArtifactLayout> {
   if (!(await isDirectory(root)))
     throw invalid(`model directory '${root}' does not exist or is not a directory`);
-  if (
-    await fs.stat(path.join(root, 'config.pbtxt')).then(
-      () => true,
-      () => false,
-    )
-  ) {
+  if ((await entryKind(path.join(root, 'config.pbtxt'))) !== 'missing') {
     return { top: await readModel(root, root), members: [] };
   }
   const candidates: ArtifactModel[] = [];
-  for (const entry of (await fs.readdir(root)).sort()) {
+  // Only real directories are models: a link could lead anywhere on the machine.
+  for (const entry of (await listBounded(root, root)).sort()) {
     const dir = path.join(root, entry);
-    if (!(await isDirectory(dir))) continue;
-    const hasConfig = await fs.stat(path.join(dir, 'config.pbtxt')).then(
-      () => true,
-      () => false,
-    );
-    if (hasConfig) candidates.push(await readModel(dir, root));
+    if (!(await isRealDirectory(dir))) continue;
+    if ((await entryKind(path.join(dir, 'config.pbtxt'))) !== 'missing')
+      candidates.push(await readModel(dir, root));
   }
   if (candidates.length === 0)
     throw invalid(`no config.pbtxt in '${root}' or in any directory directly under it`);

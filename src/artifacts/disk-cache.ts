@@ -23,13 +23,22 @@ interface EntryMeta {
   lastUsed: number;
 }
 
-/** Bytes of the regular files under `p` (symlinks are not followed). */
-export async function dirBytes(p: string): Promise<number> {
+/**
+ * Bytes of the regular files under `p` (links are not followed). Iterative, and with `maxEntries` it stops
+ * with an error once it has seen that many entries, so no tree can make it walk for long.
+ */
+export async function dirBytes(p: string, maxEntries = Infinity): Promise<number> {
   let total = 0;
-  for (const e of await fsp.readdir(p, { withFileTypes: true })) {
-    const full = path.join(p, e.name);
-    if (e.isDirectory()) total += await dirBytes(full);
-    else if (e.isFile()) total += (await fsp.stat(full)).size;
+  let seen = 0;
+  const todo = [p];
+  for (let dir = todo.pop(); dir !== undefined; dir = todo.pop()) {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+      if (++seen > maxEntries)
+        throw new AgentError(ErrorCode.InvalidModel, `'${p}' holds more than ${maxEntries} files`);
+      const full = path.join(dir, e.name);
+      if (e.isDirectory()) todo.push(full);
+      else if (e.isFile()) total += (await fsp.lstat(full)).size;
+    }
   }
   return total;
 }

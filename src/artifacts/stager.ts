@@ -13,14 +13,14 @@ export const STAGED_MARKER = '.staged-by-mme-agent.json';
  * so names that differ only in unsafe characters, or that both hold a model called `resnet`, never meet.
  * The same MME name always maps to the same Triton name.
  */
-export function tritonNameFor(mmeName: string): string {
+export function tritonNameFor(mmeName: string, hashChars = 12): string {
   const readable =
     mmeName
       .replace(/\.(tar\.gz|tgz|tar)$/i, '')
       .replace(/[^A-Za-z0-9_.-]+/g, '_')
       .replace(/^[._-]+/, '')
       .slice(0, 48) || 'model';
-  const hash = createHash('sha256').update(mmeName).digest('hex').slice(0, 12);
+  const hash = createHash('sha256').update(mmeName).digest('hex').slice(0, hashChars);
   return `${readable}-${hash}`;
 }
 

@@ -20,3 +20,5 @@ export {
   type RegistryOptions,
   type RegistryParts,
 } from './model-registry';
+export { checkModelName, MAX_MODEL_NAME_LENGTH } from './model-name';
+export { TritonNameBook } from './triton-names';

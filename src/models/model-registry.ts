@@ -2,7 +2,6 @@ import NodeCache from 'node-cache';
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import {
   inspectArtifact,
-  tritonNameFor,
   type ArtifactFetcher,
   type LocalArtifact,
   type StagedModel,
@@ -13,6 +12,8 @@ import { TritonError, type TritonControl, type ModelInferRequest, type ModelInfe
 import type { Logger } from '../observability';
 import type { CapacityModel, GpuSample } from './capacity';
 import type { EvictionPolicy } from './eviction';
+import { checkModelName } from './model-name';
+import { TritonNameBook } from './triton-names';
 
 /** Time, injected so tests and simulations drive it. */
 export interface Clock {
@@ -311,12 +312,16 @@ export class ModelRegistry {
     return record;
   }
 
+  /** Triton names handed out, so no two accepted names share one. */
+  private readonly tritonNames = new TritonNameBook();
+
   /** Creates the record and starts its first load. */
   private register(name: string, url: string, targetModel: string | undefined, lazy: boolean): ModelRecord {
+    checkModelName(name, 'model name');
     const record: ModelRecord = {
       name,
       url,
-      tritonName: tritonNameFor(name),
+      tritonName: this.tritonNames.claim(name),
       targetModel,
       lazy,
       state: 'loading',
@@ -395,6 +400,7 @@ export class ModelRegistry {
     if (this.records.get(record.name) === record) {
       this.records.delete(record.name);
       this.sorted = undefined;
+      this.tritonNames.release(record.name);
     }
 
     if (record.targetModel && this.byTarget.get(record.targetModel) === record) {

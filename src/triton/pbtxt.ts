@@ -187,9 +187,13 @@ class Lexer {
   }
 }
 
+/** Deepest message nesting accepted: protobuf's own text parser stops at 100 as well. */
+export const MAX_PBTXT_DEPTH = 100;
+
 class Parser {
   private tok: Token;
   private readonly lexer: Lexer;
+  private depth = 0;
 
   constructor(
     text: string,
@@ -262,10 +266,14 @@ class Parser {
   }
 
   private parseMessage(): PbMessage {
+    // Bounded, so a hostile config cannot exhaust the stack.
+    if (this.depth >= MAX_PBTXT_DEPTH) this.fail(`messages are nested more than ${MAX_PBTXT_DEPTH} deep`);
+    this.depth++;
     const open = this.shift();
     const close = open.text === '{' ? '}' : '>';
     const msg = this.parseFields(close);
     this.shift();
+    this.depth--;
     return msg;
   }
 

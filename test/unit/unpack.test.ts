@@ -127,12 +127,14 @@ describe('unpackTar', () => {
         )) as Error
       ).message,
     ).toMatch(/more than 10 entries/);
+    await fs.rm(target(), { recursive: true, force: true });
     // Each file is small; together they pass the byte limit.
     const heavy = Array.from({ length: 5 }, (_, i) => ({ name: `m/f${i}`, content: Buffer.alloc(300) }));
     const err = (await run(await buildTar(heavy), { maxEntries: 100, maxBytes: 1000 }).catch(
       (e: unknown) => e,
     )) as Error;
     expect(err.message).toMatch(/refused archive entry 'm\/f3': the archive unpacks to more than 1000 bytes/);
+    await fs.rm(target(), { recursive: true, force: true });
     // A highly compressible bomb is stopped once the written bytes pass the limit.
     const bomb = await buildTar([{ name: 'm/zeros', content: Buffer.alloc(20 << 20) }]);
     expect(bomb.length).toBeLessThan(100_000);
