@@ -65,6 +65,7 @@ export class Agent {
       cache: this.cache,
       limits: { maxBytes: config.maxArtifactBytes, maxEntries: config.maxArtifactEntries },
       concurrency: config.fetchConcurrency,
+      stallTimeoutMs: config.fetchStallTimeoutMs,
       progressIntervalMs: config.progressLogMs,
       logger,
     });

@@ -34,6 +34,7 @@ export interface AgentConfig {
   maxArtifactBytes: number;
   maxArtifactEntries: number;
   fetchConcurrency: number;
+  fetchStallTimeoutMs: number;
   coldLoadWaitMs: number;
   failureTtlMs: number;
   progressLogMs: number;
@@ -341,6 +342,14 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning: 'artifacts downloaded at once (more wait their turn)',
     fallback: '4',
     parse: integer(1, 64),
+  },
+  {
+    key: 'fetchStallTimeoutMs',
+    env: 'AGENT_FETCH_STALL_TIMEOUT_MS',
+    meaning:
+      'a download or local read that receives nothing for this long fails, freeing its fetch slot (S3 downloads first resume after AGENT_S3_STALL_TIMEOUT_MS)',
+    fallback: '120000',
+    parse: integer(1),
   },
   {
     key: 'coldLoadWaitMs',

@@ -3,7 +3,7 @@ import express, { type Request, type Response } from 'express';
 import { localPath, parseS3Url } from '../artifacts';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
 import { bodyFormat, decodeInvokeBody, encodeInvokeResponse, type EncodedResponse } from '../inference';
-import type { ModelRegistry, ModelRecord } from '../models';
+import { checkModelName, type ModelRegistry, type ModelRecord } from '../models';
 import type { Logger } from '../observability';
 import type { TritonControl } from '../triton';
 import { readBody } from './body';
@@ -52,14 +52,7 @@ function parseJsonObject(body: Buffer, what: string): Record<string, unknown> {
   return doc as Record<string, unknown>;
 }
 
-/** Checks an MME model name: an opaque string, but never empty, huge or holding control characters. */
-export function checkModelName(name: unknown, field = 'model_name'): string {
-  if (typeof name !== 'string' || name.length === 0) throw bad(`"${field}" must be a non-empty string`);
-  if (name.length > 1024) throw bad(`"${field}" is longer than 1024 characters`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) throw bad(`"${field}" contains control characters`);
-  return name;
-}
+export { checkModelName };
 
 /** Checks a load url: an absolute path or file:// URL (directory or archive), or s3://bucket/key. */
 function checkModelUrl(url: unknown): string {
