@@ -16,7 +16,13 @@ import {
   type GpuMemoryProbe,
 } from './models';
 import type { Logger } from './observability';
-import { TritonClient, TritonMetricsReader, type TritonControl } from './triton';
+import {
+  ManagedTriton,
+  TritonClient,
+  TritonMetricsReader,
+  tritonServerArgs,
+  type TritonControl,
+} from './triton';
 
 export interface AgentParts {
   triton?: TritonControl;
@@ -36,6 +42,12 @@ export class Agent {
   readonly capacity: CapacityModel | undefined;
   readonly registry: ModelRegistry;
   private server: http.Server | undefined;
+  /** The supervised tritonserver (TRITON_MANAGED=true), from start() on. */
+  tritonProcess: ManagedTriton | undefined;
+  /** `starting` until Triton is ready and the previous run is cleaned up; `draining` once stop() began. */
+  private phase: 'starting' | 'serving' | 'draining' = 'starting';
+  /** Responses not finished yet, so a drain can close each connection after its response. */
+  private readonly inFlight = new Set<http.ServerResponse>();
 
   constructor(
     readonly config: AgentConfig,
@@ -121,11 +133,17 @@ export class Agent {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /**
+   * Opens the caches, listens (answering 503 until ready), starts and awaits tritonserver in managed
+   * mode, cleans up what a previous run left in Triton, then serves. Rejects if tritonserver cannot start;
+   * the caller then calls stop().
+   */
   async start(): Promise<void> {
     await this.stager.cleanStaging();
     await this.cache.open();
     await this.capacity?.open();
-    await this.forgetPreviousRun();
+    const managed = this.config.tritonManaged ? this.createManagedTriton() : undefined;
+    this.tritonProcess = managed;
     const app = createApp({
       registry: this.registry,
       triton: this.triton,
@@ -136,9 +154,10 @@ export class Agent {
 
         defaultModelName: this.config.defaultModelName,
         listPageSize: this.config.listPageSize,
+        tritonReady: managed ? () => managed.ready() : undefined,
       },
     });
-    const server = http.createServer(app);
+    const server = http.createServer((req, res) => this.admit(req, res, app));
     // SageMaker keeps connections open between invocations; stay above its idle timeout.
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 66_000;
@@ -147,8 +166,79 @@ export class Agent {
       server.listen(this.config.port, this.config.host, () => resolve());
     });
     this.server = server;
-    this.logger.info('agent listening', { port: this.port, triton: this.config.tritonGrpcUrl });
+    this.logger.info('agent listening', {
+      port: this.port,
+      triton: this.config.tritonGrpcUrl,
+      tritonManaged: managed !== undefined,
+    });
+    await managed?.start();
+    await this.forgetPreviousRun();
+    if (this.phase !== 'starting') return;
+    this.phase = 'serving';
+    this.logger.info('agent ready');
     if (!this.config.multiModel) this.loadSingleModel();
+  }
+
+  /**
+   * Every request passes here first: 503 (with `Retry-After`) while starting or draining, and while
+   * draining with `Connection: close` so a kept-alive connection ends after the answer. Requests let in
+   * are tracked until their response closes, so a drain can close their connections after them.
+   */
+  private admit(req: http.IncomingMessage, res: http.ServerResponse, app: http.RequestListener): void {
+    if (this.phase === 'serving') {
+      this.inFlight.add(res);
+      res.once('close', () => this.inFlight.delete(res));
+      app(req, res);
+      return;
+    }
+    req.resume();
+    this.answerUnavailable(
+      res,
+      this.phase === 'draining' ? 'the agent is shutting down' : 'the agent is starting',
+    );
+  }
+
+  /** 503 with a JSON body; while draining the connection closes after it. */
+  private answerUnavailable(res: http.ServerResponse, error: string): void {
+    const body = JSON.stringify({ error });
+    const headers: http.OutgoingHttpHeaders = {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      'Retry-After': '1',
+    };
+    if (this.phase === 'draining') headers.Connection = 'close';
+    res.writeHead(503, headers).end(body);
+  }
+
+  /** The tritonserver supervisor of managed mode, from the settings. */
+  private createManagedTriton(): ManagedTriton {
+    const c = this.config;
+    return new ManagedTriton({
+      bin: c.tritonServerBin,
+      args: tritonServerArgs({
+        modelRepository: c.modelRepository,
+        grpcUrl: c.tritonGrpcUrl,
+        metricsUrl: c.tritonMetricsUrl,
+        metricsIntervalMs: c.tritonMetricsIntervalMs,
+        extra: c.tritonServerArgs,
+      }),
+      // ServerReady on the agent's own channel: ready means the agent can reach it.
+      probe: () => this.triton.serverReady({ deadlineMs: 1_000, noRetry: true }),
+      logger: this.logger,
+      startupTimeoutMs: c.tritonStartupTimeoutMs,
+      stopGraceMs: c.tritonStopGraceMs,
+      restartBackoffMs: c.tritonRestartBackoffMs,
+      maxRestartBackoffMs: c.tritonRestartMaxBackoffMs,
+      onRestarted: () => this.restoreAfterTritonRestart(),
+    });
+  }
+
+  /**
+   * A restarted tritonserver holds no models. Until the registry brings back the resident ones itself,
+   * each model loads again on its next invocation (the registry reloads a model Triton no longer has).
+   */
+  private async restoreAfterTritonRestart(): Promise<void> {
+    this.logger.info('tritonserver restarted without models; each loads again on its next invocation');
   }
 
   /** The single model's MME name, once known (single-model mode). */
@@ -204,18 +294,61 @@ export class Agent {
     this.logger.info('removed models staged by a previous run', { count: staged.length });
   }
 
-  /** Stops accepting connections, lets in-flight requests finish (bounded), then closes Triton's channel. */
-  async stop(graceMs = 25_000): Promise<void> {
+  /**
+   * Drains and stops, every step bounded: stops accepting connections; answers new requests on open
+   * connections 503 with `Connection: close` (so `/ping` fails); closes idle kept-alive connections at
+   * once and busy ones after their response; after `drainMs`, answers the requests still running 503 and
+   * closes their connections; then stops the managed tritonserver (SIGTERM, SIGKILL after its grace) and
+   * Triton's channel. Resolves once all of that is done.
+   */
+  async stop(drainMs = this.config.drainTimeoutMs): Promise<void> {
+    this.phase = 'draining';
     const server = this.server;
     this.server = undefined;
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const res of this.inFlight) closeAfterResponse(res);
       server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-      await closed;
-      clearTimeout(timer);
+      this.logger.info('draining', { inFlight: this.inFlight.size, timeoutMs: drainMs });
+      if (!(await settlesWithin(closed, drainMs))) {
+        const running = this.inFlight.size;
+        for (const res of this.inFlight) {
+          if (res.headersSent) res.destroy();
+          else this.answerUnavailable(res, 'the agent is shutting down; the request did not finish in time');
+        }
+        this.logger.warn('drain deadline passed; answered the requests still running with 503', {
+          requests: running,
+          timeoutMs: drainMs,
+        });
+        if (!(await settlesWithin(closed, 1_000))) server.closeAllConnections();
+        await closed;
+      }
     }
+    await this.tritonProcess?.stop();
     this.registry.close();
     this.triton.close();
   }
+}
+
+/** Asks a response to close its connection when it ends (after it, if its headers are already out). */
+function closeAfterResponse(res: http.ServerResponse): void {
+  if (!res.headersSent) res.setHeader('Connection', 'close');
+  else res.once('finish', () => res.socket?.end());
+}
+
+/** True if `p` settles within `ms`. */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    void p.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+    );
+  });
 }

@@ -48,6 +48,15 @@ export interface AgentConfig {
   churnGuardMs: number;
   idleUnloadMs: number;
   logLevel: string;
+  tritonManaged: boolean;
+  tritonServerBin: string;
+  tritonServerArgs: string[] | undefined;
+  tritonMetricsIntervalMs: number;
+  tritonStartupTimeoutMs: number;
+  tritonStopGraceMs: number;
+  tritonRestartBackoffMs: number;
+  tritonRestartMaxBackoffMs: number;
+  drainTimeoutMs: number;
 }
 
 type Parser<T> = (raw: string, name: string) => T;
@@ -121,6 +130,41 @@ const modelDataUrl: Parser<string | undefined> = (raw, name) => {
   if (v === '') return undefined;
   if (/^s3:\/\/[^/]+(\/.*)?$/.test(v) || /^file:\/\/\/.+/.test(v)) return v.endsWith('/') ? v : `${v}/`;
   throw new ConfigError(`${name} must be s3://bucket/prefix/ or file:///dir/, got '${raw}'`);
+};
+
+/**
+ * A command line's words as a POSIX shell splits them (no expansion): blanks separate words, single quotes
+ * keep everything literally, double quotes keep blanks (a backslash escapes `"` and `\\` inside them, any
+ * character outside quotes). An unterminated quote is an error rather than a guess.
+ */
+export const shellWords: Parser<string[] | undefined> = (raw, name) => {
+  const words: string[] = [];
+  let word: string | undefined;
+  let quote: "'" | '"' | undefined;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (quote === "'") {
+      if (c === "'") quote = undefined;
+      else word = (word ?? '') + c;
+    } else if (quote === '"') {
+      if (c === '"') quote = undefined;
+      else if (c === '\\' && (raw[i + 1] === '"' || raw[i + 1] === '\\')) word = (word ?? '') + raw[++i];
+      else word = (word ?? '') + c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      word ??= '';
+    } else if (c === '\\' && i + 1 < raw.length) {
+      word = (word ?? '') + raw[++i];
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else {
+      word = (word ?? '') + c;
+    }
+  }
+  if (quote) throw new ConfigError(`${name} has an unterminated ${quote} quote: ${raw}`);
+  if (word !== undefined) words.push(word);
+  return words.length === 0 ? undefined : words;
 };
 
 const positiveNumber: Parser<number> = (raw, name) => {
@@ -447,6 +491,73 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning: 'error, warn, info or debug',
     fallback: 'info',
     parse: oneOf('error', 'warn', 'info', 'debug'),
+  },
+  {
+    key: 'tritonManaged',
+    env: 'TRITON_MANAGED',
+    meaning:
+      'start tritonserver as a child process, supervise it and restart it if it dies (the SageMaker image sets true); false: use a Triton started elsewhere',
+    fallback: 'false',
+    parse: boolean,
+  },
+  {
+    key: 'tritonServerBin',
+    env: 'TRITON_SERVER_BIN',
+    meaning: 'managed mode: the tritonserver executable (a path, or a name looked up on PATH)',
+    fallback: 'tritonserver',
+    parse: text,
+  },
+  {
+    key: 'tritonServerArgs',
+    env: 'TRITON_SERVER_ARGS',
+    meaning:
+      "managed mode: extra tritonserver options, split like a shell does (quotes group words), placed after the agent's own so they win",
+    parse: shellWords,
+  },
+  {
+    key: 'tritonMetricsIntervalMs',
+    env: 'TRITON_METRICS_INTERVAL_MS',
+    meaning:
+      "managed mode: tritonserver's --metrics-interval-ms (set AGENT_METRICS_INTERVAL_MS a little above it, e.g. 750)",
+    fallback: '500',
+    parse: integer(1),
+  },
+  {
+    key: 'tritonStartupTimeoutMs',
+    env: 'TRITON_STARTUP_TIMEOUT_MS',
+    meaning: 'managed mode: how long tritonserver may take to answer ServerReady before it is killed',
+    fallback: '120000',
+    parse: integer(1),
+  },
+  {
+    key: 'tritonStopGraceMs',
+    env: 'TRITON_STOP_GRACE_MS',
+    meaning: 'managed mode: how long tritonserver may take to exit after SIGTERM before SIGKILL',
+    fallback: '5000',
+    parse: integer(0),
+  },
+  {
+    key: 'tritonRestartBackoffMs',
+    env: 'TRITON_RESTART_BACKOFF_MS',
+    meaning:
+      'managed mode: wait before restarting a tritonserver that died; doubles on each failed restart, back to this after a minute of stable running',
+    fallback: '250',
+    parse: integer(0),
+  },
+  {
+    key: 'tritonRestartMaxBackoffMs',
+    env: 'TRITON_RESTART_MAX_BACKOFF_MS',
+    meaning: 'managed mode: the longest wait between restarts of tritonserver',
+    fallback: '30000',
+    parse: integer(1),
+  },
+  {
+    key: 'drainTimeoutMs',
+    env: 'AGENT_DRAIN_TIMEOUT_MS',
+    meaning:
+      "on SIGTERM, how long in-flight requests may run before they are answered 503 and their connections closed; then tritonserver gets TRITON_STOP_GRACE_MS (keep the sum under SageMaker's 30 s)",
+    fallback: '20000',
+    parse: integer(0),
   },
 ];
 

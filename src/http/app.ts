@@ -15,6 +15,8 @@ export interface AppSettings {
   maxBodyBytes: number;
   defaultModelName: string | undefined;
   listPageSize: number;
+  /** Managed mode: false while the supervised tritonserver is starting or restarting (/ping answers 503). */
+  tritonReady?: () => boolean;
 }
 
 export interface AppDeps {
@@ -216,6 +218,9 @@ export function createApp(deps: AppDeps): express.Express {
 
   route('/ping', {
     GET: async (_req, res) => {
+      if (settings.tritonReady && !settings.tritonReady()) {
+        throw new AgentError(ErrorCode.TritonUnavailable, 'Triton is starting or restarting');
+      }
       // Never waits on a load: a single ServerLive with a deadline inside SageMaker's 2 s.
       const live = await triton
         .serverLive({ deadlineMs: PING_DEADLINE_MS, noRetry: true, waitForReady: true })

@@ -69,3 +69,12 @@ export {
   type JsonValue,
 } from './model-config-schema';
 export type * from './types';
+export {
+  ManagedTriton,
+  LineSplitter,
+  tritonServerArgs,
+  type ManagedTritonOptions,
+  type ManagedTritonState,
+  type ManagedTritonLogger,
+  type TritonServerArgsInput,
+} from './managed-triton';

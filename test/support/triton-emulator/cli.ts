@@ -1,42 +1,161 @@
 /**
- * `npm run emulator -- --model-repository DIR --grpc-port N --metrics-port M`
+ * `npm run emulator -- --model-repository=DIR --grpc-port=N --metrics-port=M`
  *
- * Starts the Triton emulator as its own process. Accepts tritonserver's flag names (`--flag=value` or
- * `--flag value`); flags that only matter to a real GPU server are accepted and ignored. The emulator is
- * a test double: it runs no models on a GPU.
+ * The Triton emulator as its own process, a stand-in for `tritonserver` (`test/support/bin/tritonserver`
+ * puts it on PATH under that name). It takes tritonserver's flags the way tritonserver does
+ * (`--flag=value` or `--flag value`; every option takes a value), fails like tritonserver on an
+ * unknown option, a missing value or a bad boolean or number, prints tritonserver's startup lines
+ * ("Started GRPCInferenceService at 0.0.0.0:8001", "Started Metrics Service at 0.0.0.0:8002") and
+ * stops on SIGTERM or SIGINT. Flags that only matter to a real GPU server are accepted and ignored. The
+ * emulator is a test double: it runs no models on a GPU.
  */
 import { TritonEmulator, type TritonEmulatorOptions } from './emulator';
 
+/** tritonserver options that change nothing the emulator models; accepted (value checked) and ignored. */
 const IGNORED = new Set([
   'allow-http',
   'allow-grpc',
   'allow-gpu-metrics',
   'allow-cpu-metrics',
+  'allow-sagemaker',
+  'allow-vertex-ai',
   'http-port',
+  'http-address',
+  'http-thread-count',
+  'http-header-forward-pattern',
+  'reuse-http-port',
+  'reuse-grpc-port',
+  'grpc-infer-allocation-pool-size',
+  'grpc-use-ssl',
+  'grpc-keepalive-time',
+  'grpc-keepalive-timeout',
+  'grpc-keepalive-permit-without-calls',
+  'grpc-http2-max-pings-without-data',
+  'grpc-http2-min-recv-ping-interval-without-data',
+  'grpc-http2-max-ping-strikes',
+  'grpc-infer-response-compression-level',
+  'sagemaker-port',
+  'sagemaker-safe-port-range',
+  'sagemaker-thread-count',
+  'metrics-config',
+  'strict-model-config',
   'strict-readiness',
+  'disable-auto-complete-config',
+  'exit-on-error',
+  'exit-timeout-secs',
+  'id',
   'log-verbose',
   'log-info',
   'log-warning',
   'log-error',
-  'exit-on-error',
+  'log-format',
+  'log-file',
   'model-load-thread-count',
+  'model-load-retry-count',
+  'model-namespacing',
+  'backend-directory',
+  'repoagent-directory',
   'backend-config',
-  'disable-auto-complete-config',
+  'host-policy',
+  'pinned-memory-pool-byte-size',
+  'cuda-memory-pool-byte-size',
+  'cuda-virtual-address-size',
+  'min-supported-compute-capability',
+  'buffer-manager-thread-count',
+  'rate-limit',
+  'rate-limit-resource',
+  'model-load-gpu-limit',
+  'response-cache-byte-size',
+  'cache-config',
+  'cache-directory',
+  'trace-config',
 ]);
 
-function parseArgs(argv: string[]): Map<string, string> {
+/** tritonserver options the emulator implements. */
+const EMULATED = new Set([
+  'model-repository',
+  'model-store',
+  'model-control-mode',
+  'grpc-port',
+  'grpc-address',
+  'metrics-port',
+  'metrics-address',
+  'allow-metrics',
+  'metrics-interval-ms',
+]);
+
+/** The emulator's own knobs (not tritonserver's): GPU size and latencies. */
+const EMULATOR_ONLY = new Set([
+  'gpu-memory-bytes',
+  'gpu-baseline-bytes',
+  'memory-release-lag-ms',
+  'load-latency-ms',
+  'unload-latency-ms',
+  'infer-latency-ms',
+  'footprint-factor',
+]);
+
+/** Real tritonserver options whose behaviour the emulator does not have: refused rather than faked. */
+const NOT_EMULATED = new Set(['load-model', 'repository-poll-secs', 'help']);
+
+const BOOLEAN = new Set([
+  'allow-http',
+  'allow-grpc',
+  'allow-metrics',
+  'allow-gpu-metrics',
+  'allow-cpu-metrics',
+  'allow-sagemaker',
+  'allow-vertex-ai',
+  'strict-model-config',
+  'strict-readiness',
+  'disable-auto-complete-config',
+  'exit-on-error',
+  'log-info',
+  'log-warning',
+  'log-error',
+  'reuse-http-port',
+  'reuse-grpc-port',
+  'grpc-use-ssl',
+  'model-namespacing',
+]);
+
+/** A failure tritonserver reports with its usage text (its ParseException path), exit status 1. */
+class UsageError extends Error {}
+
+/** glog-style prefix of tritonserver's log lines: `I1201 04:22:47.535462 1234 file.cc:123] `. */
+function logPrefix(file: string): string {
+  const d = new Date();
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  const micros = String(d.getUTCMilliseconds() * 1000).padStart(6, '0');
+  return (
+    `I${p2(d.getUTCMonth() + 1)}${p2(d.getUTCDate())} ${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:` +
+    `${p2(d.getUTCSeconds())}.${micros} ${process.pid} ${file}] `
+  );
+}
+
+/** Parses tritonserver's command line: every option takes a value, `--flag=value` or `--flag value`. */
+function parseArgs(argv: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}'`);
+    if (!a.startsWith('--') || a === '--') throw new UsageError(`Unexpected argument: ${a}`);
     const eq = a.indexOf('=');
+    const key = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    const known = IGNORED.has(key) || EMULATED.has(key) || EMULATOR_ONLY.has(key) || NOT_EMULATED.has(key);
+    if (!known) throw new UsageError(`tritonserver: unrecognized option '--${key}'`);
+    if (NOT_EMULATED.has(key))
+      throw new UsageError(`--${key} is a tritonserver option the emulator does not emulate`);
+    let value: string;
     if (eq > 0) {
-      out.set(a.slice(2, eq), a.slice(eq + 1));
-    } else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
-      out.set(a.slice(2), argv[++i]);
+      value = a.slice(eq + 1);
     } else {
-      out.set(a.slice(2), 'true');
+      if (i + 1 >= argv.length) throw new UsageError(`tritonserver: option '--${key}' requires an argument`);
+      value = argv[++i];
     }
+    if (BOOLEAN.has(key) && !/^(true|false|1|0|on|off|yes|no)$/i.test(value)) {
+      throw new UsageError(`invalid value for bool option: ${value}`);
+    }
+    out.set(key, value);
   }
   return out;
 }
@@ -44,42 +163,47 @@ function parseArgs(argv: string[]): Map<string, string> {
 function int(args: Map<string, string>, key: string): number | undefined {
   const v = args.get(key);
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new Error(`--${key} must be a non-negative integer, got '${v}'`);
+  if (!/^\d+$/.test(v))
+    throw new UsageError(`invalid value for --${key}: '${v}' is not a non-negative integer`);
   return Number(v);
 }
 
+const isTrue = (v: string | undefined) => v !== undefined && /^(true|1|on|yes)$/i.test(v);
+const isFalse = (v: string | undefined) => v !== undefined && /^(false|0|off|no)$/i.test(v);
+
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  const repo = args.get('model-repository') ?? args.get('model-store');
-  if (!repo) throw new Error('--model-repository is required');
-  const mode = args.get('model-control-mode') ?? 'explicit';
-  if (mode !== 'explicit') throw new Error(`only --model-control-mode=explicit is emulated, got '${mode}'`);
-  const known = new Set([
-    'model-repository',
-    'model-store',
-    'model-control-mode',
-    'grpc-port',
-    'grpc-address',
-    'metrics-port',
-    'metrics-address',
-    'allow-metrics',
-    'metrics-interval-ms',
-    'gpu-memory-bytes',
-    'gpu-baseline-bytes',
-    'memory-release-lag-ms',
-    'load-latency-ms',
-    'unload-latency-ms',
-    'infer-latency-ms',
-    'footprint-factor',
-  ]);
-  for (const k of args.keys()) {
-    if (!known.has(k) && !IGNORED.has(k)) throw new Error(`unknown flag --${k}`);
+  let args: Map<string, string>;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(err.message);
+    console.error('Usage: tritonserver [options]');
+    console.error(
+      "  (the Triton emulator accepts tritonserver's options; see test/support/triton-emulator/cli.ts)",
+    );
+    process.exit(1);
   }
+  const repo = args.get('model-repository') ?? args.get('model-store');
+  if (!repo) {
+    console.error('error: creating server: Invalid argument - --model-repository must be specified');
+    process.exit(1);
+  }
+  // tritonserver's default is `none` (load everything at start), which the emulator does not implement;
+  // without the flag it behaves as `explicit`, the mode the agent always asks for.
+  const mode = args.get('model-control-mode') ?? 'explicit';
+  if (mode !== 'explicit') {
+    console.error(
+      `error: creating server: Invalid argument - the emulator implements --model-control-mode=explicit only, got '${mode}'`,
+    );
+    process.exit(1);
+  }
+  const host = args.get('grpc-address') ?? '0.0.0.0';
   const options: TritonEmulatorOptions = {
     modelRepository: repo,
-    host: args.get('grpc-address') ?? '127.0.0.1',
+    host,
     grpcPort: int(args, 'grpc-port') ?? 8001,
-    metricsPort: args.get('allow-metrics') === 'false' ? null : (int(args, 'metrics-port') ?? 8002),
+    metricsPort: isFalse(args.get('allow-metrics')) ? null : (int(args, 'metrics-port') ?? 8002),
     metricsIntervalMs: int(args, 'metrics-interval-ms'),
     gpuMemoryBytes: int(args, 'gpu-memory-bytes'),
     gpuBaselineBytes: int(args, 'gpu-baseline-bytes'),
@@ -88,16 +212,33 @@ async function main(): Promise<void> {
     unloadLatencyMs: int(args, 'unload-latency-ms'),
     inferLatencyMs: int(args, 'infer-latency-ms'),
     footprintFactor: args.has('footprint-factor') ? Number(args.get('footprint-factor')) : undefined,
-    log: (line) => console.log(line),
+    log: (line) => console.log(logPrefix('model_lifecycle.cc:0') + line),
   };
-  const emulator = await TritonEmulator.start(options);
-  console.log(`Started GRPCInferenceService at ${emulator.grpcAddress}`);
-  if (options.metricsPort !== null) console.log(`Started Metrics Service at ${emulator.metricsUrl}`);
-  const shutdown = () => {
+  let emulator: TritonEmulator;
+  try {
+    emulator = await TritonEmulator.start(options);
+  } catch (err) {
+    // tritonserver's words when a port is taken.
+    console.error(`error: creating server: Internal - failed to start server: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  console.log(logPrefix('grpc_server.cc:2463') + `Started GRPCInferenceService at ${emulator.grpcAddress}`);
+  if (isTrue(args.get('allow-http') ?? 'true')) {
+    console.log(logPrefix('http_server.cc:4697') + 'HTTP endpoint is not emulated; use gRPC');
+  }
+  if (options.metricsPort !== null) {
+    const metrics = new URL(emulator.metricsUrl);
+    console.log(logPrefix('http_server.cc:362') + `Started Metrics Service at ${metrics.host}`);
+  }
+  let stopping = false;
+  const shutdown = (signal: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(logPrefix('main.cc:290') + `Signal (${signal}) received.`);
     void emulator.stop().then(() => process.exit(0));
   };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', () => shutdown(15));
+  process.on('SIGINT', () => shutdown(2));
 }
 
 main().catch((err: unknown) => {

@@ -1,0 +1,483 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { AgentError, ErrorCode, messageOf } from '../errors';
+
+/** The logging the supervisor needs: the four levels, nothing else. */
+export interface ManagedTritonLogger {
+  error(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  debug(message: string, fields?: Record<string, unknown>): void;
+}
+
+/**
+ * Where the supervised tritonserver is:
+ * - `stopped`: not started, or stopped on purpose;
+ * - `starting`: the first start, until ServerReady;
+ * - `ready`: answering ServerReady;
+ * - `restarting`: it died; waiting out the backoff or starting again;
+ * - `stopping`: SIGTERM sent, waiting for it to exit.
+ */
+export type ManagedTritonState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'stopping';
+
+export interface ManagedTritonOptions {
+  /** The executable: a path, or a name looked up on PATH. */
+  bin: string;
+  /** Its whole argument list (see `tritonServerArgs`). */
+  args: readonly string[];
+  /**
+   * ServerReady through the agent's own Triton channel, with a short deadline of its own. Ready means the
+   * agent can reach it, not only that it runs.
+   */
+  probe: () => Promise<boolean>;
+  logger: ManagedTritonLogger;
+  /** How long one start may take to answer ServerReady before the process is killed. */
+  startupTimeoutMs: number;
+  /** How long the process may take to exit after SIGTERM before SIGKILL. */
+  stopGraceMs: number;
+  /** First wait before a restart; doubles with each failed restart, up to `maxRestartBackoffMs`. */
+  restartBackoffMs: number;
+  maxRestartBackoffMs: number;
+  /** Running this long since ready resets the backoff (default 60 s). */
+  stableAfterMs?: number;
+  /** Interval between ServerReady probes while starting (default 100 ms; a startup line probes at once). */
+  probeIntervalMs?: number;
+  /** Longer log lines are cut to this many characters (default 16 KiB). */
+  maxLineLength?: number;
+  /** The child's environment (default: the agent's). */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Called once a restarted tritonserver is ready (never after the first start), to bring back the models
+   * that were resident. Its failure is logged, not fatal.
+   */
+  onRestarted?: () => Promise<void>;
+}
+
+/** What the agent must pass to tritonserver to use it. */
+export interface TritonServerArgsInput {
+  modelRepository: string;
+  /** host:port the agent dials; tritonserver listens on its port. */
+  grpcUrl: string;
+  /** Triton's Prometheus endpoint; tritonserver serves metrics on its port. */
+  metricsUrl: string;
+  metricsIntervalMs: number;
+  /** Appended last: tritonserver takes the last value of a repeated option, so these win. */
+  extra?: readonly string[];
+}
+
+/**
+ * tritonserver's command line for the agent: explicit model control over the agent's repository, gRPC
+ * on the port the agent dials, HTTP off (the agent is the only front door), GPU metrics on the port the
+ * agent reads with a short interval, so capacity corrections arrive quickly.
+ */
+export function tritonServerArgs(input: TritonServerArgsInput): string[] {
+  const grpcPort = /:(\d{1,5})$/.exec(input.grpcUrl)?.[1];
+  if (!grpcPort) {
+    throw new AgentError(ErrorCode.BadRequest, `TRITON_GRPC_URL must end in :port, got '${input.grpcUrl}'`);
+  }
+  let metricsPort: string;
+  try {
+    const u = new URL(input.metricsUrl);
+    metricsPort = u.port;
+  } catch {
+    metricsPort = '';
+  }
+  if (!metricsPort) {
+    throw new AgentError(
+      ErrorCode.BadRequest,
+      `TRITON_METRICS_URL must name its port in managed mode (e.g. http://127.0.0.1:8002/metrics), got '${input.metricsUrl}'`,
+    );
+  }
+  return [
+    `--model-repository=${input.modelRepository}`,
+    '--model-control-mode=explicit',
+    '--allow-http=false',
+    '--allow-grpc=true',
+    `--grpc-port=${grpcPort}`,
+    '--allow-metrics=true',
+    '--allow-gpu-metrics=true',
+    `--metrics-port=${metricsPort}`,
+    `--metrics-interval-ms=${input.metricsIntervalMs}`,
+    ...(input.extra ?? []),
+  ];
+}
+
+/** How a child ended. */
+interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the process could not be started at all (ENOENT, EACCES). */
+  error?: Error;
+}
+
+interface Running {
+  process: ChildProcess;
+  pid: number;
+  /** Resolves once the process has exited and its output has been read (bounded). */
+  exited: Promise<ExitInfo>;
+  exit: ExitInfo | undefined;
+}
+
+const LAST_LINES = 20;
+/** After the process exits, how long its pipes may still deliver output before they are ignored. */
+const OUTPUT_AFTER_EXIT_MS = 500;
+/** After SIGKILL, how long to wait for the exit to be reported. */
+const KILL_WAIT_MS = 2_000;
+/** tritonserver's line when its gRPC port is open. */
+const GRPC_STARTED = /Started GRPCInferenceService at /;
+
+/**
+ * Splits a byte stream into lines without holding more than `max` characters of one line: the rest of an
+ * overlong line is dropped and the kept part ends in a marker saying how much was cut.
+ */
+export class LineSplitter {
+  private partial = '';
+  private dropped = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly emit: (line: string) => void,
+  ) {}
+
+  push(chunk: string): void {
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf('\n', start);
+      if (nl < 0) {
+        this.append(chunk.slice(start));
+        return;
+      }
+      this.append(chunk.slice(start, nl));
+      this.flush();
+      start = nl + 1;
+    }
+  }
+
+  /** Emits what is left (the stream ended without a final newline). */
+  end(): void {
+    if (this.partial !== '' || this.dropped > 0) this.flush();
+  }
+
+  private append(s: string): void {
+    const room = this.max - this.partial.length;
+    if (s.length <= room) {
+      this.partial += s;
+    } else {
+      this.partial += s.slice(0, Math.max(0, room));
+      this.dropped += s.length - Math.max(0, room);
+    }
+  }
+
+  private flush(): void {
+    let line = this.partial.endsWith('\r') ? this.partial.slice(0, -1) : this.partial;
+    if (this.dropped > 0) line += ` …[${this.dropped} characters cut]`;
+    this.partial = '';
+    this.dropped = 0;
+    this.emit(line);
+  }
+}
+
+/** tritonserver logs glog-style: `E1201 …` error, `W1201 …` warning, `I1201 …` info. */
+function levelOf(line: string): 'error' | 'warn' | 'info' {
+  if (/^E\d{4} /.test(line) || /^error: /.test(line)) return 'error';
+  if (/^W\d{4} /.test(line)) return 'warn';
+  return 'info';
+}
+
+function describeExit(e: ExitInfo): string {
+  if (e.error) return `could not be started: ${e.error.message}`;
+  if (e.signal) return `was killed by ${e.signal}`;
+  return `exited with code ${e.code}`;
+}
+
+/**
+ * Runs `tritonserver` as a child of the agent and keeps it running.
+ *
+ * Why a supervisor and not only a restart loop: the agent must know at every moment whether Triton can
+ * serve (for `/ping`), must never wait on Triton without a bound, and must not leave a tritonserver behind.
+ * So every wait here has a deadline (startup, SIGTERM grace, then SIGKILL), the state is a plain field
+ * `/ping` reads without I/O, the child runs in its own process group (a wrapper script and what it starts
+ * are signalled together), and a process exit of the agent kills the group.
+ *
+ * The first start fails fast (a bad flag or binary is a configuration error: the caller reports it and
+ * exits). After that, an unexpected exit marks Triton not ready, restarts it after a backoff that doubles
+ * with each failed attempt (reset once it has run stably), and calls `onRestarted` when it is ready again.
+ */
+export class ManagedTriton {
+  private stateValue: ManagedTritonState = 'stopped';
+  private running: Running | undefined;
+  private stopping = false;
+  private failures = 0;
+  private readyAt = 0;
+  private restarts = 0;
+  private readonly lastLines: string[] = [];
+  /** Cancels the backoff wait when stopping. */
+  private cancelWait: (() => void) | undefined;
+  /** Wakes the startup probe loop early (the gRPC-started line, an exit). */
+  private wake: (() => void) | undefined;
+  private readonly killOnExit = () => this.signal('SIGKILL');
+
+  constructor(private readonly options: ManagedTritonOptions) {}
+
+  get state(): ManagedTritonState {
+    return this.stateValue;
+  }
+
+  /** True while tritonserver answers ServerReady as far as the supervisor knows. No I/O. */
+  ready(): boolean {
+    return this.stateValue === 'ready';
+  }
+
+  /** The current process id, if one runs. */
+  get pid(): number | undefined {
+    return this.running?.pid;
+  }
+
+  /** How many times tritonserver has been restarted after an unexpected exit. */
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  /**
+   * Starts tritonserver and resolves once it answers ServerReady. Rejects (with the process's last output
+   * lines) if it exits first or does not become ready within the startup deadline; nothing is left running.
+   */
+  async start(): Promise<void> {
+    if (this.stateValue !== 'stopped')
+      throw new AgentError(ErrorCode.Internal, 'tritonserver already started');
+    this.stopping = false;
+    this.stateValue = 'starting';
+    try {
+      await this.launch();
+    } catch (err) {
+      if (this.stateValue === 'starting') this.stateValue = 'stopped';
+      throw err;
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after the grace; resolves once the process has exited. Never restarts it again. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.cancelWait?.();
+    this.wake?.();
+    const r = this.running;
+    if (r && !r.exit) {
+      this.stateValue = 'stopping';
+      this.options.logger.info('stopping tritonserver', { pid: r.pid, graceMs: this.options.stopGraceMs });
+      await this.terminate(r);
+    }
+    this.stateValue = 'stopped';
+  }
+
+  // --- internals -------------------------------------------------------------------------------------
+
+  /** One start: spawn, wait (bounded) for ServerReady, or kill what was spawned and throw. */
+  private async launch(): Promise<void> {
+    const r = this.spawn();
+    try {
+      await this.waitReady(r);
+    } catch (err) {
+      // When stopping, stop() terminates it with the SIGTERM grace.
+      if (!r.exit && !this.stopping) await this.terminate(r, 0);
+      else await r.exited;
+      if (this.running === r) this.running = undefined;
+      throw err;
+    }
+    this.readyAt = Date.now();
+    this.stateValue = 'ready';
+    this.options.logger.info('tritonserver is ready', { pid: r.pid });
+    void r.exited.then((info) => this.onExit(r, info));
+  }
+
+  private spawn(): Running {
+    const { bin, args, env } = this.options;
+    this.lastLines.length = 0;
+    const child = spawn(bin, [...args], {
+      env: env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: signals reach a wrapper script and the server it starts alike.
+      detached: true,
+    });
+    let resolveExit!: (info: ExitInfo) => void;
+    const exited = new Promise<ExitInfo>((resolve) => (resolveExit = resolve));
+    const r: Running = { process: child, pid: child.pid ?? 0, exited, exit: undefined };
+    let pipesOpen = 2;
+    let info: ExitInfo | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = () => {
+      if (!info || r.exit) return;
+      if (timer) clearTimeout(timer);
+      r.exit = info;
+      if (r.pid) process.removeListener('exit', this.killOnExit);
+      resolveExit(info);
+    };
+    const forward = (stream: NodeJS.ReadableStream | null, name: 'stdout' | 'stderr') => {
+      if (!stream) {
+        pipesOpen--;
+        return;
+      }
+      stream.setEncoding('utf8');
+      const lines = new LineSplitter(this.options.maxLineLength ?? 16_384, (line) =>
+        this.logLine(line, name),
+      );
+      stream.on('data', (chunk: string) => lines.push(chunk));
+      stream.on('error', () => undefined);
+      stream.on('close', () => {
+        lines.end();
+        if (--pipesOpen === 0) settle();
+      });
+    };
+    forward(child.stdout, 'stdout');
+    forward(child.stderr, 'stderr');
+    child.once('error', (error) => {
+      info = { code: null, signal: null, error };
+      pipesOpen = 0;
+      settle();
+    });
+    child.once('exit', (code, signal) => {
+      info = { code, signal };
+      if (pipesOpen === 0) settle();
+      // A grandchild may hold the pipes open: the exit counts once they are read or after a bound.
+      else timer = setTimeout(settle, OUTPUT_AFTER_EXIT_MS);
+      this.wake?.();
+    });
+    this.running = r;
+    if (r.pid) {
+      process.on('exit', this.killOnExit);
+      this.options.logger.info('tritonserver started', { pid: r.pid, bin, args: [...args] });
+    }
+    return r;
+  }
+
+  private logLine(line: string, stream: 'stdout' | 'stderr'): void {
+    this.lastLines.push(line);
+    if (this.lastLines.length > LAST_LINES) this.lastLines.shift();
+    if (GRPC_STARTED.test(line)) this.wake?.();
+    const fields = { source: 'tritonserver', stream };
+    const level = levelOf(line);
+    if (level === 'error') this.options.logger.error(line, fields);
+    else if (level === 'warn') this.options.logger.warn(line, fields);
+    else this.options.logger.info(line, fields);
+  }
+
+  private async waitReady(r: Running): Promise<void> {
+    const { startupTimeoutMs, probe } = this.options;
+    const interval = this.options.probeIntervalMs ?? 100;
+    const deadline = Date.now() + startupTimeoutMs;
+    for (;;) {
+      if (this.stopping)
+        throw new AgentError(ErrorCode.TritonUnavailable, 'tritonserver was stopped while starting');
+      if (r.exit) {
+        await r.exited;
+        const tail = this.lastLines.slice(-5).join(' | ');
+        throw new AgentError(
+          ErrorCode.TritonUnavailable,
+          `tritonserver ${describeExit(r.exit)} before it was ready` + (tail ? `: ${tail}` : ''),
+        );
+      }
+      if (Date.now() >= deadline) {
+        throw new AgentError(
+          ErrorCode.TritonUnavailable,
+          `tritonserver did not answer ServerReady within ${startupTimeoutMs} ms (TRITON_STARTUP_TIMEOUT_MS)`,
+        );
+      }
+      if (await probe().catch(() => false)) {
+        if (!r.exit) return;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(interval, Math.max(0, deadline - Date.now())));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.wake = done;
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /** An exit after ready: unexpected unless stopping. */
+  private onExit(r: Running, info: ExitInfo): void {
+    if (this.running !== r) return;
+    this.running = undefined;
+    if (this.stopping) return;
+    if (Date.now() - this.readyAt >= (this.options.stableAfterMs ?? 60_000)) this.failures = 0;
+    this.stateValue = 'restarting';
+    this.options.logger.error('tritonserver exited unexpectedly; restarting it', {
+      pid: r.pid,
+      code: info.code,
+      signal: info.signal,
+      lastLines: this.lastLines.slice(-5),
+    });
+    void this.restartLoop();
+  }
+
+  private async restartLoop(): Promise<void> {
+    const { restartBackoffMs, maxRestartBackoffMs, logger } = this.options;
+    while (!this.stopping) {
+      const delayMs = Math.min(maxRestartBackoffMs, restartBackoffMs * 2 ** Math.min(this.failures, 30));
+      this.failures++;
+      logger.info('restarting tritonserver', { delayMs, attempt: this.failures });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, delayMs);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.cancelWait = done;
+      });
+      this.cancelWait = undefined;
+      if (this.stopping) return;
+      try {
+        await this.launch();
+      } catch (err) {
+        logger.error('tritonserver restart failed', { attempt: this.failures, error: messageOf(err) });
+        continue;
+      }
+      this.restarts++;
+      logger.info('tritonserver restarted', { restarts: this.restarts });
+      await this.options.onRestarted?.().catch((err: unknown) => {
+        logger.error('bringing models back after the tritonserver restart failed', { error: messageOf(err) });
+      });
+      return;
+    }
+  }
+
+  /** SIGTERM, SIGKILL after `graceMs`; resolves once it exited (or the SIGKILL wait passed). */
+  private async terminate(r: Running, graceMs = this.options.stopGraceMs): Promise<void> {
+    const waitExit = (ms: number) =>
+      new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), ms);
+        void r.exited.then(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    if (graceMs > 0) {
+      this.signal('SIGTERM', r);
+      if (await waitExit(graceMs)) return;
+      this.options.logger.warn('tritonserver did not exit after SIGTERM; killing it', {
+        pid: r.pid,
+        graceMs,
+      });
+    }
+    this.signal('SIGKILL', r);
+    if (!(await waitExit(KILL_WAIT_MS))) {
+      this.options.logger.error('tritonserver did not exit after SIGKILL', { pid: r.pid });
+    }
+  }
+
+  /** Signals the child's whole process group (falling back to the child alone). */
+  private signal(sig: NodeJS.Signals, r: Running | undefined = this.running): void {
+    if (!r || !r.pid || r.exit) return;
+    try {
+      process.kill(-r.pid, sig);
+    } catch {
+      try {
+        r.process.kill(sig);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+}

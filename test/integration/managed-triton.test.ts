@@ -1,0 +1,186 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { identityConfig, tempDir } from '../support/model-repo';
+import { request, sagemakerArtifact } from '../support/agent-harness';
+import { freePort, processAlive, startAgentProcess, type AgentProcess } from '../support/agent-process';
+
+/**
+ * Managed mode through real processes: the agent (`src/main.ts`) starts `tritonserver` — here the stand-in
+ * on PATH, the Triton emulator's CLI taking tritonserver's options — and supervises it. A FIFO named by
+ * TRITONSERVER_STANDIN_GATE holds each start until the test writes a line into it, so "starting" and
+ * "restarting" last exactly as long as the test needs (no sleeps).
+ */
+
+function modelSpec(name: string, inferMs = 0) {
+  const extra = inferMs ? `parameters { key: "emulator_infer_ms" value { string_value: "${inferMs}" } }` : '';
+  return {
+    config: identityConfig(name, [{ type: 'TYPE_INT32', dims: [1] }], 0, extra),
+    versions: { '1': { 'model.py': 1000 } },
+  };
+}
+
+const int32 = (v: number) => ({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [v] }] });
+const dataOf = (r: { json: () => Record<string, unknown> }) =>
+  (r.json() as { outputs: { data: number[] }[] }).outputs[0].data;
+
+describe('managed tritonserver (TRITON_MANAGED=true)', () => {
+  let root: { dir: string; cleanup: () => Promise<void> };
+  let repository: string;
+  let models: string;
+  let gate: string;
+  let agent: AgentProcess | undefined;
+
+  beforeEach(async () => {
+    root = await tempDir('mme-managed-');
+    repository = path.join(root.dir, 'repository');
+    models = path.join(root.dir, 'models');
+    gate = path.join(root.dir, 'gate');
+    await fs.mkdir(repository);
+    await fs.mkdir(models);
+  });
+
+  afterEach(async () => {
+    await agent?.kill();
+    agent = undefined;
+    await root.cleanup();
+  });
+
+  const env = async (extra: Record<string, string> = {}) => ({
+    TRITON_MANAGED: 'true',
+    TRITON_MODEL_REPOSITORY: repository,
+    TRITON_GRPC_URL: `127.0.0.1:${await freePort()}`,
+    TRITON_METRICS_URL: `http://127.0.0.1:${await freePort()}/metrics`,
+    TRITONSERVER_STANDIN_GATE: gate,
+    AGENT_UNLOAD_POLL_MS: '10',
+    ...extra,
+  });
+
+  /** Closes the gate: the next tritonserver start waits for `openGate`. */
+  const closeGate = () => execFileSync('mkfifo', [gate]);
+  /** Lets the waiting start go on, and leaves later starts ungated. */
+  const openGate = async () => {
+    await fs.writeFile(gate, 'go\n');
+    await fs.rm(gate);
+  };
+
+  const load = async (base: string, name: string, inferMs = 0) => {
+    const url = await sagemakerArtifact(models, `h-${name}`, name, modelSpec(name, inferMs));
+    const r = await request(base, 'POST', '/models', { model_name: name, url });
+    expect(r.status).toBe(200);
+  };
+
+  test('/ping is 503 while tritonserver starts and 200 once ready; a model loads; SIGTERM stops both', async () => {
+    closeGate();
+    agent = startAgentProcess(await env());
+    const base = await agent.url();
+    const started = await agent.waitForLog((e) => e.message === 'tritonserver started');
+    const args = started.args as string[];
+    expect(args).toEqual(
+      expect.arrayContaining([
+        `--model-repository=${repository}`,
+        '--model-control-mode=explicit',
+        '--allow-http=false',
+        '--allow-metrics=true',
+        '--allow-gpu-metrics=true',
+        '--metrics-interval-ms=500',
+      ]),
+    );
+    // Held at the gate: not ready.
+    const starting = await request(base, 'GET', '/ping');
+    expect(starting.status).toBe(503);
+    expect(starting.headers.get('retry-after')).toBe('1');
+
+    await openGate();
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    expect((await request(base, 'GET', '/ping')).status).toBe(200);
+    // tritonserver's own lines reach the agent's log.
+    expect(
+      agent.logs.some(
+        (e) =>
+          e.source === 'tritonserver' && /Started GRPCInferenceService at 0\.0\.0\.0:\d+/.test(e.message),
+      ),
+    ).toBe(true);
+
+    await load(base, 'echo');
+    const r = await request(base, 'POST', '/models/echo/invoke', int32(41));
+    expect(r.status).toBe(200);
+    expect(dataOf(r)).toEqual([41]);
+
+    const pid = started.pid as number;
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+    expect(processAlive(pid)).toBe(false);
+    expect(
+      agent.logs.some((e) => e.source === 'tritonserver' && /Signal \(15\) received/.test(e.message)),
+    ).toBe(true);
+  });
+
+  test('kill -9 of tritonserver under traffic: in-flight requests end 503 at once, /ping 503 then 200, models come back', async () => {
+    agent = startAgentProcess(await env({ TRITON_RESTART_BACKOFF_MS: '50' }));
+    const base = await agent.url();
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    await load(base, 'slow', 60_000);
+    await load(base, 'fast');
+    expect((await request(base, 'POST', '/models/fast/invoke', int32(1))).status).toBe(200);
+
+    const first = await agent.waitForLog((e) => e.message === 'tritonserver started');
+    // Five invocations that would take a minute each are in flight when tritonserver dies.
+    const inFlight = Array.from({ length: 5 }, (_, i) =>
+      request(base, 'POST', '/models/slow/invoke', int32(i)).then((res) => ({ res, at: Date.now() })),
+    );
+    // A request sent after them on a fresh connection is answered after the agent has read them.
+    expect((await request(base, 'GET', '/models')).status).toBe(200);
+
+    closeGate();
+    const killedAt = Date.now();
+    process.kill(first.pid as number, 'SIGKILL');
+    const ended = await Promise.all(inFlight);
+    for (const { res, at } of ended) {
+      expect(res.status).toBe(503);
+      // Ended by the crash, far inside the minute the inference would have taken.
+      expect(at - killedAt).toBeLessThan(10_000);
+    }
+
+    // Restarting (held at the gate): not ready.
+    await agent.waitForLog((e) => e.message === 'tritonserver exited unexpectedly; restarting it');
+    await agent.waitForLog((e) => e.message === 'tritonserver started' && e.pid !== first.pid);
+    expect((await request(base, 'GET', '/ping')).status).toBe(503);
+
+    await openGate();
+    await agent.waitForLog((e) => e.message === 'tritonserver restarted');
+    expect((await request(base, 'GET', '/ping')).status).toBe(200);
+
+    // The restarted tritonserver came back empty (the emulator answers NOT_FOUND for a model it has not
+    // loaded): an answer computed by it means the model was loaded into it again.
+    const again = await request(base, 'POST', '/models/fast/invoke', int32(7));
+    expect(again.status).toBe(200);
+    expect(dataOf(again)).toEqual([7]);
+    expect((await request(base, 'GET', '/models/fast/status')).json().state).toBe('resident');
+    // Still listed: SageMaker's view of loaded models did not change.
+    const listed = (await request(base, 'GET', '/models')).json() as { models: { modelName: string }[] };
+    expect(listed.models.map((m) => m.modelName).sort()).toEqual(['fast', 'slow']);
+
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+  });
+
+  test('an unknown tritonserver option: the stand-in refuses it and the agent exits 1 saying why', async () => {
+    agent = startAgentProcess(await env({ TRITON_SERVER_ARGS: '--log-verbose=1 --no-such-flag=1' }));
+    const { code } = await agent.exited;
+    expect(code).toBe(1);
+    const failed = agent.logs.find((e) => e.message === 'agent failed to start');
+    expect(failed?.level).toBe('error');
+    expect(String(failed?.error)).toContain('tritonserver exited with code 1 before it was ready');
+    expect(String(failed?.error)).toContain("unrecognized option '--no-such-flag'");
+  });
+
+  test('a tritonserver binary that does not exist: the agent exits 1 naming it', async () => {
+    const bin = path.join(root.dir, 'no-such-tritonserver');
+    agent = startAgentProcess(await env({ TRITON_SERVER_BIN: bin }));
+    const { code } = await agent.exited;
+    expect(code).toBe(1);
+    const failed = agent.logs.find((e) => e.message === 'agent failed to start');
+    expect(String(failed?.error)).toContain(`could not be started: spawn ${bin} ENOENT`);
+  });
+});
