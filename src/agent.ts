@@ -10,11 +10,11 @@ import {
   CapacityModel,
   ModelRegistry,
   TritonGpuProbe,
-  createPolicy,
   systemClock,
   type Clock,
   type GpuMemoryProbe,
 } from './models';
+import { policyFromSettings } from './models/eviction';
 import type { Logger } from './observability';
 import {
   ManagedTriton,
@@ -102,9 +102,7 @@ export class Agent {
         stager: this.stager,
         fetcher: this.fetcher,
         capacity: this.capacity,
-        policy: evicting
-          ? createPolicy(config.evictionPolicy, { churnGuard: config.churnGuardMs })
-          : undefined,
+        policy: policyFromSettings(config),
         logger,
         clock,
       },

@@ -47,6 +47,9 @@ export interface AgentConfig {
   releaseWaitMs: number;
   churnGuardMs: number;
   idleUnloadMs: number;
+  accessLogFile: string | undefined;
+  accessLogMaxBytes: number;
+  accessLogFiles: number;
   logLevel: string;
   tritonManaged: boolean;
   tritonServerBin: string;
@@ -473,8 +476,9 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
   {
     key: 'churnGuardMs',
     env: 'AGENT_CHURN_GUARD_MS',
-    meaning: 'models used this recently are evicted only when nothing else frees enough (0: off)',
-    fallback: '2000',
+    meaning:
+      'models used this recently are evicted only when nothing else frees enough (0: off; in-flight requests already pin their model)',
+    fallback: '0',
     parse: integer(0),
   },
   {
@@ -484,6 +488,27 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
       'unload models idle this long ahead of need (0: off; SageMaker keeps them until memory is needed)',
     fallback: '0',
     parse: integer(0),
+  },
+  {
+    key: 'accessLogFile',
+    env: 'AGENT_ACCESS_LOG_FILE',
+    meaning:
+      'absolute path of the access log: one JSON line per invocation and per load or eviction, for the capacity planner (unset: off)',
+    parse: (raw, name) => (raw.trim() === '' ? undefined : absolutePath(raw, name)),
+  },
+  {
+    key: 'accessLogMaxBytes',
+    env: 'AGENT_ACCESS_LOG_MAX_BYTES',
+    meaning: 'the access log is rotated (FILE → FILE.1 → FILE.2 …) before it grows past this size',
+    fallback: String(100 * 1024 * 1024),
+    parse: integer(4096),
+  },
+  {
+    key: 'accessLogFiles',
+    env: 'AGENT_ACCESS_LOG_FILES',
+    meaning: 'rotated access log files kept (the oldest beyond this are deleted)',
+    fallback: '5',
+    parse: integer(0, 1000),
   },
   {
     key: 'logLevel',

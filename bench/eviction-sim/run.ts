@@ -1,81 +1,61 @@
 /**
- * bench/eviction-sim: replays request traces through the agent's own eviction policies (src/models/eviction)
- * with a simulated clock and prints, per trace and capacity, hit ratio, byte hit ratio, cold-load seconds
- * and evictions for LRU, textbook GDSF, the aged GDSF, the adaptive policy and an offline clairvoyant
- * reference (evicts the model whose next use is farthest, weighted by size over cost).
+ * bench/eviction-sim: replays request traces through the agent's eviction policies with a simulated clock,
+ * at 1, 10, 100 and 1,000 requests per second, and prints cold-load seconds as a multiple of LRU's for
+ * every trace and capacity. `default` is the policy object the agent builds from its default settings
+ * (the same factory, `policyFromSettings`, fed by `loadConfig`), replayed by the capacity planner's
+ * replay loop, which calls the policy as the agent's registry does.
  *
- *   npm run bench:eviction-sim             200,000 requests per trace (the day trace: 172,800)
- *   npm run bench:eviction-sim -- --quick  a fifth of that
+ *   npm run bench:eviction-sim             100,000 requests per trace
+ *   npm run bench:eviction-sim -- --quick  20,000 requests per trace, rates 1 and 1,000 only
+ *   extra flags: --rates 1,100  --seed 7  --detail (every contender, every capacity)
  */
-import {
-  AdaptivePolicy,
-  AgedGdsfPolicy,
-  GdsfPolicy,
-  LruPolicy,
-  defaultExperts,
-  type EvictionPolicy,
-} from '../../src/models/eviction';
+import { loadConfig } from '../../src/config';
+import { createPolicy, policyFromSettings, type EvictionPolicy } from '../../src/models/eviction';
+import { replay, type ReplayResult } from '../../src/planner';
 import {
   churnTrace,
+  deployTrace,
   driftTrace,
   makeModels,
   scanTrace,
+  sessionsTrace,
   zipfTrace,
   type SimModel,
   type Trace,
 } from './traces';
 
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
 const quick = process.argv.includes('--quick');
+const detail = process.argv.includes('--detail');
 const N = 1000;
-const COUNT = quick ? 40_000 : 200_000;
+const COUNT = Number(flag('--count') ?? (quick ? 20_000 : 100_000));
+const RATES = (flag('--rates') ?? (quick ? '1,1000' : '1,10,100,1000')).split(',').map(Number);
+const SEED = Number(flag('--seed') ?? 1);
+const CAPACITIES = [0.05, 0.1, 0.2];
 
-interface Result {
-  hits: number;
-  requests: number;
-  hitBytes: number;
-  requestedBytes: number;
-  coldMs: number;
-  evictions: number;
+/** The agent's defaults, read the way the agent reads them (only the required setting given). */
+const defaults = loadConfig({ TRITON_MODEL_REPOSITORY: '/models' });
+
+function agentDefault(): EvictionPolicy {
+  const p = policyFromSettings(defaults);
+  if (!p) throw new Error('the default configuration turns eviction off');
+  return p;
 }
 
-/** Replays `trace` through `policy` with a GPU of `capacity` bytes. */
-export function simulate(trace: Trace, models: SimModel[], capacity: number, policy: EvictionPolicy): Result {
-  const resident = new Set<number>();
-  let used = 0;
-  const res: Result = { hits: 0, requests: 0, hitBytes: 0, requestedBytes: 0, coldMs: 0, evictions: 0 };
-  for (let i = 0; i < trace.requests.length; i++) {
-    const m = trace.requests[i];
-    const now = trace.times[i];
-    const model = models[m];
-    policy.onAccess(model.name, model.sizeBytes, model.loadCostMs, now);
-    res.requests++;
-    res.requestedBytes += model.sizeBytes;
-    if (resident.has(m)) {
-      res.hits++;
-      res.hitBytes += model.sizeBytes;
-      continue;
-    }
-    res.coldMs += model.loadCostMs;
-    if (model.sizeBytes > capacity) continue;
-    const need = used + model.sizeBytes - capacity;
-    if (need > 0) {
-      for (const v of policy.chooseVictims(need, now, (name) => name !== model.name)) {
-        const idx = Number(v.slice(1));
-        if (!resident.delete(idx)) continue;
-        used -= models[idx].sizeBytes;
-        policy.onEvict(v, now);
-        res.evictions++;
-      }
-    }
-    resident.add(m);
-    used += model.sizeBytes;
-    policy.onAdmit(model.name, now);
-  }
-  return res;
+/** Goal for the default policy's cold-load seconds relative to LRU's, by trace. */
+function goal(trace: string): number {
+  if (trace === 'zipf α=1' || trace === 'zipf α=1.3') return 0.8;
+  if (trace === 'zipf α=0.7') return 0.85;
+  if (trace === 'drifting popularity') return 0.9;
+  return 1.05;
 }
 
-/** The offline reference: knows every future request. */
-function clairvoyant(trace: Trace, models: SimModel[], capacity: number): Result {
+/** The offline reference: knows every future request; evicts the farthest next use, weighted by size ÷ cost. */
+function clairvoyant(trace: Trace, models: SimModel[], capacity: number): ReplayResult {
   const n = trace.requests.length;
   const next = new Int32Array(n);
   const last = new Map<number, number>();
@@ -86,26 +66,32 @@ function clairvoyant(trace: Trace, models: SimModel[], capacity: number): Result
   const nextUse = new Map<number, number>();
   const resident = new Set<number>();
   let used = 0;
-  const res: Result = { hits: 0, requests: 0, hitBytes: 0, requestedBytes: 0, coldMs: 0, evictions: 0 };
+  const res: ReplayResult = {
+    requests: n,
+    hits: 0,
+    hitBytes: 0,
+    requestedBytes: 0,
+    coldLoads: 0,
+    coldMs: 0,
+    evictions: 0,
+  };
   for (let i = 0; i < n; i++) {
     const m = trace.requests[i];
     const model = models[m];
     nextUse.set(m, next[i]);
-    res.requests++;
     res.requestedBytes += model.sizeBytes;
     if (resident.has(m)) {
       res.hits++;
       res.hitBytes += model.sizeBytes;
       continue;
     }
+    res.coldLoads++;
     res.coldMs += model.loadCostMs;
     if (model.sizeBytes > capacity) continue;
     if (used + model.sizeBytes > capacity) {
-      const ranked = [...resident].sort((a, b) => {
-        const score = (x: number) =>
-          ((nextUse.get(x) as number) - i) * (models[x].sizeBytes / models[x].loadCostMs);
-        return score(b) - score(a);
-      });
+      const score = (x: number) =>
+        ((nextUse.get(x) as number) - i) * (models[x].sizeBytes / models[x].loadCostMs);
+      const ranked = [...resident].sort((a, b) => score(b) - score(a));
       for (const v of ranked) {
         if (used + model.sizeBytes <= capacity) break;
         resident.delete(v);
@@ -119,65 +105,107 @@ function clairvoyant(trace: Trace, models: SimModel[], capacity: number): Result
   return res;
 }
 
-function main(): void {
-  const models = makeModels(N, 42);
-  const total = models.reduce((a, m) => a + m.sizeBytes, 0);
-  const traces: Trace[] = [
-    zipfTrace(N, 0.7, COUNT, 1),
-    zipfTrace(N, 1.0, COUNT, 2),
-    zipfTrace(N, 1.3, COUNT, 3),
-    driftTrace(N, quick ? 34_560 : 172_800, 4),
-    churnTrace(N, COUNT, 5),
-    scanTrace(N, COUNT, 6),
+function traces(rate: number, seed: number): Trace[] {
+  return [
+    zipfTrace(N, 0.7, COUNT, rate, seed + 1),
+    zipfTrace(N, 1.0, COUNT, rate, seed + 2),
+    zipfTrace(N, 1.3, COUNT, rate, seed + 3),
+    driftTrace(N, COUNT, rate, seed + 4),
+    churnTrace(N, COUNT, rate, seed + 5),
+    scanTrace(N, COUNT, rate, seed + 6),
+    sessionsTrace(N, COUNT, rate, seed + 7),
+    deployTrace(N, COUNT, rate, seed + 8),
   ];
+}
+
+function main(): void {
+  const models = makeModels(N, 42 + SEED);
+  const total = models.reduce((a, m) => a + m.sizeBytes, 0);
   console.log(
-    `${N} models, ${(total / 1e9).toFixed(0)} GB in all (sizes ${(Math.min(...models.map((m) => m.sizeBytes)) / 1e6).toFixed(0)} MB to ${(Math.max(...models.map((m) => m.sizeBytes)) / 1e9).toFixed(1)} GB)`,
+    `${N} models, ${(total / 1e9).toFixed(0)} GB in all (sizes ${(Math.min(...models.map((m) => m.sizeBytes)) / 1e6).toFixed(0)} MB to ${(Math.max(...models.map((m) => m.sizeBytes)) / 1e9).toFixed(1)} GB); ${COUNT} requests per trace`,
   );
-  const summary: string[] = [];
-  for (const trace of traces) {
-    for (const frac of [0.05, 0.1, 0.2]) {
-      const capacity = frac * total;
-      const opts = { churnGuard: 0, capacityBytes: capacity };
-      const contenders: [string, () => Result][] = [
-        ['lru', () => simulate(trace, models, capacity, new LruPolicy(opts))],
-        ['gdsf', () => simulate(trace, models, capacity, new GdsfPolicy(opts))],
-        [
-          'gdsf-aged(2h)',
-          () => simulate(trace, models, capacity, new AgedGdsfPolicy({ ...opts, halfLife: 7_200_000 })),
-        ],
-        [
-          'adaptive',
-          () =>
-            simulate(
-              trace,
-              models,
-              capacity,
-              new AdaptivePolicy({ capacityBytes: capacity, experts: defaultExperts(opts), window: 2000 }),
-            ),
-        ],
-        ['clairvoyant', () => clairvoyant(trace, models, capacity)],
-      ];
-      console.log(
-        `\n${trace.name}, capacity ${frac * 100}% of the total footprint (${trace.requests.length} requests)`,
-      );
-      console.log('| policy | hit ratio | byte hit ratio | cold-load s | evictions | cold-load vs LRU |');
-      console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
-      let lruCold = 0;
-      for (const [name, run] of contenders) {
-        const r = run();
-        if (name === 'lru') lruCold = r.coldMs;
-        const ratio = r.coldMs / lruCold;
-        console.log(
-          `| ${name} | ${(r.hits / r.requests).toFixed(3)} | ${(r.hitBytes / r.requestedBytes).toFixed(3)} | ${(r.coldMs / 1000).toFixed(0)} | ${r.evictions} | ${ratio.toFixed(2)} |`,
-        );
-        if (name === 'adaptive') summary.push(`| ${trace.name} | ${frac * 100}% | ${ratio.toFixed(2)} |`);
+  console.log(
+    `default policy: AGENT_EVICTION_POLICY=${defaults.evictionPolicy}, AGENT_CHURN_GUARD_MS=${defaults.churnGuardMs}`,
+  );
+  // worst ratio over capacities, per rate and trace
+  const worst = new Map<string, Map<number, number>>();
+  const worstGuard = new Map<string, Map<number, number>>();
+  const record = (table: Map<string, Map<number, number>>, trace: string, rate: number, ratio: number) => {
+    const row = table.get(trace) ?? new Map<number, number>();
+    row.set(rate, Math.max(row.get(rate) ?? 0, ratio));
+    table.set(trace, row);
+  };
+  let failures = 0;
+  for (const rate of RATES) {
+    for (const trace of traces(rate, SEED * 100)) {
+      for (const frac of CAPACITIES) {
+        const capacity = frac * total;
+        const contenders: [string, () => ReplayResult][] = [
+          ['lru', () => replay(trace, models, capacity, createPolicy('lru', { churnGuard: 0 }))],
+          ['default', () => replay(trace, models, capacity, agentDefault())],
+          [
+            'default + 2 s churn guard',
+            () =>
+              replay(
+                trace,
+                models,
+                capacity,
+                policyFromSettings({ ...defaults, churnGuardMs: 2000 }) as EvictionPolicy,
+              ),
+          ],
+        ];
+        if (detail) {
+          contenders.push(
+            ['gdsf', () => replay(trace, models, capacity, createPolicy('gdsf', { churnGuard: 0 }))],
+            [
+              'gdsf-aged',
+              () => replay(trace, models, capacity, createPolicy('gdsf-aged', { churnGuard: 0 })),
+            ],
+            ['clairvoyant', () => clairvoyant(trace, models, capacity)],
+          );
+          console.log(`\n${trace.name}, ${rate} req/s, capacity ${frac * 100}% of the total footprint`);
+          console.log('| policy | hit ratio | byte hit ratio | cold-load s | evictions | cold-load vs LRU |');
+          console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+        }
+        let lruCold = 0;
+        for (const [name, run] of contenders) {
+          const r = run();
+          if (name === 'lru') lruCold = r.coldMs;
+          const ratio = r.coldMs / lruCold;
+          if (detail)
+            console.log(
+              `| ${name} | ${(r.hits / r.requests).toFixed(3)} | ${(r.hitBytes / r.requestedBytes).toFixed(3)} | ${(r.coldMs / 1000).toFixed(0)} | ${r.evictions} | ${ratio.toFixed(3)} |`,
+            );
+          if (name === 'default') {
+            record(worst, trace.name, rate, ratio);
+            if (ratio > goal(trace.name) + 1e-9) {
+              failures++;
+              console.log(
+                `  above goal: ${trace.name} at ${rate} req/s, ${frac * 100}%: ${ratio.toFixed(3)}`,
+              );
+            }
+          }
+          if (name === 'default + 2 s churn guard') record(worstGuard, trace.name, rate, ratio);
+        }
       }
     }
   }
-  console.log('\nadaptive cold-load seconds relative to LRU');
-  console.log('| trace | capacity | adaptive / lru |');
-  console.log('| --- | --- | ---: |');
-  for (const s of summary) console.log(s);
+  const printTable = (title: string, table: Map<string, Map<number, number>>, withGoal: boolean) => {
+    console.log(`\n${title}`);
+    console.log(`| trace | ${RATES.map((r) => `${r} req/s`).join(' | ')} |${withGoal ? ' goal |' : ''}`);
+    console.log(`| --- | ${RATES.map(() => '---:').join(' | ')} |${withGoal ? ' ---: |' : ''}`);
+    for (const [trace, row] of table)
+      console.log(
+        `| ${trace} | ${RATES.map((r) => (row.get(r) ?? NaN).toFixed(2)).join(' | ')} |${withGoal ? ` ≤ ${goal(trace).toFixed(2)} |` : ''}`,
+      );
+  };
+  printTable(
+    'default policy: cold-load seconds ÷ LRU, worst of capacities 5/10/20% (lower is better)',
+    worst,
+    true,
+  );
+  printTable('the same with a 2 s churn guard (AGENT_CHURN_GUARD_MS=2000)', worstGuard, false);
+  console.log(failures === 0 ? '\nevery goal met' : `\n${failures} results above their goal`);
 }
 
 main();

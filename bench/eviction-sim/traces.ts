@@ -76,6 +76,12 @@ function zipfSampler(n: number, alpha: number, r: () => number): () => number {
   };
 }
 
+/**
+ * Requests arrive `ratePerSec` apart in time; what a trace does over time (popularity drifting by the
+ * hour, sessions of minutes, a deploy) is written in wall time, so the same trace at 1 and at 1,000
+ * requests per second puts very different numbers of requests between its changes. That is what tests a
+ * policy's memory for rate independence.
+ */
 function build(
   name: string,
   count: number,
@@ -91,46 +97,60 @@ function build(
   return { name, requests, times };
 }
 
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
 /** Stationary Zipf popularity; popularity is independent of size. */
-export function zipfTrace(n: number, alpha: number, count: number, seed: number): Trace {
+export function zipfTrace(n: number, alpha: number, count: number, rate: number, seed: number): Trace {
   const r = rng(seed);
   const perm = shuffled(n, r);
   const sample = zipfSampler(n, alpha, r);
-  return build(`zipf α=${alpha}`, count, 20, () => perm[sample()]);
+  return build(`zipf α=${alpha}`, count, rate, () => perm[sample()]);
 }
 
-/** Zipf 1.0 whose popular set slides over a day: ranks shift by `shiftPerHour` every hour. */
-export function driftTrace(n: number, count: number, seed: number, shiftPerHour = 60): Trace {
+/** Zipf 1.0 whose popular set slides by `shiftPerHour` ranks every hour. */
+export function driftTrace(n: number, count: number, rate: number, seed: number, shiftPerHour = 60): Trace {
   const r = rng(seed);
   const perm = shuffled(n, r);
   const sample = zipfSampler(n, 1.0, r);
-  const rate = count / 86_400;
-  return build('drift over a day', count, rate, (_i, t) => {
-    const hour = Math.floor(t / 3_600_000);
+  return build('drifting popularity', count, rate, (_i, t) => {
+    const hour = Math.floor(t / HOUR);
     return perm[(sample() + hour * shiftPerHour) % n];
   });
 }
 
-/** A hot set that is replaced every few minutes: recency should beat frequency here. */
-export function churnTrace(n: number, count: number, seed: number, phaseRequests = 3000): Trace {
+/** Zipf 1.0 over a hot set that is replaced every `phaseMs`: recency should beat frequency here. */
+export function churnTrace(
+  n: number,
+  count: number,
+  rate: number,
+  seed: number,
+  phaseMs = 5 * MINUTE,
+): Trace {
   const r = rng(seed);
   const sample = zipfSampler(n, 1.0, r);
   let perm = shuffled(n, r);
-  return build('fast-changing hot set', count, 20, (i) => {
-    if (i % phaseRequests === 0) perm = shuffled(n, r);
+  let phase = 0;
+  return build('fast-changing hot set', count, rate, (_i, t) => {
+    if (Math.floor(t / phaseMs) !== phase) {
+      phase = Math.floor(t / phaseMs);
+      perm = shuffled(n, r);
+    }
     return perm[sample()];
   });
 }
 
-/** Zipf 1.0 traffic with periodic scans that touch hundreds of cold models once each. */
-export function scanTrace(n: number, count: number, seed: number): Trace {
+/** Zipf 1.0 traffic; every `everyMs` a batch job touches 400 cold models once each (every other request). */
+export function scanTrace(n: number, count: number, rate: number, seed: number, everyMs = HOUR): Trace {
   const r = rng(seed);
   const perm = shuffled(n, r);
   const sample = zipfSampler(n, 1.0, r);
   let scanPos = -1;
   let scanStart = 0;
-  return build('scan-heavy', count, 20, (i) => {
-    if (scanPos < 0 && i % 5000 === 0) {
+  let lastScan = -1;
+  return build('scan-heavy', count, rate, (i, t) => {
+    if (scanPos < 0 && Math.floor(t / everyMs) !== lastScan) {
+      lastScan = Math.floor(t / everyMs);
       scanPos = 0;
       scanStart = Math.floor(r() * n);
     }
@@ -140,5 +160,55 @@ export function scanTrace(n: number, count: number, seed: number): Trace {
       return m;
     }
     return perm[sample()];
+  });
+}
+
+/**
+ * Concurrently active sessions that come and go: a session starts on average every `meanMs ÷ concurrent`,
+ * lasts an exponentially distributed `meanMs`, and works with one model picked uniformly among all of
+ * them (a user, a notebook, a batch job). 85% of requests come from a random open session, 15% are
+ * background Zipf 1.0 traffic. A model's past says little about its future here; recency wins.
+ */
+export function sessionsTrace(
+  n: number,
+  count: number,
+  rate: number,
+  seed: number,
+  concurrent = 8,
+  meanMs = 5 * MINUTE,
+): Trace {
+  const r = rng(seed);
+  const perm = shuffled(n, r);
+  const sample = zipfSampler(n, 1.0, r);
+  const exp = (mean: number) => -Math.log(1 - r()) * mean;
+  const open: { model: number; until: number }[] = [];
+  let nextStart = 0;
+  return build('sessions come and go', count, rate, (_i, t) => {
+    while (nextStart <= t) {
+      open.push({ model: Math.floor(r() * n), until: nextStart + exp(meanMs) });
+      nextStart += exp(meanMs / concurrent);
+    }
+    for (let k = open.length - 1; k >= 0; k--) if (open[k].until <= t) open.splice(k, 1);
+    if (open.length > 0 && r() < 0.85) return open[Math.floor(r() * open.length)].model;
+    return perm[sample()];
+  });
+}
+
+/**
+ * A burst of new models after a deploy: Zipf 1.0 traffic over 900 models; at a third and at two thirds of
+ * the trace a deploy replaces the 50 most popular models with new versions (models never requested
+ * before), which take over their popularity at once. Long frequency memories cling to the old versions.
+ */
+export function deployTrace(n: number, count: number, rate: number, seed: number, replaced = 50): Trace {
+  const r = rng(seed);
+  const base = n - 2 * replaced;
+  const perm = shuffled(base, r);
+  const sample = zipfSampler(base, 1.0, r);
+  const duration = (count * 1000) / rate;
+  return build('deploy of new models', count, rate, (_i, t) => {
+    const k = sample();
+    const deploys = Math.min(2, Math.floor((3 * t) / duration));
+    if (k < replaced && deploys > 0) return base + (deploys - 1) * replaced + k;
+    return perm[k];
   });
 }

@@ -17,3 +17,4 @@ export {
   type StateSnapshot,
   type StateSource,
 } from './metrics';
+export * from './access-log';

@@ -7,9 +7,11 @@ import {
   LruPolicy,
   ShadowCache,
   createPolicy,
+  policyFromSettings,
   policyNames,
   type EvictionPolicy,
 } from '../../src/models/eviction';
+import { loadConfig } from '../../src/config';
 
 describe('IndexedMinHeap (property tests against a brute-force oracle)', () => {
   type Op = { kind: 'set'; key: number; prio: number } | { kind: 'delete'; key: number } | { kind: 'pop' };
@@ -84,11 +86,11 @@ describe('policies', () => {
     );
   });
 
-  test('aged GDSF ranks by decayed frequency × cost ÷ size (brute force over the same requests)', () => {
-    const halfLife = 100;
+  test('aged GDSF ranks by frequency decayed per request × cost ÷ size (brute force over the same requests)', () => {
+    const halfLife = 20;
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 5 })), {
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 5000 })), {
           minLength: 1,
           maxLength: 120,
         }),
@@ -96,25 +98,82 @@ describe('policies', () => {
           const p = new AgedGdsfPolicy({ churnGuard: 0, halfLife });
           const size = (m: number) => (m + 1) * 1e8;
           const cost = (m: number) => 100 + m * 37;
-          const times = new Map<number, number[]>();
+          // Oracle: the request numbers at which each model was used; wall time must not matter.
+          const ticks = new Map<number, number[]>();
           let t = 0;
-          for (const [m, dt] of reqs) {
+          reqs.forEach(([m, dt], i) => {
             t += dt;
             p.onAccess(`m${m}`, size(m), cost(m), t);
             p.onAdmit(`m${m}`, t);
-            times.set(m, [...(times.get(m) ?? []), t]);
-          }
+            ticks.set(m, [...(ticks.get(m) ?? []), i + 1]);
+          });
+          const T = reqs.length;
           const value = (m: number) =>
-            ((times.get(m) as number[]).reduce((a, ti) => a + 2 ** (-(t - ti) / halfLife), 0) * cost(m)) /
+            ((ticks.get(m) as number[]).reduce((a, k) => a + 2 ** (-(T - k) / halfLife), 0) * cost(m)) /
             size(m);
           const victims = p.chooseVictims(Number.MAX_SAFE_INTEGER, t, () => true);
           const values = victims.map((v) => value(Number(v.slice(1))));
           for (let i = 1; i < values.length; i++)
             expect(values[i]).toBeGreaterThanOrEqual(values[i - 1] * (1 - 1e-9));
-          expect(new Set(victims)).toEqual(new Set([...times.keys()].map((m) => `m${m}`)));
+          expect(new Set(victims)).toEqual(new Set([...ticks.keys()].map((m) => `m${m}`)));
         },
       ),
     );
+  });
+
+  test('the default policy is rate independent: the same requests at 1 and at 1,000 per second choose the same victims', () => {
+    const defaults = loadConfig({ TRITON_MODEL_REPOSITORY: '/models' });
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 400 }),
+        fc.integer({ min: 2, max: 12 }),
+        (seq, slots) => {
+          const run = (msBetween: number) => {
+            const p = policyFromSettings(defaults) as EvictionPolicy;
+            const resident = new Set<string>();
+            const choices: string[][] = [];
+            const size = (m: number) => (1 + (m % 5)) * 1e9;
+            seq.forEach((m, i) => {
+              const now = 1e12 + i * msBetween;
+              const name = `m${m}`;
+              p.onAccess(name, size(m), 500 + size(m) / 1e6, now);
+              if (resident.has(name)) return;
+              p.setCapacity?.(slots * 1e9);
+              let used = [...resident].reduce((a, r) => a + size(Number(r.slice(1))), 0);
+              if (used + size(m) > slots * 1e9) {
+                const victims = p.chooseVictims(used + size(m) - slots * 1e9, now, (v) => v !== name);
+                choices.push(victims);
+                for (const v of victims) {
+                  resident.delete(v);
+                  used -= size(Number(v.slice(1)));
+                  p.onEvict(v, now);
+                }
+              }
+              resident.add(name);
+              p.onAdmit(name, now);
+            });
+            return choices;
+          };
+          expect(run(1)).toEqual(run(1000));
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
+  test('the churn guard is off by default (in-flight requests pin their model instead)', () => {
+    expect(loadConfig({ TRITON_MODEL_REPOSITORY: '/models' }).churnGuardMs).toBe(0);
+  });
+
+  test('the agent and the simulator build the same default policy from settings; none turns eviction off', () => {
+    const defaults = loadConfig({ TRITON_MODEL_REPOSITORY: '/models' });
+    expect(policyFromSettings(defaults)?.name).toBe('adaptive');
+    expect(policyFromSettings({ ...defaults, evictionPolicy: 'lru' })?.name).toBe('lru');
+    expect(policyFromSettings({ ...defaults, evictionPolicy: 'none' })).toBeUndefined();
+  });
+
+  test('a half-life must be positive', () => {
+    expect(() => new AgedGdsfPolicy({ churnGuard: 0, halfLife: 0 })).toThrow(/half-life must be positive/);
   });
 
   test('GDSF prefers to keep frequently used, costly, small models', () => {

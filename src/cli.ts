@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+/**
+ * The package's command line: `triton-sagemaker-mme-agent <command> [options]`. Each command is one entry
+ * in COMMANDS (loaded only when it runs), so adding a command is adding one line.
+ */
+
+/** A command: one line of help, and a runner that prints through `print` and returns an exit status. */
+export interface Command {
+  summary: string;
+  run(argv: string[], print: (line: string) => void): Promise<number>;
+}
+
+export const COMMANDS: Record<string, Command> = {
+  plan: {
+    summary: 'how much GPU memory does my traffic need? replay an access log through every policy',
+    run: async (argv, print) => (await import('./planner')).runPlanCommand(argv, print),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    'usage: triton-sagemaker-mme-agent <command> [options]   (<command> --help for its options)',
+    '',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+  ].join('\n');
+}
+
+/**
+ * Runs one command line (without the node and script words). Returns the exit status: the command's own,
+ * 2 for a usage mistake (unknown command, bad option), 1 for a failure; messages go to `printError`.
+ */
+export async function runCli(
+  argv: string[],
+  print: (line: string) => void = (l) => console.log(l),
+  printError: (line: string) => void = (l) => console.error(l),
+): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? printError : print)(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!command) {
+    printError(`unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await command.run(rest, print);
+  } catch (err) {
+    const e = err as Error;
+    if (e.name === 'UsageError') {
+      printError(`${name}: ${e.message} (${name} --help for its options)`);
+      return 2;
+    }
+    printError(`${name}: ${e.message}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  void runCli(process.argv.slice(2)).then((status) => {
+    process.exitCode = status;
+  });
+}

@@ -1,0 +1,173 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../../src/config';
+import { AccessLog, openAccessLog, type AccessLogLine } from '../../src/observability';
+
+async function readLines(file: string): Promise<AccessLogLine[]> {
+  const text = await fsp.readFile(file, 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as AccessLogLine);
+}
+
+describe('AccessLog', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'access-log-'));
+  });
+  afterEach(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  test('writes one JSON line per invocation and lifecycle event, read back as written', async () => {
+    const file = path.join(dir, 'logs', 'access.log');
+    const log = await AccessLog.open({ file, maxBytes: 1 << 20, maxFiles: 2 });
+    log.lifecycle({
+      event: 'load',
+      model: 'resnet',
+      footprintBytes: 2e9,
+      loadMs: 1500,
+      downloadMs: 300,
+      evicted: ['old'],
+      time: Date.UTC(2026, 0, 1, 0, 0, 0, 5),
+    });
+    log.invoke({ model: 'resnet', hit: false, footprintBytes: 2e9, loadMs: 1500, waitMs: 1800, time: 1e12 });
+    log.invoke({ model: 'resnet', hit: true, time: 1e12 + 10 });
+    await log.close();
+    const lines = await readLines(file);
+    expect(lines).toEqual([
+      {
+        time: '2026-01-01T00:00:00.005Z',
+        type: 'lifecycle',
+        event: 'load',
+        model: 'resnet',
+        footprintBytes: 2e9,
+        loadMs: 1500,
+        downloadMs: 300,
+        evicted: ['old'],
+      },
+      {
+        time: new Date(1e12).toISOString(),
+        type: 'invoke',
+        outcome: 'cold',
+        model: 'resnet',
+        footprintBytes: 2e9,
+        loadMs: 1500,
+        waitMs: 1800,
+      },
+      { time: new Date(1e12 + 10).toISOString(), type: 'invoke', outcome: 'hit', model: 'resnet' },
+    ]);
+    expect(log.stats()).toMatchObject({ written: 3, dropped: 0, rotations: 0 });
+  });
+
+  test('appends to an existing file', async () => {
+    const file = path.join(dir, 'access.log');
+    await fsp.writeFile(file, '{"earlier":true}\n');
+    const log = await AccessLog.open({ file, maxBytes: 1 << 20, maxFiles: 1 });
+    log.invoke({ model: 'a', hit: true, time: 0 });
+    await log.close();
+    const text = await fsp.readFile(file, 'utf8');
+    expect(text.split('\n')[0]).toBe('{"earlier":true}');
+    expect(text.split('\n')).toHaveLength(3);
+  });
+
+  test('rotates by size: no file exceeds maxBytes, the newest lines are in FILE, older ones in FILE.1, FILE.2; the oldest beyond maxFiles are deleted', async () => {
+    const file = path.join(dir, 'access.log');
+    const maxBytes = 1000;
+    const log = await AccessLog.open({ file, maxBytes, maxFiles: 2 });
+    const total = 200;
+    for (let i = 0; i < total; i++) {
+      log.invoke({ model: `model-${i}`, hit: i % 3 !== 0, time: 1e12 + i });
+      // Let the writer run now and then, so batches of different sizes meet the size limit.
+      if (i % 17 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await log.close();
+    const names = (await fsp.readdir(dir)).sort();
+    expect(names).toEqual(['access.log', 'access.log.1', 'access.log.2']);
+    const files = [`${file}.2`, `${file}.1`, file];
+    const kept: number[] = [];
+    for (const f of files) {
+      expect(fs.statSync(f).size).toBeLessThanOrEqual(maxBytes);
+      for (const l of await readLines(f)) kept.push(Number((l as { model: string }).model.slice(6)));
+    }
+    // What is kept is the newest lines, in order, with nothing missing in between.
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, k) => total - kept.length + k));
+    const { written, dropped, rotations } = log.stats();
+    expect(written).toBe(total);
+    expect(dropped).toBe(0);
+    // Each rotation starts a new file; files before the kept three were deleted.
+    expect(rotations).toBeGreaterThanOrEqual(Math.ceil((total * 60) / maxBytes) - 1);
+    expect(kept.length).toBeLessThan(total);
+  });
+
+  test('a full queue drops and counts lines instead of growing', async () => {
+    const file = path.join(dir, 'access.log');
+    const log = await AccessLog.open({ file, maxBytes: 1 << 20, maxFiles: 1, bufferBytes: 2000 });
+    // Synchronously, so the writer cannot drain the queue meanwhile.
+    for (let i = 0; i < 500; i++) log.invoke({ model: `m${i}`, hit: true, time: 0 });
+    expect(log.stats().queuedBytes).toBeLessThanOrEqual(2000);
+    await log.close();
+    const { written, dropped } = log.stats();
+    expect(written + dropped).toBe(500);
+    expect(dropped).toBeGreaterThan(0);
+    expect((await readLines(file)).length).toBe(written);
+    // After close, lines are dropped too.
+    log.invoke({ model: 'late', hit: true });
+    expect(log.stats().dropped).toBe(dropped + 1);
+  });
+
+  test('invoke returns before anything is written (the write is asynchronous)', async () => {
+    const file = path.join(dir, 'access.log');
+    const log = await AccessLog.open({ file, maxBytes: 1 << 20, maxFiles: 1 });
+    log.invoke({ model: 'a', hit: true, time: 0 });
+    expect(log.stats().written).toBe(0);
+    await log.flush();
+    expect(log.stats().written).toBe(1);
+    await log.close();
+  });
+
+  test('bad settings are refused before any file is made', async () => {
+    await expect(AccessLog.open({ file: 'relative.log', maxBytes: 10, maxFiles: 1 })).rejects.toThrow(
+      /absolute path/,
+    );
+    await expect(AccessLog.open({ file: path.join(dir, 'a.log'), maxBytes: 0, maxFiles: 1 })).rejects.toThrow(
+      /maxBytes/,
+    );
+    await expect(
+      AccessLog.open({ file: path.join(dir, 'a.log'), maxBytes: 10, maxFiles: -1 }),
+    ).rejects.toThrow(/maxFiles/);
+    expect(await fsp.readdir(dir)).toEqual([]);
+  });
+
+  test('off by default: the default configuration gives a log that writes nothing', async () => {
+    const config = loadConfig({ TRITON_MODEL_REPOSITORY: '/models' });
+    expect(config.accessLogFile).toBeUndefined();
+    const log = await openAccessLog(config);
+    expect(log.enabled).toBe(false);
+    log.invoke({ model: 'a', hit: true });
+    await log.close();
+    expect(log.stats().written).toBe(0);
+  });
+
+  test('settings turn it on: AGENT_ACCESS_LOG_FILE, _MAX_BYTES, _FILES', async () => {
+    const file = path.join(dir, 'agent.log');
+    const config = loadConfig({
+      TRITON_MODEL_REPOSITORY: '/models',
+      AGENT_ACCESS_LOG_FILE: file,
+      AGENT_ACCESS_LOG_MAX_BYTES: '8192',
+      AGENT_ACCESS_LOG_FILES: '3',
+    });
+    expect(config).toMatchObject({ accessLogFile: file, accessLogMaxBytes: 8192, accessLogFiles: 3 });
+    const log = await openAccessLog(config);
+    log.invoke({ model: 'a', hit: false, time: 0 });
+    await log.close();
+    expect(await readLines(file)).toHaveLength(1);
+    expect(() => loadConfig({ TRITON_MODEL_REPOSITORY: '/models', AGENT_ACCESS_LOG_FILE: 'x.log' })).toThrow(
+      /AGENT_ACCESS_LOG_FILE must be an absolute path/,
+    );
+  });
+});
