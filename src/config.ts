@@ -565,7 +565,7 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'tritonRestartBackoffMs',
     env: 'TRITON_RESTART_BACKOFF_MS',
     meaning:
-      'managed mode: wait before restarting a tritonserver that died; doubles on each failed restart, back to this after a minute of stable running',
+      'managed mode: wait before restarting a tritonserver that died; doubles with each crash or failed start, back to this after a minute of stable running',
     fallback: '250',
     parse: integer(0),
   },

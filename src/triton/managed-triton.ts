@@ -39,6 +39,8 @@ export interface ManagedTritonOptions {
   maxRestartBackoffMs: number;
   /** Running this long since ready resets the backoff (default 60 s). */
   stableAfterMs?: number;
+  /** The clock that measures stable running (default Date.now; tests pass their own). */
+  now?: () => number;
   /** Interval between ServerReady probes while starting (default 100 ms; a startup line probes at once). */
   probeIntervalMs?: number;
   /** Longer log lines are cut to this many characters (default 16 KiB). */
@@ -282,7 +284,7 @@ export class ManagedTriton {
       if (this.running === r) this.running = undefined;
       throw err;
     }
-    this.readyAt = Date.now();
+    this.readyAt = (this.options.now ?? Date.now)();
     this.stateValue = 'ready';
     this.options.logger.info('tritonserver is ready', { pid: r.pid });
     void r.exited.then((info) => this.onExit(r, info));
@@ -401,7 +403,8 @@ export class ManagedTriton {
     if (this.running !== r) return;
     this.running = undefined;
     if (this.stopping) return;
-    if (Date.now() - this.readyAt >= (this.options.stableAfterMs ?? 60_000)) this.failures = 0;
+    const ranMs = (this.options.now ?? Date.now)() - this.readyAt;
+    if (ranMs >= (this.options.stableAfterMs ?? 60_000)) this.failures = 0;
     this.stateValue = 'restarting';
     this.options.logger.error('tritonserver exited unexpectedly; restarting it', {
       pid: r.pid,

@@ -1,0 +1,254 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { shellWords } from '../../src/config';
+import { LineSplitter, ManagedTriton, tritonServerArgs, type ManagedTritonOptions } from '../../src/triton';
+import { tempDir } from '../support/model-repo';
+
+describe('LineSplitter', () => {
+  /** The oracle: split the whole text at once, drop a CR before each LF and the unterminated rest. */
+  const oracle = (text: string) =>
+    text
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+
+  test('any chunking of any text gives the lines of the whole text (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: fc.constantFrom('a', 'b', '\n', '\r', 'é', ' '), maxLength: 200 }),
+        fc.array(fc.nat(200), { maxLength: 10 }),
+        (text, cuts) => {
+          const out: string[] = [];
+          const s = new LineSplitter(1_000, (l) => out.push(l));
+          const points = [...new Set(cuts.map((c) => Math.min(c, text.length)))].sort((a, b) => a - b);
+          let at = 0;
+          for (const p of [...points, text.length]) {
+            s.push(text.slice(at, p));
+            at = p;
+          }
+          expect(out).toEqual(oracle(text));
+          s.end();
+          const last = text.split('\n').pop() ?? '';
+          if (last !== '') expect(out[out.length - 1]).toBe(last.endsWith('\r') ? last.slice(0, -1) : last);
+        },
+      ),
+    );
+  });
+
+  test('a line longer than the bound keeps its start and says how much was cut, across chunks', () => {
+    const out: string[] = [];
+    const s = new LineSplitter(10, (l) => out.push(l));
+    s.push('0123456');
+    s.push('789abcdef');
+    s.push('ghij\nshort\n');
+    expect(out).toEqual(['0123456789 …[10 characters cut]', 'short']);
+  });
+});
+
+describe('tritonServerArgs', () => {
+  test("the agent's options, ports taken from the URLs, extra options last", () => {
+    expect(
+      tritonServerArgs({
+        modelRepository: '/models',
+        grpcUrl: '127.0.0.1:9001',
+        metricsUrl: 'http://127.0.0.1:9002/metrics',
+        metricsIntervalMs: 500,
+        extra: ['--log-verbose=1', '--grpc-port=7001'],
+      }),
+    ).toEqual([
+      '--model-repository=/models',
+      '--model-control-mode=explicit',
+      '--allow-http=false',
+      '--allow-grpc=true',
+      '--grpc-port=9001',
+      '--allow-metrics=true',
+      '--allow-gpu-metrics=true',
+      '--metrics-port=9002',
+      '--metrics-interval-ms=500',
+      '--log-verbose=1',
+      '--grpc-port=7001',
+    ]);
+  });
+
+  test('a metrics URL without a port is refused with the setting named', () => {
+    expect(() =>
+      tritonServerArgs({
+        modelRepository: '/models',
+        grpcUrl: '127.0.0.1:8001',
+        metricsUrl: 'http://127.0.0.1/metrics',
+        metricsIntervalMs: 500,
+      }),
+    ).toThrow(/TRITON_METRICS_URL must name its port/);
+  });
+});
+
+describe('shellWords (TRITON_SERVER_ARGS)', () => {
+  test.each([
+    ['--a=1  --b 2', ['--a=1', '--b', '2']],
+    [
+      `--backend-config='python,shm-default-byte-size=1 0'`,
+      ['--backend-config=python,shm-default-byte-size=1 0'],
+    ],
+    ['--x="a \\"b\\" c"', ['--x=a "b" c']],
+    ['a\\ b', ['a b']],
+    ["''", ['']],
+    ['   ', undefined],
+  ])('%s', (raw, words) => {
+    expect(shellWords(raw, 'TRITON_SERVER_ARGS')).toEqual(words);
+  });
+
+  test('an unterminated quote is an error naming the setting', () => {
+    expect(() => shellWords(`--a='b`, 'TRITON_SERVER_ARGS')).toThrow(
+      /TRITON_SERVER_ARGS has an unterminated ' quote/,
+    );
+  });
+});
+
+/**
+ * The supervisor around real child processes (node scripts standing in for tritonserver): every wait
+ * bounded, restarts with a doubling backoff, nothing left running.
+ */
+describe('ManagedTriton', () => {
+  let root: { dir: string; cleanup: () => Promise<void> };
+  let supervisor: ManagedTriton | undefined;
+  const logs: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
+  const logger = {
+    error: (message: string, fields?: Record<string, unknown>) =>
+      logs.push({ level: 'error', message, fields }),
+    warn: (message: string, fields?: Record<string, unknown>) =>
+      logs.push({ level: 'warn', message, fields }),
+    info: (message: string, fields?: Record<string, unknown>) =>
+      logs.push({ level: 'info', message, fields }),
+    debug: () => undefined,
+  };
+
+  beforeEach(async () => {
+    root = await tempDir('mme-supervisor-');
+    logs.length = 0;
+  });
+
+  afterEach(async () => {
+    await supervisor?.stop();
+    supervisor = undefined;
+    await root.cleanup();
+  });
+
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /** A node script as the server: runs `body`, then prints tritonserver's gRPC line; ready once printed. */
+  const server = (body: string, extra: Partial<ManagedTritonOptions> = {}) => {
+    const printed = logs.length;
+    return new ManagedTriton({
+      bin: process.execPath,
+      args: ['-e', `${body}; console.log('Started GRPCInferenceService at 0.0.0.0:8001');`],
+      probe: async () =>
+        logs.slice(printed).some((l) => l.message.startsWith('Started GRPCInferenceService')),
+      logger,
+      startupTimeoutMs: 5_000,
+      stopGraceMs: 2_000,
+      restartBackoffMs: 10,
+      maxRestartBackoffMs: 40,
+      ...extra,
+    });
+  };
+
+  const waitForLog = (message: string, count = 1) =>
+    new Promise<void>((resolve) => {
+      const check = () => {
+        if (logs.filter((l) => l.message === message).length >= count) resolve();
+        else setImmediate(check);
+      };
+      check();
+    });
+
+  test('start resolves once ready, forwards output lines, stop ends the process with SIGTERM', async () => {
+    supervisor = server(
+      `console.error('W1201 00:00:00.000 1 x.cc:1] careful'); setInterval(() => {}, 1000);`,
+    );
+    expect(supervisor.ready()).toBe(false);
+    await supervisor.start();
+    expect(supervisor.state).toBe('ready');
+    expect(supervisor.ready()).toBe(true);
+    const pid = supervisor.pid as number;
+    expect(alive(pid)).toBe(true);
+    await waitForLog('W1201 00:00:00.000 1 x.cc:1] careful');
+    expect(logs.find((l) => l.message.includes('careful'))).toMatchObject({
+      level: 'warn',
+      fields: { source: 'tritonserver', stream: 'stderr' },
+    });
+    await supervisor.stop();
+    expect(supervisor.state).toBe('stopped');
+    expect(alive(pid)).toBe(false);
+  });
+
+  test('a server that ignores SIGTERM is killed after the grace', async () => {
+    supervisor = server(`process.on('SIGTERM', () => {}); setInterval(() => {}, 1000);`, {
+      stopGraceMs: 200,
+    });
+    await supervisor.start();
+    const pid = supervisor.pid as number;
+    await supervisor.stop();
+    expect(alive(pid)).toBe(false);
+    expect(logs.some((l) => l.message === 'tritonserver did not exit after SIGTERM; killing it')).toBe(true);
+  });
+
+  test('a first start that exits is an error carrying its last lines; nothing is restarted', async () => {
+    supervisor = server(`console.error("tritonserver: unrecognized option '--nope'"); process.exit(1);`, {
+      probe: async () => false,
+    });
+    await expect(supervisor.start()).rejects.toThrow(
+      /tritonserver exited with code 1 before it was ready: .*unrecognized option '--nope'/,
+    );
+    expect(supervisor.state).toBe('stopped');
+    expect(logs.some((l) => l.message === 'restarting tritonserver')).toBe(false);
+  });
+
+  test('a server that never gets ready is killed at the startup deadline', async () => {
+    supervisor = server(`setInterval(() => {}, 1000);`, { probe: async () => false, startupTimeoutMs: 300 });
+    await expect(supervisor.start()).rejects.toThrow(/did not answer ServerReady within 300 ms/);
+    const started = logs.find((l) => l.message === 'tritonserver started');
+    expect(alive(started?.fields?.pid as number)).toBe(false);
+  });
+
+  test('crashes restart with a doubling, capped backoff; a stable run resets it; onRestarted runs each time', async () => {
+    // Starts 1 to 5 crash 20 ms after they are ready; later ones keep running.
+    const counter = path.join(root.dir, 'starts');
+    await fs.writeFile(counter, '0');
+    const f = JSON.stringify(counter);
+    let now = 0;
+    let restored = 0;
+    supervisor = server(
+      `const fs = require('fs'); const n = Number(fs.readFileSync(${f}, 'utf8')) + 1; fs.writeFileSync(${f}, String(n));` +
+        `if (n <= 5) setTimeout(() => process.exit(3), 20); else setInterval(() => {}, 1000);`,
+      { now: () => now, stableAfterMs: 1_000, onRestarted: async () => void restored++ },
+    );
+    await supervisor.start();
+    await waitForLog('tritonserver restarted', 5);
+    const delays = logs.filter((l) => l.message === 'restarting tritonserver').map((l) => l.fields?.delayMs);
+    expect(delays).toEqual([10, 20, 40, 40, 40]);
+    expect(restored).toBe(5);
+    expect(supervisor.ready()).toBe(true);
+
+    // It ran "a long time" (the injected clock): the next crash starts over at the first delay.
+    now += 1_000;
+    const before = logs.filter((l) => l.message === 'restarting tritonserver').length;
+    process.kill(supervisor.pid as number, 'SIGKILL');
+    await waitForLog('restarting tritonserver', before + 1);
+    expect(supervisor.ready()).toBe(false);
+    expect(supervisor.state).toBe('restarting');
+    expect(logs.filter((l) => l.message === 'restarting tritonserver')[before].fields?.delayMs).toBe(10);
+    expect(
+      logs.find((l) => l.message === 'tritonserver exited unexpectedly; restarting it')?.fields,
+    ).toMatchObject({ code: 3 });
+    await waitForLog('tritonserver restarted', 6);
+    expect(supervisor.restartCount).toBe(6);
+  });
+});
