@@ -314,10 +314,12 @@ export class Agent {
           if (res.headersSent) res.destroy();
           else this.answerUnavailable(res, 'the agent is shutting down; the request did not finish in time');
         }
-        this.logger.warn('drain deadline passed; answered the requests still running with 503', {
-          requests: running,
-          timeoutMs: drainMs,
-        });
+        if (running > 0) {
+          this.logger.warn('drain deadline passed; answered the requests still running with 503', {
+            requests: running,
+            timeoutMs: drainMs,
+          });
+        }
         if (!(await settlesWithin(closed, 1_000))) server.closeAllConnections();
         await closed;
       }

@@ -434,6 +434,7 @@ export class ManagedTriton {
       try {
         await this.launch();
       } catch (err) {
+        if (this.stopping) return;
         logger.error('tritonserver restart failed', { attempt: this.failures, error: messageOf(err) });
         continue;
       }
