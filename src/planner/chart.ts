@@ -22,11 +22,11 @@ const escapeXml = (s: string) =>
     (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] as string,
   );
 
-/** Round axis maximum: 1, 2 or 5 × a power of ten at or above `v`. */
+/** Round axis maximum: 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × a power of ten at or above `v`. */
 function niceMax(v: number): number {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
@@ -35,7 +35,11 @@ function niceMax(v: number): number {
  * ticks and a legend. Plain SVG 1.1 text, no script and no external resources, so it renders the same in
  * a browser, on GitHub and in an image viewer.
  */
-export function renderChart(rows: PlanRow[], title = 'Cold-load seconds per hour by GPU memory'): string {
+export function renderChart(
+  rows: PlanRow[],
+  options: { title?: string; defaultPolicy?: string } = {},
+): string {
+  const title = options.title ?? 'Cold-load seconds per hour by GPU memory';
   const W = 720;
   const H = 420;
   const m = { left: 70, right: 170, top: 40, bottom: 50 };
@@ -85,7 +89,7 @@ export function renderChart(rows: PlanRow[], title = 'Cold-load seconds per hour
       `<polyline class="policy" data-policy="${escapeXml(p)}" fill="none" stroke="${colour}" stroke-width="2" points="${pts.map(([a, b]) => `${f(a)},${f(b)}`).join(' ')}"/>`,
       ...pts.map(([a, b]) => `<circle cx="${f(a)}" cy="${f(b)}" r="3.5" fill="${colour}"/>`),
       `<line x1="${W - m.right + 20}" x2="${W - m.right + 44}" y1="${m.top + 10 + i * 22}" y2="${m.top + 10 + i * 22}" stroke="${colour}" stroke-width="3"/>`,
-      `<text x="${W - m.right + 50}" y="${m.top + 14 + i * 22}">${escapeXml(p)}</text>`,
+      `<text x="${W - m.right + 50}" y="${m.top + 14 + i * 22}">${escapeXml(p === options.defaultPolicy ? `${p} (default)` : p)}</text>`,
     );
   });
   out.push('</svg>');

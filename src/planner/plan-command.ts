@@ -147,7 +147,7 @@ export async function runPlanCommand(argv: string[], print: (line: string) => vo
     print(
       `estimated footprint or load time for ${log.estimatedModels.length} models the log gave no numbers for`,
     );
-  await fsp.writeFile(chartFile, renderChart(plan.rows));
+  await fsp.writeFile(chartFile, renderChart(plan.rows, { defaultPolicy: settings.evictionPolicy }));
   print(`chart: ${chartFile}`);
   return 0;
 }
