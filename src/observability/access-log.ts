@@ -207,16 +207,17 @@ export class AccessLog {
         }
         room = Infinity;
       }
-      const batch: string[] = [];
+      let take = 0;
       let bytes = 0;
-      while (this.queue.length > 0) {
-        const len = Buffer.byteLength(this.queue[0]);
-        if (batch.length > 0 && (bytes + len > room || bytes + len > s.maxBytes)) break;
-        const line = this.queue.shift() as string;
-        this.queuedBytes -= line.length;
-        batch.push(line);
+      while (take < this.queue.length) {
+        const len = Buffer.byteLength(this.queue[take]);
+        if (take > 0 && (bytes + len > room || bytes + len > s.maxBytes)) break;
         bytes += len;
+        take++;
       }
+      // One splice per batch (not a shift per line: that is quadratic on a long queue).
+      const batch = this.queue.splice(0, take);
+      for (const line of batch) this.queuedBytes -= line.length;
       try {
         if (!this.handle) throw new Error('access log is not open');
         await this.handle.appendFile(batch.join(''));

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import fc from 'fast-check';
 import { loadConfig } from '../../src/config';
 import { AccessLog, openAccessLog, type AccessLogLine } from '../../src/observability';
 
@@ -168,6 +169,63 @@ describe('AccessLog', () => {
     expect(await readLines(file)).toHaveLength(1);
     expect(() => loadConfig({ TRITON_MODEL_REPOSITORY: '/models', AGENT_ACCESS_LOG_FILE: 'x.log' })).toThrow(
       /AGENT_ACCESS_LOG_FILE must be an absolute path/,
+    );
+  });
+});
+
+describe('AccessLog rotation (property test against a brute-force oracle)', () => {
+  test('whatever the line sizes, limits and write timing, the files hold what greedy line-by-line rotation gives', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 120 }), { minLength: 1, maxLength: 80 }),
+        fc.integer({ min: 150, max: 900 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.array(fc.integer({ min: 0, max: 79 }), { maxLength: 5 }),
+        async (pads, maxBytes, maxFiles, pauses) => {
+          const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'access-log-prop-'));
+          try {
+            const file = path.join(dir, 'a.log');
+            const log = await AccessLog.open({ file, maxBytes, maxFiles });
+            const model = (i: number) => `${i}:${'x'.repeat(pads[i])}`;
+            for (let i = 0; i < pads.length; i++) {
+              log.invoke({ model: model(i), hit: true, time: 0 });
+              if (pauses.includes(i)) await log.flush();
+            }
+            await log.close();
+            // Oracle: each line goes into the current file unless that would take a non-empty file past
+            // maxBytes, in which case the file is rotated first; the newest maxFiles rotated files are kept.
+            const files: string[][] = [[]];
+            let size = 0;
+            for (let i = 0; i < pads.length; i++) {
+              const text = `${JSON.stringify({ time: new Date(0).toISOString(), type: 'invoke', outcome: 'hit', model: model(i) })}\n`;
+              const len = Buffer.byteLength(text);
+              if (size > 0 && size + len > maxBytes) {
+                files.push([]);
+                size = 0;
+              }
+              files[files.length - 1].push(model(i));
+              size += len;
+            }
+            const expected = files.slice(-(maxFiles + 1));
+            const names = [...expected.keys()].map((k) =>
+              k === expected.length - 1 ? file : `${file}.${expected.length - 1 - k}`,
+            );
+            expect((await fsp.readdir(dir)).sort()).toEqual(names.map((n) => path.basename(n)).sort());
+            for (let k = 0; k < names.length; k++)
+              expect((await readLines(names[k])).map((l) => (l as { model: string }).model)).toEqual(
+                expected[k],
+              );
+            expect(log.stats()).toMatchObject({
+              written: pads.length,
+              dropped: 0,
+              rotations: files.length - 1,
+            });
+          } finally {
+            await fsp.rm(dir, { recursive: true, force: true });
+          }
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 });
