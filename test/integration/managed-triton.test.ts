@@ -146,6 +146,10 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     await agent.waitForLog((e) => e.message === 'tritonserver exited unexpectedly; restarting it');
     await agent.waitForLog((e) => e.message === 'tritonserver started' && e.pid !== first.pid);
     expect((await request(base, 'GET', '/ping')).status).toBe(503);
+    // An invocation meanwhile is answered at once with a retryable 503, not held.
+    const meanwhile = await request(base, 'POST', '/models/fast/invoke', int32(3));
+    expect(meanwhile.status).toBe(503);
+    expect(meanwhile.headers.get('retry-after')).toBe('1');
 
     await openGate();
     await agent.waitForLog((e) => e.message === 'tritonserver restarted');
@@ -163,6 +167,17 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
 
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toEqual({ code: 0, signal: null });
+  });
+
+  test('SIGTERM while tritonserver is still starting: it is stopped and the agent exits 0', async () => {
+    closeGate();
+    agent = startAgentProcess(await env());
+    const base = await agent.url();
+    const started = await agent.waitForLog((e) => e.message === 'tritonserver started');
+    expect((await request(base, 'GET', '/ping')).status).toBe(503);
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+    expect(processAlive(started.pid as number)).toBe(false);
   });
 
   test('an unknown tritonserver option: the stand-in refuses it and the agent exits 1 saying why', async () => {
