@@ -15,7 +15,7 @@ import {
   type GpuMemoryProbe,
 } from './models';
 import { policyFromSettings } from './models/eviction';
-import type { Logger } from './observability';
+import { AgentMetrics, type Logger } from './observability';
 import {
   ManagedTriton,
   TritonClient,
@@ -153,7 +153,9 @@ export class Agent {
         defaultModelName: this.config.defaultModelName,
         listPageSize: this.config.listPageSize,
         tritonReady: managed ? () => managed.ready() : undefined,
+        maxJsonResponseBytes: this.config.maxJsonResponseBytes,
       },
+      metrics: new AgentMetrics({ maxModelLabels: this.config.metricsModelLabels }),
     });
     const server = http.createServer((req, res) => this.admit(req, res, app));
     // SageMaker keeps connections open between invocations; stay above its idle timeout.

@@ -60,6 +60,8 @@ export interface AgentConfig {
   tritonRestartBackoffMs: number;
   tritonRestartMaxBackoffMs: number;
   drainTimeoutMs: number;
+  maxJsonResponseBytes: number;
+  metricsModelLabels: number;
 }
 
 type Parser<T> = (raw: string, name: string) => T;
@@ -583,6 +585,22 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
       "on SIGTERM, how long in-flight requests may run before they are answered 503 and their connections closed; then tritonserver gets TRITON_STOP_GRACE_MS (keep the sum under SageMaker's 30 s)",
     fallback: '20000',
     parse: integer(0),
+  },
+  {
+    key: 'maxJsonResponseBytes',
+    env: 'AGENT_MAX_JSON_RESPONSE_BYTES',
+    meaning:
+      'largest JSON text of an invoke response; above it the answer is 400 asking for binary outputs (binary_data_output or Accept)',
+    fallback: String(64 * 1024 * 1024),
+    parse: integer(1),
+  },
+  {
+    key: 'metricsModelLabels',
+    env: 'AGENT_METRICS_MODEL_LABELS',
+    meaning:
+      'how many model names get their own model label on /metrics (the first seen); all others are counted as __other__',
+    fallback: '20',
+    parse: integer(0, 1000),
   },
 ];
 

@@ -1,13 +1,14 @@
-import { randomUUID } from 'node:crypto';
-import express, { type Request, type Response } from 'express';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { localPath, parseS3Url } from '../artifacts';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
-import { bodyFormat, decodeInvokeBody, encodeInvokeResponse, type EncodedResponse } from '../inference';
 import { checkModelName, type ModelRegistry, type ModelRecord } from '../models';
-import type { Logger } from '../observability';
+import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
+import { AgentMetrics, type Logger } from '../observability';
 import type { TritonControl } from '../triton';
 import { readBody } from './body';
-import { asAgentError, sendError, statusOf } from './status';
+import { beginRequest, contextOf, type RequestContext } from './request-log';
+import { asAgentError, sendError, sendJson, statusOf } from './status';
 
 export interface AppSettings {
   /** Single-model mode: the model /ping waits for ('' while unknown); undefined in multi-model mode. */
@@ -15,6 +16,8 @@ export interface AppSettings {
   maxBodyBytes: number;
   defaultModelName: string | undefined;
   listPageSize: number;
+  /** Largest JSON text of an invoke response (AGENT_MAX_JSON_RESPONSE_BYTES); unlimited when unset. */
+  maxJsonResponseBytes?: number;
   /** Managed mode: false while the supervised tritonserver is starting or restarting (/ping answers 503). */
   tritonReady?: () => boolean;
 }
@@ -24,20 +27,24 @@ export interface AppDeps {
   triton: TritonControl;
   settings: AppSettings;
   logger: Logger;
+  /** Where request-level metrics go and what GET /metrics serves (one is made when not given). */
+  metrics?: AgentMetrics;
 }
 
 type Method = 'GET' | 'POST' | 'DELETE';
 type Handler = (req: Request, res: Response) => Promise<void>;
+type ErrorSender = (res: ServerResponse, err: AgentError) => void;
 
 const TARGET_MODEL = 'x-amzn-sagemaker-target-model';
 const CUSTOM_ATTRIBUTES = 'x-amzn-sagemaker-custom-attributes';
-/** Control-plane bodies are small JSON documents. */
+/** Control-plane bodies are small JSON documents: a fixed limit, whatever AGENT_MAX_BODY_BYTES says. */
 const CONTROL_BODY_LIMIT = 1024 * 1024;
+const CONTROL_LIMIT_NAME = 'the fixed limit of POST /models';
 const PING_DEADLINE_MS = 1500;
 
 const bad = (message: string) => new AgentError(ErrorCode.BadRequest, message);
 
-function header(req: Request, name: string): string | undefined {
+function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
@@ -127,41 +134,69 @@ export function runtimeError(err: AgentError): {
   }
 }
 
-/** The express app serving SageMaker's MME contract and SageMaker Runtime's InvokeEndpoint route. */
-export function createApp(deps: AppDeps): express.Express {
+/** Paths without their query string. */
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+/** A percent-decoded path segment; a malformed escape is a 400, never an HTML page. */
+function decodeSegment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw bad(`the path has a malformed percent-escape: '${raw.slice(0, 200)}'`);
+  }
+}
+
+/**
+ * The request listener serving SageMaker's MME contract and SageMaker Runtime's InvokeEndpoint route.
+ *
+ * The invoke routes are dispatched here directly on node:http (measured in bench/overhead: express's
+ * generic dispatch cost more per invocation than the agent's own work); everything else goes through
+ * express. Every request gets a request id and one log line (request-log.ts); every error is JSON.
+ */
+export function createApp(deps: AppDeps): RequestListener {
   const { registry, triton, settings, logger } = deps;
+  const metrics = deps.metrics ?? new AgentMetrics();
+  const decoder = new DecodePool();
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  const route = (p: string, handlers: Partial<Record<Method, Handler>>, onError = sendError) => {
+  /** Runs a handler; anything it throws becomes a mapped JSON error (5xx also logged). */
+  const run = (req: IncomingMessage, res: ServerResponse, work: Promise<void>, onError: ErrorSender) => {
+    work.catch((err: unknown) => {
+      const e = asAgentError(err);
+      if (statusOf(e) >= 500) {
+        logger.error('request failed', {
+          requestId: contextOf(req)?.id,
+          path: pathOf(req),
+          code: e.code,
+          error: e.message,
+        });
+      }
+      if (e.code === ErrorCode.PayloadTooLarge) res.setHeader('Connection', 'close');
+      onError(res, e);
+    });
+  };
+
+  const methodNotAllowed = (req: IncomingMessage, res: ServerResponse, allow: string) => {
+    res.setHeader('Allow', allow);
+    sendJson(res, 405, { error: `method ${req.method} is not allowed on ${pathOf(req)}; use ${allow}` });
+  };
+
+  const route = (p: string, handlers: Partial<Record<Method, Handler>>, onError: ErrorSender = sendError) => {
     const allow = Object.keys(handlers).join(', ');
     app.all(p, (req, res) => {
       const method = (req.method === 'HEAD' ? 'GET' : req.method) as Method;
       const handler = handlers[method];
-      const started = Date.now();
-      res.on('finish', () => {
-        const fields = {
-          method: req.method,
-          path: req.path,
-          status: res.statusCode,
-          ms: Date.now() - started,
-        };
-        if (p === '/ping') logger.debug('request', fields);
-        else logger.info('request', { ...fields, targetModel: header(req, TARGET_MODEL) });
-      });
       if (!handler) {
-        res.setHeader('Allow', allow);
-        res.status(405).json({ error: `method ${req.method} is not allowed on ${req.path}; use ${allow}` });
+        methodNotAllowed(req, res, allow);
         return;
       }
-      handler(req, res).catch((err: unknown) => {
-        const e = asAgentError(err);
-        if (statusOf(e) >= 500)
-          logger.error('request failed', { path: req.path, code: e.code, error: e.message });
-        if (e.code === ErrorCode.PayloadTooLarge) res.setHeader('Connection', 'close');
-        onError(res, e);
-      });
+      run(req, res, handler(req, res), onError);
     });
   };
 
@@ -179,26 +214,46 @@ export function createApp(deps: AppDeps): express.Express {
     }
   };
 
-  /** The shared invoke path: read, pin, convert, infer, convert back, unpin. */
-  const invoke = async (req: Request, target: string): Promise<EncodedResponse> => {
+  const encodeOptions = {
+    maxJsonBytes: settings.maxJsonResponseBytes,
+    limitName: 'AGENT_MAX_JSON_RESPONSE_BYTES',
+  };
+
+  /**
+   * The shared invoke path: read, pin, convert (large JSON off the event loop), infer, convert back (in
+   * steps that yield), unpin. Fills the request's context with the model and the latency split.
+   */
+  const invoke = async (req: IncomingMessage, target: string): Promise<EncodedParts> => {
+    const ctx: RequestContext | undefined = contextOf(req);
+    if (ctx) {
+      ctx.invoke = true;
+      ctx.model = target;
+    }
     const contentType = header(req, 'content-type');
     bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
-    const body = await readBody(req, settings.maxBodyBytes);
+    const body = await readBody(req, settings.maxBodyBytes, 'AGENT_MAX_BODY_BYTES');
     const lease = await registry.acquire(target);
     try {
+      if (ctx) {
+        ctx.model = lease.record.name;
+        ctx.waitedMs = lease.waitedMs;
+        ctx.cold = lease.cold;
+      }
       const io = lease.record.io;
       if (!io)
         throw new AgentError(ErrorCode.Internal, `model '${target}' is ready but has no tensor metadata`);
-      const decoded = decodeInvokeBody(body, contentType, io, header(req, 'accept'));
+      const decoded = await decoder.decode(body, contentType, io, header(req, 'accept'));
+      const t0 = performance.now();
       const result = await registry.infer(lease, decoded.request);
-      return encodeInvokeResponse(result, lease.record.name, decoded.binaryOutputs);
+      if (ctx) ctx.tritonMs = performance.now() - t0;
+      return await encodeInvokeResponseParts(result, lease.record.name, decoded.binaryOutputs, encodeOptions);
     } finally {
       lease.release();
     }
   };
 
   /** `/invocations`: the TargetModel header, else the configured default, else the only loaded model. */
-  const singleModelTarget = (req: Request): string => {
+  const singleModelTarget = (req: IncomingMessage): string => {
     const target = header(req, TARGET_MODEL);
     if (target) return target;
     if (settings.defaultModelName) return settings.defaultModelName;
@@ -211,9 +266,12 @@ export function createApp(deps: AppDeps): express.Express {
     );
   };
 
-  const send = (res: Response, out: EncodedResponse) => {
-    res.status(200).setHeader('Content-Type', out.contentType);
-    res.end(out.body);
+  /** Writes a response's parts in order, without concatenating them. */
+  const send = (res: ServerResponse, out: EncodedParts) => {
+    res.writeHead(200, { 'Content-Type': out.contentType, 'Content-Length': out.byteLength });
+    const last = out.parts.length - 1;
+    for (let i = 0; i < last; i++) res.write(out.parts[i]);
+    res.end(out.parts[last]);
   };
 
   route('/ping', {
@@ -259,7 +317,10 @@ export function createApp(deps: AppDeps): express.Express {
     },
     POST: async (req, res) => {
       requireJsonContentType(req);
-      const doc = parseJsonObject(await readBody(req, CONTROL_BODY_LIMIT), 'request body');
+      const doc = parseJsonObject(
+        await readBody(req, CONTROL_BODY_LIMIT, CONTROL_LIMIT_NAME),
+        'request body',
+      );
       const name = checkModelName(doc.model_name);
       const url = checkModelUrl(doc.url);
       const target = header(req, TARGET_MODEL);
@@ -297,46 +358,116 @@ export function createApp(deps: AppDeps): express.Express {
     },
   });
 
-  route('/models/:name/invoke', {
-    POST: async (req, res) => send(res, await invoke(req, String(req.params.name))),
-  });
-
-  route('/invocations', {
-    POST: async (req, res) => send(res, await invoke(req, singleModelTarget(req))),
-  });
-
-  const sendRuntimeError = (res: Response, err: AgentError) => {
+  const sendRuntimeError = (res: ServerResponse, err: AgentError) => {
     if (res.headersSent) {
       res.destroy();
       return;
     }
     const { status, type, body } = runtimeError(err);
     res.setHeader('x-amzn-ErrorType', type);
-    res.status(status).type('application/json').send(JSON.stringify(body));
+    sendJson(res, status, body);
   };
 
+  // The invoke routes: the same handlers serve the direct dispatch below and express's fallback (which
+  // sees the spellings the direct dispatch leaves to it, such as a trailing slash).
+  const invokeModel = async (req: IncomingMessage, res: ServerResponse, name: string) =>
+    send(res, await invoke(req, name));
+  const invokeSingle = async (req: IncomingMessage, res: ServerResponse) =>
+    send(res, await invoke(req, singleModelTarget(req)));
+  const invokeEndpoint = async (req: IncomingMessage, res: ServerResponse, endpoint: string) => {
+    if (!/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/.test(endpoint)) {
+      throw new AgentError(ErrorCode.ModelNotFound, `endpoint name '${endpoint}' is not valid`);
+    }
+    const out = await invoke(req, singleModelTarget(req));
+    res.setHeader('x-Amzn-Invoked-Production-Variant', 'AllTraffic');
+    const attributes = header(req, CUSTOM_ATTRIBUTES);
+    if (attributes !== undefined) res.setHeader('X-Amzn-SageMaker-Custom-Attributes', attributes);
+    send(res, out);
+  };
+
+  route('/models/:name/invoke', { POST: (req, res) => invokeModel(req, res, String(req.params.name)) });
+  route('/invocations', { POST: (req, res) => invokeSingle(req, res) });
   route(
     '/endpoints/:endpoint/invocations',
-    {
-      POST: async (req, res) => {
-        res.setHeader('x-amzn-RequestId', randomUUID());
-        const endpoint = String(req.params.endpoint);
-        if (!/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/.test(endpoint)) {
-          throw new AgentError(ErrorCode.ModelNotFound, `endpoint name '${endpoint}' is not valid`);
-        }
-        const out = await invoke(req, singleModelTarget(req));
-        res.setHeader('x-Amzn-Invoked-Production-Variant', 'AllTraffic');
-        const attributes = header(req, CUSTOM_ATTRIBUTES);
-        if (attributes !== undefined) res.setHeader('X-Amzn-SageMaker-Custom-Attributes', attributes);
-        send(res, out);
-      },
-    },
+    { POST: (req, res) => invokeEndpoint(req, res, String(req.params.endpoint)) },
     sendRuntimeError,
   );
 
-  app.use((req, res) => {
-    res.status(404).json({ error: `no route for ${req.method} ${req.path}` });
+  route('/metrics', {
+    GET: async (_req, res) => {
+      const text = await metrics.text();
+      res.writeHead(200, { 'Content-Type': metrics.contentType, 'Content-Length': Buffer.byteLength(text) });
+      res.end(text);
+    },
   });
 
-  return app;
+  app.use((req, res) => {
+    sendJson(res, 404, { error: `no route for ${req.method} ${req.path}` });
+  });
+
+  // What express itself throws (a malformed percent-escape in a route parameter is a 400 from its
+  // router) is answered as JSON like every other error: never its HTML page with a stack trace.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    void next;
+    const e = err as { status?: unknown; statusCode?: unknown; message?: unknown };
+    const status =
+      typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : 500;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (status >= 400 && status < 500) {
+      const message = typeof e.message === 'string' ? e.message : 'bad request';
+      const text =
+        status === 400 && /decode param/i.test(message)
+          ? `the path has a malformed percent-escape: ${message}`
+          : message;
+      sendJson(res, status, { error: text });
+      return;
+    }
+    logger.error('request failed', {
+      requestId: contextOf(req)?.id,
+      path: req.path,
+      error: String(e?.message),
+    });
+    sendJson(res, 500, { error: 'internal error' });
+  });
+
+  /** The invoke routes on node:http; false for anything express should route. */
+  const dispatch = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const p = pathOf(req);
+    let work: (() => Promise<void>) | undefined;
+    let onError: ErrorSender = sendError;
+    if (p === '/invocations') {
+      work = () => invokeSingle(req, res);
+    } else if (p.startsWith('/models/') && p.endsWith('/invoke')) {
+      const seg = p.slice('/models/'.length, -'/invoke'.length);
+      if (seg === '' || seg.includes('/')) return false;
+      work = () => invokeModel(req, res, decodeSegment(seg));
+    } else if (p.startsWith('/endpoints/') && p.endsWith('/invocations')) {
+      const seg = p.slice('/endpoints/'.length, -'/invocations'.length);
+      if (seg === '' || seg.includes('/')) return false;
+      onError = sendRuntimeError;
+      work = () => invokeEndpoint(req, res, decodeSegment(seg));
+    } else {
+      return false;
+    }
+    if (req.method !== 'POST') {
+      methodNotAllowed(req, res, 'POST');
+      return true;
+    }
+    let running: Promise<void>;
+    try {
+      running = work();
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    run(req, res, running, onError);
+    return true;
+  };
+
+  return (req, res) => {
+    beginRequest(req, res, logger, metrics);
+    if (!dispatch(req, res)) app(req, res);
+  };
 }

@@ -1,16 +1,24 @@
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import { AgentError, ErrorCode } from '../errors';
 
 /**
  * Reads a request body into memory, refusing it with 413 as soon as it passes `limit` (declared length
- * checked first, then the running total), so an oversized body is never buffered whole.
+ * checked first, then the running total), so an oversized body is never buffered whole. `limitName` says
+ * which limit applied (a setting, or a route's fixed limit) and is part of the 413 text.
+ *
+ * A body that declares a length up to PREALLOCATE_BYTES is copied into one buffer of that size as it
+ * arrives (no list of chunks to concatenate at the end). Larger declared lengths are not trusted with an
+ * allocation before their bytes arrive.
  */
-export function readBody(req: Request, limit: number): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
-    return Promise.reject(tooLarge(limit));
-  }
+const PREALLOCATE_BYTES = 8 * 1024 * 1024;
+
+export function readBody(req: IncomingMessage, limit: number, limitName: string): Promise<Buffer> {
+  const declaredHeader = req.headers['content-length'];
+  const declared = declaredHeader === undefined ? NaN : Number(declaredHeader);
+  if (declared > limit) return Promise.reject(tooLarge(limit, limitName));
   return new Promise((resolve, reject) => {
+    const sized = Number.isSafeInteger(declared) && declared > 0 && declared <= PREALLOCATE_BYTES;
+    const target = sized ? Buffer.allocUnsafe(declared) : undefined;
     const chunks: Buffer[] = [];
     let total = 0;
     let done = false;
@@ -21,16 +29,23 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
       req.off('end', onEnd);
       req.off('error', onError);
       if (err) reject(err);
+      else if (target) resolve(total === target.length ? target : target.subarray(0, total));
       else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total));
     };
     const onData = (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > limit) {
+      const next = total + chunk.length;
+      if (next > limit || (target && next > target.length)) {
         req.pause();
-        finish(tooLarge(limit));
+        finish(
+          next > limit
+            ? tooLarge(limit, limitName)
+            : new AgentError(ErrorCode.BadRequest, 'request body is longer than its Content-Length'),
+        );
         return;
       }
-      chunks.push(chunk);
+      if (target) chunk.copy(target, total);
+      else chunks.push(chunk);
+      total = next;
     };
     const onEnd = () => finish();
     const onError = (err: Error) =>
@@ -41,9 +56,9 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
   });
 }
 
-function tooLarge(limit: number): AgentError {
+function tooLarge(limit: number, limitName: string): AgentError {
   return new AgentError(
     ErrorCode.PayloadTooLarge,
-    `request body is larger than the limit of ${limit} bytes (AGENT_MAX_BODY_BYTES)`,
+    `request body is larger than the limit of ${limit} bytes (${limitName})`,
   );
 }

@@ -1,4 +1,4 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { AgentError, ErrorCode } from '../errors';
 
 /** The one place error codes become HTTP statuses. */
@@ -37,17 +37,25 @@ export function statusOf(err: AgentError): number {
   return STATUS_BY_CODE[err.code];
 }
 
+/** Writes a JSON body with its length (works on node:http and express responses alike). */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  contentType = 'application/json; charset=utf-8',
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
 /** Sends `{"error": "..."}` with the mapped status. */
-export function sendError(res: Response, err: AgentError): void {
+export function sendError(res: ServerResponse, err: AgentError): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const status = statusOf(err);
   if (err.code === ErrorCode.ModelNotReady || err.code === ErrorCode.TritonUnavailable)
     res.setHeader('Retry-After', '1');
-  res
-    .status(status)
-    .type('application/json')
-    .send(JSON.stringify({ error: err.message }));
+  sendJson(res, statusOf(err), { error: err.message });
 }

@@ -1,0 +1,466 @@
+/**
+ * bench/overhead: what the agent adds on the invoke hot path, against the two baselines that matter,
+ * measured in the same run against the same Triton stand-in process:
+ *
+ *   direct  gRPC ModelInfer straight to the stand-in (the client Triton would see without any sidecar)
+ *   bare    a bare node:http -> grpc-js proxy (bench/overhead/bare-proxy.ts): the floor for a Node agent
+ *   agent   the agent itself (src/main.ts, default settings: info request logs, metrics, eviction policy)
+ *
+ * Payloads: a ResNet-50 image (1x3x224x224 FP32) as binary+json and as JSON, and a batch of 8 images as
+ * binary+json; concurrency 1, 16 and 64. Rounds are interleaved (every contender runs each cell back to
+ * back, then the next cell), and each cell reports p50, p99 and throughput; the table gives medians over
+ * rounds, "added" latency against direct, and throughput as a ratio to direct.
+ *
+ *   npm run bench:overhead                         3 rounds of 2 s per cell
+ *   npm run bench:overhead -- --rounds 1 --seconds 1
+ *   npm run bench:overhead -- --profile            CPU profile of the agent under binary c16 load, by function
+ *   npm run bench:overhead -- --agent-root DIR     run the agent from another checkout (for before/after)
+ *
+ * The stand-in is the test emulator as its own process; its inference is a cheap documented function, so
+ * the numbers are the protocol and process overheads, which is what this bench is about.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { tritonServiceDefinition } from '../../src/triton/client';
+import { resnetPtConfig, writeModel } from '../../test/support/model-repo';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const option = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
+};
+const ROUNDS = Number(option('rounds', '3'));
+const SECONDS = Number(option('seconds', '2'));
+const WARMUP_MS = 300;
+const AGENT_ROOT = path.resolve(option('agent-root', path.join(__dirname, '..', '..')));
+const ROOT = path.join(__dirname, '..', '..');
+const TSX = require.resolve('tsx/cjs');
+
+type Raw = Record<string, unknown>;
+
+// --- processes ----------------------------------------------------------------------------------------
+
+interface Proc {
+  child: ChildProcess;
+  /** Resolves with the first capture of `pattern` in the process's stdout. */
+  waitFor(pattern: RegExp): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function start(script: string, argv: string[], env: Record<string, string> = {}, node: string[] = []): Proc {
+  const child = spawn(process.execPath, [...node, '--require', TSX, script, ...argv], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  process.on('exit', () => child.kill());
+  const waiters: { pattern: RegExp; resolve: (s: string) => void }[] = [];
+  const lines = readline.createInterface({ input: child.stdout! });
+  lines.on('line', (line) => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const m = waiters[i].pattern.exec(line);
+      if (m) {
+        waiters[i].resolve(m[1]);
+        waiters.splice(i, 1);
+      }
+    }
+  });
+  return {
+    child,
+    waitFor: (pattern) =>
+      new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve });
+        child.once('exit', (code) => reject(new Error(`${script} exited (${code}) before ${pattern}`)));
+      }),
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+// --- payloads -----------------------------------------------------------------------------------------
+
+interface Payload {
+  label: string;
+  body: Buffer;
+  contentType: string;
+  /** The same tensors as a gRPC request (for direct). */
+  grpc: (tritonName: string) => Raw;
+}
+
+function image(batch: number): Float32Array {
+  const a = new Float32Array(batch * 3 * 224 * 224);
+  // Normalised pixel values, as a preprocessing step leaves them (float32, full precision).
+  for (let i = 0; i < a.length; i++) a[i] = Math.fround((((i * 7919) % 256) / 255 - 0.45) / 0.225);
+  return a;
+}
+
+function binaryPayload(label: string, batch: number): Payload {
+  const pixels = image(batch);
+  const raw = Buffer.from(pixels.buffer);
+  const shape = [batch, 3, 224, 224];
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: 'INPUT__0', shape, datatype: 'FP32', parameters: { binary_data_size: raw.length } }],
+    }),
+  );
+  return {
+    label,
+    body: Buffer.concat([header, raw]),
+    contentType: `application/vnd.sagemaker-triton.binary+json;json-header-size=${header.length}`,
+    grpc: (model) => ({
+      model_name: model,
+      inputs: [{ name: 'INPUT__0', datatype: 'FP32', shape }],
+      raw_input_contents: [raw],
+    }),
+  };
+}
+
+function jsonPayload(label: string): Payload {
+  const pixels = image(1);
+  const shape = [1, 3, 224, 224];
+  return {
+    label,
+    body: Buffer.from(
+      JSON.stringify({ inputs: [{ name: 'INPUT__0', shape, datatype: 'FP32', data: Array.from(pixels) }] }),
+    ),
+    contentType: 'application/json',
+    grpc: (model) => ({
+      model_name: model,
+      inputs: [{ name: 'INPUT__0', datatype: 'FP32', shape }],
+      raw_input_contents: [Buffer.from(pixels.buffer)],
+    }),
+  };
+}
+
+// --- clients ------------------------------------------------------------------------------------------
+
+type Once = () => Promise<void>;
+
+function httpClient(port: number, p: string, payload: Payload, concurrency: number): Once {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const headers = { 'content-type': payload.contentType, 'content-length': String(payload.body.length) };
+  return () =>
+    new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port, path: p, method: 'POST', agent, headers },
+        (res) => {
+          let n = 0;
+          res.on('data', (c: Buffer) => (n += c.length));
+          res.on('end', () =>
+            res.statusCode === 200 && n > 0 ? resolve() : reject(new Error(`status ${res.statusCode}`)),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload.body);
+    });
+}
+
+function grpcClient(address: string, request: Raw): { once: Once; close: () => void } {
+  const Ctor = grpc.makeGenericClientConstructor(tritonServiceDefinition(), 'GRPCInferenceService');
+  const client = new Ctor(address, grpc.credentials.createInsecure(), {
+    'grpc.max_send_message_length': 2 ** 31 - 1,
+    'grpc.max_receive_message_length': 2 ** 31 - 1,
+  });
+  const call = (client as unknown as Record<string, (r: Raw, cb: (e: Error | null) => void) => void>)
+    .ModelInfer;
+  return {
+    once: () =>
+      new Promise<void>((resolve, reject) => call.call(client, request, (e) => (e ? reject(e) : resolve()))),
+    close: () => client.close(),
+  };
+}
+
+interface CellResult {
+  p50: number;
+  p99: number;
+  rps: number;
+  errors: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/**
+ * Runs `concurrency` closed loops of `once` through a warm-up and then a window of SECONDS. Throughput counts
+ * the requests completed inside the window; latency samples are the requests started inside it.
+ */
+async function cell(once: Once, concurrency: number): Promise<CellResult> {
+  const samples: number[] = [];
+  let errors = 0;
+  let completed = 0;
+  const warmEnd = performance.now() + WARMUP_MS;
+  const end = warmEnd + SECONDS * 1000;
+  const loop = async () => {
+    for (;;) {
+      const t0 = performance.now();
+      if (t0 >= end) return;
+      try {
+        await once();
+      } catch {
+        errors++;
+      }
+      const t1 = performance.now();
+      if (t1 >= warmEnd && t1 < end) completed++;
+      if (t0 >= warmEnd) samples.push(t1 - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  samples.sort((a, b) => a - b);
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99), rps: completed / SECONDS, errors };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+// --- CPU profile summary ------------------------------------------------------------------------------
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+/** Self time by function (top 25) and by area, from a V8 .cpuprofile. */
+export function summariseProfile(profile: {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}): string {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    self.set(profile.samples[i], (self.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  }
+  let total = 0;
+  const byFunction = new Map<string, number>();
+  const byArea = new Map<string, number>();
+  for (const [id, us] of self) {
+    const n = byId.get(id);
+    if (!n) continue;
+    total += us;
+    const { functionName, url, lineNumber } = n.callFrame;
+    const file = url.replace(/^file:\/\//, '');
+    const short = file.includes('node_modules/')
+      ? file.slice(file.lastIndexOf('node_modules/') + 13)
+      : file.includes('/src/')
+        ? file.slice(file.lastIndexOf('/src/') + 1)
+        : file || '(native)';
+    const key = `${functionName || '(anonymous)'} ${short}${file ? `:${lineNumber + 1}` : ''}`;
+    byFunction.set(key, (byFunction.get(key) ?? 0) + us);
+    const area =
+      functionName === '(idle)'
+        ? 'idle'
+        : functionName === '(garbage collector)'
+          ? 'garbage collector'
+          : functionName === '(program)'
+            ? 'program (native, unattributed)'
+            : short.startsWith('src/')
+              ? short.split('/').slice(0, 2).join('/')
+              : file.includes('node_modules/')
+                ? short.split('/')[0].startsWith('@')
+                  ? short.split('/').slice(0, 2).join('/')
+                  : short.split('/')[0]
+                : file.startsWith('node:')
+                  ? file.split('/')[0].replace(/^node:internal\//, 'node:')
+                  : 'other';
+    byArea.set(area, (byArea.get(area) ?? 0) + us);
+  }
+  const busy = total - (byArea.get('idle') ?? 0);
+  const pct = (us: number) => ((100 * us) / busy).toFixed(1).padStart(5);
+  const lines = [
+    `busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled`,
+    '',
+    'by area (self time, % of busy):',
+  ];
+  for (const [k, v] of [...byArea]
+    .filter(([k]) => k !== 'idle')
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 14))
+    lines.push(`  ${pct(v)}%  ${k}`);
+  lines.push('', 'by function (self time, % of busy):');
+  for (const [k, v] of [...byFunction]
+    .filter(([k]) => !k.startsWith('(idle)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 25))
+    lines.push(`  ${pct(v)}%  ${k}`);
+  return lines.join('\n');
+}
+
+// --- main ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-overhead-'));
+  const repository = path.join(work, 'repository');
+  const models = path.join(work, 'models');
+  await fs.mkdir(repository);
+  await fs.mkdir(models);
+  const modelDir = path.join(models, 'resnet');
+  await writeModel(modelDir, 'resnet', { config: resnetPtConfig(), versions: { '1': { 'model.pt': 1024 } } });
+
+  const emulator = start(path.join(ROOT, 'test/support/triton-emulator/cli.ts'), [
+    '--model-repository',
+    repository,
+    '--grpc-port',
+    '0',
+    '--metrics-port',
+    '0',
+    '--metrics-interval-ms',
+    '500',
+  ]);
+  // tritonserver's own start-up lines, which the emulator's CLI prints too.
+  const grpcAddress = `127.0.0.1:${await emulator.waitFor(/Started GRPCInferenceService at \S*:(\d+)/)}`;
+  const metricsUrl = `http://127.0.0.1:${await emulator.waitFor(/Started Metrics Service at \S*:(\d+)/)}/metrics`;
+
+  const profileDir = path.join(work, 'profile');
+  const agent = start(
+    path.join(AGENT_ROOT, 'src/main.ts'),
+    [],
+    {
+      SAGEMAKER_BIND_TO_PORT: '0',
+      AGENT_BIND_HOST: '127.0.0.1',
+      TRITON_GRPC_URL: grpcAddress,
+      TRITON_METRICS_URL: metricsUrl,
+      TRITON_MODEL_REPOSITORY: repository,
+      AGENT_METRICS_INTERVAL_MS: '750',
+    },
+    flag('profile') ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+  );
+  const agentPort = Number(await agent.waitFor(/"message":"agent listening".*"port":(\d+)/));
+  const load = await fetch(`http://127.0.0.1:${agentPort}/models`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model_name: 'resnet', url: path.join(modelDir, 'resnet') }),
+  });
+  if (load.status !== 200) throw new Error(`load failed: ${load.status} ${await load.text()}`);
+
+  // The Triton name the agent gave the model, for the baselines that talk to the stand-in directly.
+  const tritonName = await (async () => {
+    const Ctor = grpc.makeGenericClientConstructor(tritonServiceDefinition(), 'GRPCInferenceService');
+    const c = new Ctor(grpcAddress, grpc.credentials.createInsecure());
+    const r = await new Promise<Raw>((resolve, reject) =>
+      (
+        c as unknown as Record<string, (q: Raw, cb: (e: Error | null, r?: Raw) => void) => void>
+      ).RepositoryIndex.call(c, { ready: true }, (e, res) => (e ? reject(e) : resolve(res ?? {}))),
+    );
+    c.close();
+    return String((r.models as Raw[])[0].name);
+  })();
+
+  const bare = start(path.join(__dirname, 'bare-proxy.ts'), [grpcAddress, tritonName]);
+  const barePort = Number(await bare.waitFor(/listening (\d+)/));
+
+  const stopAll = async () => {
+    await Promise.all([agent.stop(), bare.stop()]);
+    await emulator.stop();
+  };
+
+  if (flag('profile')) {
+    const payload = binaryPayload('image, binary+json', 1);
+    const seconds = Number(option('profile-seconds', '10'));
+    const once = httpClient(agentPort, '/models/resnet/invoke', payload, 16);
+    const until = performance.now() + seconds * 1000;
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (performance.now() < until) {
+          await once();
+          n++;
+        }
+      }),
+    );
+    await stopAll();
+    const files = await fs.readdir(profileDir);
+    const profile = JSON.parse(await fs.readFile(path.join(profileDir, files[0]), 'utf8')) as Parameters<
+      typeof summariseProfile
+    >[0];
+    console.log(`agent CPU profile: image as binary+json, concurrency 16, ${seconds} s, ${n} requests\n`);
+    console.log(summariseProfile(profile));
+    await fs.rm(work, { recursive: true, force: true });
+    return;
+  }
+
+  const payloads = [
+    binaryPayload('image, binary+json', 1),
+    jsonPayload('image, JSON'),
+    binaryPayload('batch of 8, binary+json', 8),
+  ];
+  const concurrencies = [1, 16, 64];
+  const contenders = ['direct', 'bare', 'agent'] as const;
+  type Key = `${string}|${number}|${string}`;
+  const results = new Map<Key, CellResult[]>();
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const payload of payloads) {
+      for (const c of concurrencies) {
+        for (const who of contenders) {
+          let r: CellResult;
+          if (who === 'direct') {
+            const g = grpcClient(grpcAddress, payload.grpc(tritonName));
+            r = await cell(g.once, c);
+            g.close();
+          } else {
+            const port = who === 'bare' ? barePort : agentPort;
+            r = await cell(httpClient(port, '/models/resnet/invoke', payload, c), c);
+          }
+          const key: Key = `${payload.label}|${c}|${who}`;
+          results.set(key, [...(results.get(key) ?? []), r]);
+          process.stderr.write(
+            `round ${round} ${payload.label} c${c} ${who}: p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms ${r.rps.toFixed(0)}/s${r.errors ? ` ${r.errors} errors` : ''}\n`,
+          );
+        }
+      }
+    }
+  }
+  await stopAll();
+  await fs.rm(work, { recursive: true, force: true });
+
+  console.log(
+    `\n${ROUNDS} interleaved rounds of ${SECONDS} s per cell; medians over rounds. Added = contender minus direct.\n`,
+  );
+  console.log(
+    '| payload | conc. | contender | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | throughput vs direct |',
+  );
+  console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const payload of payloads) {
+    for (const c of concurrencies) {
+      const get = (who: string) => results.get(`${payload.label}|${c}|${who}`) ?? [];
+      const d = get('direct');
+      for (const who of contenders) {
+        const rs = get(who);
+        const p50 = median(rs.map((r) => r.p50));
+        const p99 = median(rs.map((r) => r.p99));
+        const rps = median(rs.map((r) => r.rps));
+        // Paired per round: each round's contender against that round's direct.
+        const added50 = median(rs.map((r, i) => r.p50 - d[i].p50));
+        const added99 = median(rs.map((r, i) => r.p99 - d[i].p99));
+        const ratio = median(rs.map((r, i) => r.rps / d[i].rps));
+        const errors = rs.reduce((a, r) => a + r.errors, 0);
+        console.log(
+          `| ${payload.label} | ${c} | ${who} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${who === 'direct' ? '-' : added50.toFixed(2)} | ${who === 'direct' ? '-' : added99.toFixed(2)} | ${rps.toFixed(0)} | ${ratio.toFixed(2)}${errors ? ` (${errors} errors)` : ''} |`,
+        );
+      }
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
