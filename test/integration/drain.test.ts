@@ -99,6 +99,9 @@ describe('SIGTERM drain with keep-alive clients', () => {
       TRITON_MODEL_REPOSITORY: repository,
       TRITON_GRPC_URL: `127.0.0.1:${await freePort()}`,
       TRITON_METRICS_URL: `http://127.0.0.1:${await freePort()}/metrics`,
+      // GPU samples every 50 ms, so a load waits milliseconds for a fresh one, as in the other stacks.
+      TRITON_METRICS_INTERVAL_MS: '50',
+      AGENT_METRICS_INTERVAL_MS: '150',
       ...env,
     });
     base = await agent.url();

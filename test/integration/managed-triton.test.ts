@@ -53,6 +53,9 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     TRITON_METRICS_URL: `http://127.0.0.1:${await freePort()}/metrics`,
     TRITONSERVER_STANDIN_GATE: gate,
     AGENT_UNLOAD_POLL_MS: '10',
+    // GPU samples every 50 ms, so a load waits milliseconds for a fresh one, as in the other stacks.
+    TRITON_METRICS_INTERVAL_MS: '50',
+    AGENT_METRICS_INTERVAL_MS: '150',
     ...extra,
   });
 
@@ -83,7 +86,7 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
         '--allow-http=false',
         '--allow-metrics=true',
         '--allow-gpu-metrics=true',
-        '--metrics-interval-ms=500',
+        '--metrics-interval-ms=50',
       ]),
     );
     // Held at the gate: not ready.
