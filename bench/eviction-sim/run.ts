@@ -206,6 +206,7 @@ function main(): void {
   );
   printTable('the same with a 2 s churn guard (AGENT_CHURN_GUARD_MS=2000)', worstGuard, false);
   console.log(failures === 0 ? '\nevery goal met' : `\n${failures} results above their goal`);
+  if (failures > 0) process.exitCode = 1;
 }
 
 main();

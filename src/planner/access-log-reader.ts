@@ -11,6 +11,8 @@ export interface RequestLog {
   times: Float64Array;
   /** Requests the agent itself answered from a resident model (as logged). */
   observedHits: number;
+  /** How long logged requests waited for their model (`waitMs`, where the log has it), ms. */
+  observedWaitMs: Float64Array;
   /** Lines that were not access log lines (not JSON, or missing fields); they are skipped. */
   skippedLines: number;
   /** Models whose footprint or load time the log never gave (estimated from the others). */
@@ -45,6 +47,7 @@ export async function readAccessLogs(files: string[]): Promise<RequestLog> {
   const reqModel: number[] = [];
   const reqTime: number[] = [];
   let observedHits = 0;
+  const waits: number[] = [];
   let skippedLines = 0;
   const modelIndex = (name: string): number => {
     let i = index.get(name);
@@ -80,6 +83,7 @@ export async function readAccessLogs(files: string[]): Promise<RequestLog> {
       if (rec.type === 'invoke' && (rec.outcome === 'hit' || rec.outcome === 'cold')) {
         reqModel.push(m);
         reqTime.push(time);
+        if (finiteNonNegative(rec.waitMs)) waits.push(rec.waitMs);
         if (rec.outcome === 'hit') observedHits++;
         else if (finiteNonNegative(rec.loadMs)) f.loads.push(rec.loadMs);
       } else if (rec.type === 'lifecycle') {
@@ -115,5 +119,13 @@ export async function readAccessLogs(files: string[]): Promise<RequestLog> {
       downloadMs: f.downloadMs ?? 0,
     };
   });
-  return { models, requests, times, observedHits, skippedLines, estimatedModels };
+  return {
+    models,
+    requests,
+    times,
+    observedHits,
+    observedWaitMs: Float64Array.from(waits),
+    skippedLines,
+    estimatedModels,
+  };
 }

@@ -34,6 +34,8 @@ export interface CapacityPlan {
   hours: number;
   /** The agent's own hit ratio as the log recorded it. */
   observedHitRatio: number;
+  /** The waits the log recorded (p50, p99, ms), when it recorded any. */
+  observedWait?: { p50: number; p99: number };
 }
 
 /** The q-quantile (0..1) of `xs` by the nearest-rank method. */
@@ -79,5 +81,13 @@ export function planCapacity(log: RequestLog, options: PlanOptions): CapacityPla
       });
     }
   }
-  return { rows, requests: n, models: log.models.length, hours, observedHitRatio: log.observedHits / n };
+  const waits = log.observedWaitMs;
+  return {
+    rows,
+    requests: n,
+    models: log.models.length,
+    hours,
+    observedHitRatio: log.observedHits / n,
+    ...(waits.length > 0 ? { observedWait: { p50: quantile(waits, 0.5), p99: quantile(waits, 0.99) } } : {}),
+  };
 }

@@ -56,7 +56,7 @@ export function formatPlan(plan: CapacityPlan, defaultPolicy: string): string[] 
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const out = [
-    `${plan.requests} requests for ${plan.models} models over ${plan.hours.toFixed(2)} h; the agent's own hit ratio in the log: ${plan.observedHitRatio.toFixed(3)}`,
+    `${plan.requests} requests for ${plan.models} models over ${plan.hours.toFixed(2)} h; the agent's own hit ratio in the log: ${plan.observedHitRatio.toFixed(3)}${plan.observedWait ? `, waits p50 ${plan.observedWait.p50.toFixed(0)} ms, p99 ${plan.observedWait.p99.toFixed(0)} ms` : ''}`,
     '',
     pad(header, widths),
     pad(

@@ -87,7 +87,14 @@ async function writeRoundRobinLog(file: string, cycles: number, maxBytes = 1 << 
       const first = c === 0;
       if (first)
         log.lifecycle({ event: 'load', model: m, footprintBytes: GiB, loadMs: 2000, downloadMs: 0, time: t });
-      log.invoke({ model: m, hit: !first, footprintBytes: GiB, ...(first ? { loadMs: 2000 } : {}), time: t });
+      log.invoke({
+        model: m,
+        hit: !first,
+        footprintBytes: GiB,
+        waitMs: first ? 2000 : 0,
+        ...(first ? { loadMs: 2000 } : {}),
+        time: t,
+      });
       t += 1000;
     }
   }
@@ -119,6 +126,7 @@ describe('capacity planner', () => {
     const hours = 99 / 3600;
     expect(plan.hours).toBeCloseTo(hours, 12);
     expect(plan.observedHitRatio).toBe(0.96);
+    expect(plan.observedWait).toEqual({ p50: 0, p99: 2000 });
     for (const policy of policyNames()) {
       for (const gpu of [4 * GiB, 5 * GiB]) {
         const row = plan.rows.find((r) => r.policy === policy && r.gpuBytes === gpu);
