@@ -334,8 +334,13 @@ export class Agent {
 
 /** Asks a response to close its connection when it ends (after it, if its headers are already out). */
 function closeAfterResponse(res: http.ServerResponse): void {
-  if (!res.headersSent) res.setHeader('Connection', 'close');
-  else res.once('finish', () => res.socket?.end());
+  if (!res.headersSent) {
+    res.setHeader('Connection', 'close');
+    return;
+  }
+  // Node detaches the socket from the response as it finishes: hold on to it here.
+  const socket = res.socket;
+  res.once('finish', () => socket?.end());
 }
 
 /** True if `p` settles within `ms`. */
