@@ -19,11 +19,21 @@ import { TritonEmulator } from '../test/support/triton-emulator';
 const args = process.argv.slice(2);
 const once = args.includes('--once');
 const portArg = args.indexOf('--port');
-const port = portArg >= 0 ? Number(args[portArg + 1]) : Number(process.env.SAGEMAKER_BIND_TO_PORT ?? 8080);
+const portText = portArg >= 0 ? (args[portArg + 1] ?? '') : (process.env.SAGEMAKER_BIND_TO_PORT ?? '8080');
+const port = Number(portText);
 const MiB = 1024 * 1024;
+// The SDK's notice that it will need Node.js 22 is the SDK's documented opt-out; the image runs Node.js 22.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+/** Undo steps run in reverse on exit, success or failure, so no temporary folder (~200 MB) is left behind. */
+const cleanups: (() => Promise<unknown>)[] = [];
 
 async function main(): Promise<void> {
+  if (!/^\d+$/.test(portText) || port > 65535) {
+    throw new Error(`--port must be a port number (0 picks a free one), got '${portText}'`);
+  }
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'mme-demo-'));
+  cleanups.push(() => fs.rm(root, { recursive: true, force: true }));
   const repository = path.join(root, 'triton-repository');
   const models = path.join(root, 'opt', 'ml', 'models');
   await fs.mkdir(repository, { recursive: true });
@@ -46,6 +56,7 @@ async function main(): Promise<void> {
     modelRepository: repository,
     gpuMemoryBytes: 16 * 1024 * MiB,
   });
+  cleanups.push(() => emulator.stop());
   const config = loadConfig({
     ...process.env,
     SAGEMAKER_BIND_TO_PORT: String(port),
@@ -55,7 +66,18 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   });
   const agent = new Agent(config, createLogger(config.logLevel));
-  await agent.start();
+  try {
+    await agent.start();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new Error(
+        `port ${port} is already in use; pick another with --port (npm run demo -- --port 8081), or --port 0 for any free port`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  cleanups.push(() => agent.stop(1000));
   const base = `http://127.0.0.1:${agent.port}`;
 
   for (const [name] of artifacts) {
@@ -127,12 +149,17 @@ async function main(): Promise<void> {
       process.once('SIGTERM', resolve);
     });
   }
-  await agent.stop(1000);
-  await emulator.stop();
-  await fs.rm(root, { recursive: true, force: true });
 }
 
-main().catch((err: unknown) => {
-  console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+async function cleanUp(): Promise<void> {
+  for (const undo of cleanups.reverse()) await undo().catch(() => undefined);
+}
+
+main().then(
+  () => cleanUp(),
+  async (err: unknown) => {
+    console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    await cleanUp();
+    process.exit(1);
+  },
+);
