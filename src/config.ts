@@ -1,7 +1,7 @@
 /**
  * Every setting of the agent, read once from the environment at start, validated, with its default and a
  * one-line meaning. SageMaker's own variable names where SageMaker has one. The README's settings table is
- * generated from SETTINGS (`npm run settings-table`), so the two cannot drift.
+ * generated from SETTINGS (`npm run readme-settings`), so the two cannot drift.
  */
 
 export interface AgentConfig {
