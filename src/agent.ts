@@ -6,14 +6,7 @@ import { ArtifactFetcher, DiskCache, FileSource, RepositoryStager, S3Source } fr
 import type { AgentConfig } from './config';
 import { messageOf } from './errors';
 import { createApp } from './http';
-import {
-  CapacityModel,
-  ModelRegistry,
-  TritonGpuProbe,
-  systemClock,
-  type Clock,
-  type GpuMemoryProbe,
-} from './models';
+import { ModelRegistry, TritonGpuProbe, systemClock, type Clock, type GpuMemoryProbe } from './models';
 import { policyFromSettings } from './models/eviction';
 import { AgentMetrics, type Logger } from './observability';
 import {
@@ -39,7 +32,6 @@ export class Agent {
   readonly stager: RepositoryStager;
   readonly cache: DiskCache;
   readonly fetcher: ArtifactFetcher;
-  readonly capacity: CapacityModel | undefined;
   readonly registry: ModelRegistry;
   private server: http.Server | undefined;
   /** The supervised tritonserver (TRITON_MANAGED=true), from start() on. */
@@ -82,27 +74,24 @@ export class Agent {
       logger,
     });
     const clock = parts.clock ?? systemClock;
-    const evicting = config.evictionPolicy !== 'none';
-    this.capacity = evicting
-      ? new CapacityModel(
-          parts.gpu ?? new TritonGpuProbe(new TritonMetricsReader(config.tritonMetricsUrl)),
-          {
-            headroomBytes: config.gpuHeadroomBytes,
-            maxResident: config.maxResidentModels,
-            footprintFactor: config.footprintFactor,
-            metricsIntervalMs: config.metricsIntervalMs,
-            footprintsFile: path.join(config.cacheDir, 'footprints.json'),
-          },
-          () => clock.now(),
-        )
-      : undefined;
+    const policy = policyFromSettings(config);
     this.registry = new ModelRegistry(
       {
         triton: this.triton,
         stager: this.stager,
         fetcher: this.fetcher,
-        capacity: this.capacity,
-        policy: policyFromSettings(config),
+        capacity: policy
+          ? {
+              probe: parts.gpu ?? new TritonGpuProbe(new TritonMetricsReader(config.tritonMetricsUrl)),
+              policy,
+              headroomBytes: config.gpuHeadroomBytes,
+              maxResident: config.maxResidentModels,
+              footprintFactor: config.footprintFactor,
+              metricsIntervalMs: config.metricsIntervalMs,
+              releaseWaitMs: config.releaseWaitMs,
+              footprintsFile: path.join(config.cacheDir, 'footprints.json'),
+            }
+          : undefined,
         logger,
         clock,
       },
@@ -116,7 +105,6 @@ export class Agent {
         unloadDrainTimeoutMs: config.unloadDrainTimeoutMs,
         unloadPollMs: config.unloadPollMs,
         oomRetries: config.oomRetries,
-        releaseWaitMs: config.releaseWaitMs,
         idleUnloadMs: config.idleUnloadMs,
       },
     );
@@ -139,7 +127,7 @@ export class Agent {
   async start(): Promise<void> {
     await this.stager.cleanStaging();
     await this.cache.open();
-    await this.capacity?.open();
+    await this.registry.open();
     const managed = this.config.tritonManaged ? this.createManagedTriton() : undefined;
     this.tritonProcess = managed;
     const app = createApp({
@@ -233,12 +221,10 @@ export class Agent {
     });
   }
 
-  /**
-   * A restarted tritonserver holds no models. Until the registry brings back the resident ones itself,
-   * each model loads again on its next invocation (the registry reloads a model Triton no longer has).
-   */
+  /** A restarted tritonserver holds no models: the registry brings back the resident ones, most valuable first. */
   private async restoreAfterTritonRestart(): Promise<void> {
-    this.logger.info('tritonserver restarted without models; each loads again on its next invocation');
+    this.logger.info('tritonserver restarted without models; loading the resident ones again');
+    await this.registry.restoreAfterTritonRestart();
   }
 
   /** The single model's MME name, once known (single-model mode). */

@@ -2,8 +2,8 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { localPath, parseS3Url } from '../artifacts';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
-import { checkModelName, type ModelRegistry, type ModelRecord } from '../models';
 import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
+import { checkModelName, type ModelRegistry, type ModelView } from '../models';
 import { AgentMetrics, type Logger } from '../observability';
 import type { TritonControl } from '../triton';
 import { readBody } from './body';
@@ -200,9 +200,9 @@ export function createApp(deps: AppDeps): RequestListener {
     });
   };
 
-  const describe = (r: ModelRecord) => ({ modelName: r.name, modelUrl: r.url });
+  const describe = (r: ModelView) => ({ modelName: r.name, modelUrl: r.url });
   // Loaded as far as SageMaker is concerned: resident, or evicted to disk and reloaded on its next invoke.
-  const isListed = (r: ModelRecord) => r.loads > 0;
+  const isListed = (r: ModelView) => r.loads > 0;
 
   const requireJsonContentType = (req: Request) => {
     const ct = (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase();
@@ -448,7 +448,19 @@ export function createApp(deps: AppDeps): RequestListener {
       const seg = p.slice('/endpoints/'.length, -'/invocations'.length);
       if (seg === '' || seg.includes('/')) return false;
       onError = sendRuntimeError;
-      work = () => invokeEndpoint(req, res, decodeSegment(seg));
+      work = () => {
+        let endpoint: string;
+        try {
+          endpoint = decodeSegment(seg);
+        } catch (err) {
+          // SageMaker Runtime answers a bad endpoint name as a ValidationError.
+          throw new AgentError(
+            ErrorCode.ModelNotFound,
+            `endpoint name is not valid: ${(err as Error).message}`,
+          );
+        }
+        return invokeEndpoint(req, res, endpoint);
+      };
     } else {
       return false;
     }

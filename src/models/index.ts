@@ -1,22 +1,24 @@
-export {
-  CapacityModel,
-  TritonGpuProbe,
-  type CapacityOptions,
-  type GpuMemoryProbe,
-  type GpuSample,
-} from './capacity';
-export * from './eviction';
+export { systemClock, waitForChange, type Clock } from './clock';
+export { TritonGpuProbe, type DeviceMemory, type GpuMemoryProbe, type GpuSample } from './gpu-probe';
+export { GpuLedger, type ChargeState, type DeviceAccount, type LedgerOptions } from './gpu-ledger';
+export { Footprints, type FootprintOptions } from './footprints';
+export { Admission, type AdmissionSeam, type AdmissionOptions } from './admission';
+export { Catalogue } from './catalogue';
+export { FailureMemory, type RememberedFailure } from './failure-memory';
 export {
   DECLARED_GPU_BYTES_PARAMETER,
+  Lifecycle,
+  userText,
+  type LifecycleEvents,
+  type LifecycleOptions,
+  type LifecycleParts,
+} from './lifecycle';
+export type { Lease, LoadPhase, ModelRecord, ModelState, ModelStatus, ModelView } from './model-record';
+export * from './eviction';
+export {
   ModelRegistry,
-  systemClock,
-  type Clock,
-  type Lease,
-  type ModelRecord,
-  type ModelState,
-  type ModelStatus,
-  type LoadPhase,
   lazyUrl,
+  type CapacitySettings,
   type RegistryOptions,
   type RegistryParts,
 } from './model-registry';

@@ -1,80 +1,22 @@
-import NodeCache from 'node-cache';
-import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
-import {
-  inspectArtifact,
-  type ArtifactFetcher,
-  type LocalArtifact,
-  type StagedModel,
-  type Stager,
-} from '../artifacts';
-import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
-import { TritonError, type TritonControl, type ModelInferRequest, type ModelInferResponse } from '../triton';
+import type { ArtifactFetcher, Stager } from '../artifacts';
+import { AgentError, ErrorCode, messageOf } from '../errors';
 import type { Logger } from '../observability';
-import type { CapacityModel, GpuSample } from './capacity';
+import { TritonError, type ModelInferRequest, type ModelInferResponse, type TritonControl } from '../triton';
+import { Admission } from './admission';
+import { Catalogue } from './catalogue';
+import { systemClock, waitForChange, type Clock } from './clock';
 import type { EvictionPolicy } from './eviction';
-import { checkModelName } from './model-name';
-import { TritonNameBook } from './triton-names';
-
-/** Time, injected so tests and simulations drive it. */
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };
-
-/**
- * `loading` (fetch, stage, make room, Triton load), `ready` (resident on the GPU), `unloading` (leaving
- * the GPU), `evicted` (registered and on disk, not on the GPU: the next invocation loads it again).
- */
-export type ModelState = 'loading' | 'ready' | 'unloading' | 'evicted';
-
-/** What a loading model is doing, for the status route and logs. */
-export type LoadPhase = 'fetching' | 'staging' | 'waiting-for-capacity' | 'loading';
-
-/** One MME model name and everything the agent knows about it. */
-export interface ModelRecord {
-  readonly name: string;
-  /** The url it was loaded from, as given. */
-  readonly url: string;
-  readonly tritonName: string;
-  /** `X-Amzn-SageMaker-Target-Model` sent with the load, if any. */
-  readonly targetModel: string | undefined;
-  /** Loaded on first invocation from MODEL_DATA_URL rather than by POST /models. */
-  readonly lazy: boolean;
-  state: ModelState;
-  phase: LoadPhase | undefined;
-  /** Download progress while fetching. */
-  progress: { bytes: number; totalBytes: number } | undefined;
-  /** Requests in flight; a pinned model is never evicted or unloaded under them. */
-  pins: number;
-  /** The local copy of the artifact (held in the disk cache while the model is resident). */
-  artifact: LocalArtifact | undefined;
-  staged: StagedModel | undefined;
-  io: ModelIO | undefined;
-  /** Identifies the artifact version for learned footprints. */
-  footprintKey: string | undefined;
-  /** GPU bytes declared in the config (`parameters { key: "gpu_memory_bytes" ... }`). */
-  declaredBytes: number | undefined;
-  /** Unpacked artifact bytes (the basis of an estimate). */
-  artifactBytes: number;
-  /** Measured Triton load time of the last load, ms. */
-  loadMs: number | undefined;
-  /** Download and unpack time of the last fetch that was not a cache hit, ms. */
-  fetchMs: number;
-  loadedAt: number | undefined;
-  lastUsedAt: number;
-  invocations: number;
-  loads: number;
-  evictions: number;
-  /** Settles when the current load or unload finishes. */
-  transition: Promise<void> | undefined;
-  drained: (() => void) | undefined;
-}
+import { FailureMemory } from './failure-memory';
+import { Footprints } from './footprints';
+import { GpuLedger } from './gpu-ledger';
+import type { GpuMemoryProbe } from './gpu-probe';
+import { Lifecycle, userText, type LifecycleEvents } from './lifecycle';
+import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
 
 export interface RegistryOptions {
   /** `s3://bucket/prefix/` or `file:///dir/`: invoking an unknown name loads `<prefix><name>`. */
   modelDataUrl: string | undefined;
-  /** How long an invocation waits for its model to finish loading before a retryable not-ready answer. */
+  /** How long an invocation waits for its model to load (and a load for room) before a retryable answer. */
   coldLoadWaitMs: number;
   /** How long a failed lazy load is remembered (the same error, at once, without fetching again). */
   failureTtlMs: number;
@@ -85,65 +27,34 @@ export interface RegistryOptions {
   unloadPollMs: number;
   /** Times a load that Triton fails for lack of memory evicts more and tries again. */
   oomRetries: number;
-  /** How long freed GPU memory may take to show before more models are evicted for it. */
-  releaseWaitMs: number;
   /** Unload models idle this long ahead of need (0: never). */
   idleUnloadMs: number;
 }
 
-/** The parts the registry works with. `capacity` and `policy` are absent when eviction is off. */
+/** GPU capacity settings; absent when eviction is off. */
+export interface CapacitySettings {
+  probe: GpuMemoryProbe;
+  policy: EvictionPolicy;
+  headroomBytes: number;
+  maxResident: number;
+  footprintFactor: number;
+  /** How often Triton's GPU metrics are read, and how stale a sample may be. */
+  metricsIntervalMs: number;
+  /** How long memory an unload released may take to show as free before more models are evicted for it. */
+  releaseWaitMs: number;
+  footprintsFile: string;
+}
+
+/** The parts the registry works with. */
 export interface RegistryParts {
   triton: TritonControl;
   stager: Stager;
   fetcher: ArtifactFetcher;
-  capacity: CapacityModel | undefined;
-  policy: EvictionPolicy | undefined;
+  capacity: CapacitySettings | undefined;
   logger: Logger;
   clock?: Clock;
+  events?: LifecycleEvents;
 }
-
-/** A pinned model, released exactly once when the request is done. */
-export interface Lease {
-  readonly record: ModelRecord;
-  /** How long `acquire` waited for the model to load (0 for a model that was resident). */
-  readonly waitedMs: number;
-  /** True when the model had to be loaded (or reloaded) for this request. */
-  readonly cold: boolean;
-  release(): void;
-}
-
-export interface ModelStatus {
-  modelName: string;
-  modelUrl: string;
-  state: LoadPhase | 'resident' | 'unloading' | 'evicted' | 'failed';
-  progress?: { bytes: number; totalBytes: number; percent: number };
-  /** GPU bytes: learned from a measured load, else the estimate. */
-  footprintBytes?: number;
-  footprintMeasured?: boolean;
-  loadMs?: number;
-  loadedAt?: string;
-  invocations?: number;
-  loads?: number;
-  evictions?: number;
-  error?: string;
-}
-
-/** One model's admission across rounds. */
-interface AdmissionRound {
-  deadline: number;
-  evictedBytes: number;
-  rounds: number;
-}
-
-interface RememberedFailure {
-  error: AgentError;
-  /** The artifact version that failed ('' when it could not be looked up). */
-  version: string;
-  checkedAt: number;
-}
-
-/** The config `parameters` key in which an artifact may declare its GPU footprint. */
-export const DECLARED_GPU_BYTES_PARAMETER = 'gpu_memory_bytes';
 
 /**
  * Failures that belong to the artifact or its store, worth answering at once for a while. Capacity and
@@ -156,38 +67,10 @@ const REMEMBERED: ErrorCode[] = [
   ErrorCode.SourceUnavailable,
 ];
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Resolves `p`, or rejects with `onTimeout()` after `ms` (the work itself goes on). */
-function within<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-/** Maps a failed Triton load to what the caller should hear. */
-function loadFailure(err: unknown, name: string): AgentError {
-  if (err instanceof TritonError) {
-    const msg = `model '${name}' failed to load: ${err.tritonMessage.trimEnd()}`;
-    switch (err.kind) {
-      case 'OutOfMemory':
-        return new AgentError(ErrorCode.InsufficientCapacity, msg, { cause: err });
-      case 'Unavailable':
-      case 'Cancelled':
-        return new AgentError(ErrorCode.TritonUnavailable, msg, { cause: err });
-      case 'DeadlineExceeded':
-        return new AgentError(ErrorCode.DeadlineExceeded, msg, { cause: err });
-      default:
-        return new AgentError(ErrorCode.InvalidModel, msg, { cause: err });
-    }
-  }
-  if (err instanceof AgentError) return err;
-  return new AgentError(ErrorCode.Internal, `model '${name}' failed to load: ${messageOf(err)}`, {
-    cause: err,
-  });
-}
+/** A remembered failure's artifact is looked at again at most this often. */
+const RECHECK_MS = 1000;
+/** How long the first GPU sample is waited for before loads go ahead without capacity checks. */
+const FIRST_SAMPLE_WAIT_MS = 2000;
 
 /** Resolves `<prefix><name>` for lazy loading, refusing names that would leave the prefix. */
 export function lazyUrl(prefix: string, name: string): string {
@@ -206,91 +89,169 @@ export function lazyUrl(prefix: string, name: string): string {
   return base + name;
 }
 
-const MiB = 1024 * 1024;
-const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
-
 /**
- * The registry of MME models and the one path every load, reload, eviction and unload goes through.
- * Per-model work is single-flight: concurrent callers await the same promise (`record.transition`).
- * Invocations pin their model; an unload waits (bounded) for the pins to drain; a pinned model is never
- * an eviction victim. Room on the GPU is made by the eviction policy from measured memory, one admission
- * decision at a time, with reservations covering loads still in flight.
+ * The registry of MME models: a thin façade over the catalogue (names), the lifecycle (the one load path
+ * and the one way off the GPU), admission and the GPU ledger (capacity), footprints, failure memory and
+ * the idle reaper. http/ sees records only through `ModelView`.
  */
 export class ModelRegistry {
-  private readonly records = new Map<string, ModelRecord>();
-  private readonly byTarget = new Map<string, ModelRecord>();
-  /** Why a record's load failed, for everyone who waited on it. */
-  private readonly lastFailure = new WeakMap<ModelRecord, AgentError>();
-  /** Failed lazy loads, remembered for a short time so a storm of invocations does not refetch. */
-  private readonly failures: NodeCache;
-  private readonly reloading = new Map<ModelRecord, Promise<void>>();
-  /** Admission decisions run one at a time (each reads memory, picks victims, reserves). */
-  private admission: Promise<unknown> = Promise.resolve();
-
-  private idleTimer: NodeJS.Timeout | undefined;
-  private readonly triton: TritonControl;
-  private readonly stager: Stager;
-  private readonly fetcher: ArtifactFetcher;
-  private readonly capacity: CapacityModel | undefined;
-  private readonly policy: EvictionPolicy | undefined;
-  private readonly logger: Logger;
+  private readonly catalogue = new Catalogue();
+  private readonly failures: FailureMemory;
+  private readonly lifecycle: Lifecycle;
   private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly triton: TritonControl;
+  private readonly fetcher: ArtifactFetcher;
+  readonly ledger: GpuLedger | undefined;
+  readonly footprints: Footprints | undefined;
+  readonly policy: EvictionPolicy | undefined;
+  private readonly probe: GpuMemoryProbe | undefined;
+  private readonly timers: (() => void)[] = [];
+  private firstSample: Promise<void> | undefined;
+  private sampling = false;
+  private metricsWarned = false;
 
   constructor(
     parts: RegistryParts,
     private readonly options: RegistryOptions,
   ) {
-    this.triton = parts.triton;
-    this.stager = parts.stager;
-    this.fetcher = parts.fetcher;
-    this.capacity = parts.capacity;
-    this.policy = parts.policy;
-    this.logger = parts.logger;
     this.clock = parts.clock ?? systemClock;
-    this.failures = new NodeCache({
-      stdTTL: Math.max(1, options.failureTtlMs / 1000),
-      checkperiod: 60,
-      useClones: false,
-    });
-    if (options.idleUnloadMs > 0 && this.policy) {
-      this.idleTimer = setInterval(
-        () => void this.unloadIdle(),
-        Math.min(60_000, Math.max(100, options.idleUnloadMs / 4)),
+    this.logger = parts.logger;
+    this.triton = parts.triton;
+    this.fetcher = parts.fetcher;
+    this.failures = new FailureMemory(options.failureTtlMs, this.clock);
+    const cap = parts.capacity;
+    let capacity: ConstructorParameters<typeof Lifecycle>[0]['capacity'];
+    if (cap) {
+      this.probe = cap.probe;
+      this.policy = cap.policy;
+      const ledger = new GpuLedger(
+        {
+          headroomBytes: cap.headroomBytes,
+          metricsIntervalMs: cap.metricsIntervalMs,
+          releaseWaitMs: cap.releaseWaitMs,
+        },
+        () => this.clock.now(),
       );
-      this.idleTimer.unref();
+      const footprints = new Footprints({
+        factor: cap.footprintFactor,
+        file: cap.footprintsFile,
+        metricsIntervalMs: cap.metricsIntervalMs,
+      });
+      const admission = new Admission(
+        ledger,
+        cap.policy,
+        {
+          evictable: (name, exclude) => {
+            const r = this.catalogue.get(name);
+            return r !== undefined && r !== exclude && r.state === 'ready' && r.pins === 0 && !r.transition;
+          },
+          evict: (name) => {
+            const r = this.catalogue.get(name);
+            if (r)
+              void this.lifecycle.leaveGpu(r, 'evicted').catch((err: unknown) => this.warnUnload(r, err));
+          },
+          pinned: (exclude) => {
+            let count = 0;
+            let bytes = 0;
+            for (const r of this.catalogue.values())
+              if (r !== exclude && r.state === 'ready' && r.pins > 0) {
+                count++;
+                bytes += ledger.chargeOf(r.name);
+              }
+            return { count, bytes };
+          },
+        },
+        this.clock,
+        this.logger,
+        { maxResident: cap.maxResident },
+      );
+      this.ledger = ledger;
+      this.footprints = footprints;
+      capacity = { ledger, admission, footprints, policy: cap.policy, releaseWaitMs: cap.releaseWaitMs };
+      this.timers.push(this.clock.every(cap.metricsIntervalMs, () => void this.sample()));
+    }
+    this.lifecycle = new Lifecycle(
+      {
+        triton: parts.triton,
+        stager: parts.stager,
+        fetcher: parts.fetcher,
+        catalogue: this.catalogue,
+        capacity,
+        clock: this.clock,
+        logger: this.logger,
+        events: parts.events,
+      },
+      {
+        loadTimeoutMs: options.loadTimeoutMs,
+        admissionWaitMs: options.coldLoadWaitMs,
+        unloadTimeoutMs: options.unloadTimeoutMs,
+        unloadDrainTimeoutMs: options.unloadDrainTimeoutMs,
+        unloadPollMs: options.unloadPollMs,
+        oomRetries: options.oomRetries,
+      },
+    );
+    if (options.idleUnloadMs > 0 && this.policy) {
+      const period = Math.min(60_000, Math.max(100, options.idleUnloadMs / 4));
+      this.timers.push(this.clock.every(period, () => this.unloadIdle()));
     }
   }
 
-  /** Stops timers. */
+  /** Loads learned footprints and takes the first GPU sample (bounded; loads never wait for later ones). */
+  async open(): Promise<void> {
+    await this.footprints?.open();
+    if (this.probe) {
+      this.firstSample = waitForChange(this.clock, this.sample(), FIRST_SAMPLE_WAIT_MS);
+      await this.firstSample;
+    }
+  }
+
+  /** Reads Triton's GPU metrics in the background and lets them correct the ledger. */
+  private async sample(): Promise<void> {
+    if (!this.probe || !this.ledger || this.sampling) return;
+    this.sampling = true;
+    try {
+      const devices = await this.probe.read();
+      const sample = { devices, at: this.clock.now() };
+      this.ledger.observe(sample);
+      const ledger = this.ledger;
+      this.footprints?.observe(sample, (t) => ledger.stillQuiet(t));
+      this.metricsWarned = false;
+    } catch (err) {
+      if (!this.metricsWarned)
+        this.logger.warn('GPU metrics unavailable; capacity follows the accounting alone', {
+          error: messageOf(err),
+        });
+      this.metricsWarned = true;
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  /** Stops timers and cancels waits in flight. */
   close(): void {
-    this.failures.close();
-    if (this.idleTimer) clearInterval(this.idleTimer);
+    for (const stop of this.timers) stop();
+    this.lifecycle.close();
   }
 
-  /** Models in a stable order (by name); sorted once per change, not once per page. */
-  list(): ModelRecord[] {
-    this.sorted ??= [...this.records.values()].sort((a, b) =>
-      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-    );
-    return this.sorted;
+  /** Models in a stable order (by name). */
+  list(): readonly ModelView[] {
+    return this.catalogue.list();
   }
-
-  private sorted: ModelRecord[] | undefined;
 
   /** A record by MME name, or by the TargetModel it was loaded with. */
-  get(nameOrTarget: string): ModelRecord | undefined {
-    return this.records.get(nameOrTarget) ?? this.byTarget.get(nameOrTarget);
+  get(nameOrTarget: string): ModelView | undefined {
+    return this.catalogue.get(nameOrTarget);
   }
 
   get size(): number {
-    return this.records.size;
+    return this.catalogue.size;
   }
 
   /** Models on the GPU or on their way there. */
   residentCount(): number {
     let n = 0;
-    for (const r of this.records.values())
-      if (r.state === 'ready' || r.state === 'loading' || r.state === 'unloading') n++;
+    for (const r of this.catalogue.values()) if (r.state !== 'evicted') n++;
     return n;
   }
 
@@ -298,451 +259,22 @@ export class ModelRegistry {
    * POST /models: fetch (or use in place) the artifact at `url`, stage it under its Triton name and load it.
    * Resolves once the model is ready. 409 when the name is already registered.
    */
-  async load(name: string, url: string, targetModel?: string): Promise<ModelRecord> {
-    if (this.records.has(name)) {
+  async load(name: string, url: string, targetModel?: string): Promise<ModelView> {
+    if (this.catalogue.has(name))
       throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
-    }
-    const record = this.register(name, url, targetModel, false);
-    await record.transition;
-    if (record.state !== 'ready') {
-      throw (
-        this.lastFailure.get(record) ?? new AgentError(ErrorCode.Internal, `model '${name}' did not load`)
-      );
-    }
-    return record;
-  }
-
-  /** Triton names handed out, so no two accepted names share one. */
-  private readonly tritonNames = new TritonNameBook();
-
-  /** Creates the record and starts its first load. */
-  private register(name: string, url: string, targetModel: string | undefined, lazy: boolean): ModelRecord {
-    checkModelName(name, 'model name');
-    const record: ModelRecord = {
-      name,
-      url,
-      tritonName: this.tritonNames.claim(name),
-      targetModel,
-      lazy,
-      state: 'loading',
-      phase: 'fetching',
-      progress: undefined,
-      pins: 0,
-      artifact: undefined,
-      staged: undefined,
-      io: undefined,
-      footprintKey: undefined,
-      declaredBytes: undefined,
-      artifactBytes: 0,
-      loadMs: undefined,
-      fetchMs: 0,
-      loadedAt: undefined,
-      lastUsedAt: this.clock.now(),
-      invocations: 0,
-      loads: 0,
-      evictions: 0,
-      transition: undefined,
-      drained: undefined,
-    };
-    this.records.set(name, record);
-    this.sorted = undefined;
-    if (targetModel) this.byTarget.set(targetModel, record);
-    this.startLoad(record, true);
-    return record;
-  }
-
-  /**
-   * Runs the one load path for `record` and settles `record.transition`. A first load that fails forgets
-   * the record (and, for lazy loads, remembers why); a reload of an evicted model that fails leaves it
-   * registered and evicted.
-   */
-  private startLoad(record: ModelRecord, first: boolean): void {
-    record.state = 'loading';
-    record.phase = 'fetching';
-    record.transition = this.stageAndLoad(record).then(
-      () => {
-        record.transition = undefined;
-      },
-      (err: unknown) => {
-        const e = isAgentError(err)
-          ? err
-          : new AgentError(ErrorCode.Internal, messageOf(err), { cause: err });
-        this.lastFailure.set(record, e);
-        record.phase = undefined;
-        record.progress = undefined;
-        if (first) {
-          this.forget(record);
-          if (record.lazy && REMEMBERED.includes(e.code)) {
-            this.failures.set<RememberedFailure>(record.name, {
-              error: e,
-              version: this.versionSeen.get(record) ?? '',
-              checkedAt: this.clock.now(),
-            });
-          }
-        } else {
-          record.state = 'evicted';
-        }
-        record.transition = undefined;
-        this.logger.warn('model failed to load', {
-          model: record.name,
-          url: record.url,
-          code: e.code,
-          error: e.message,
-        });
-      },
-    );
-  }
-
-  /** The artifact version a failed load had seen, when it got that far. */
-  private readonly versionSeen = new WeakMap<ModelRecord, string>();
-
-  private forget(record: ModelRecord): void {
-    if (this.records.get(record.name) === record) {
-      this.records.delete(record.name);
-      this.sorted = undefined;
-      this.tritonNames.release(record.name);
-    }
-
-    if (record.targetModel && this.byTarget.get(record.targetModel) === record) {
-      this.byTarget.delete(record.targetModel);
-    }
-  }
-
-  /** The one load path: fetch, stage, make room, load, read the model's tensors. Failures undo it all. */
-  private async stageAndLoad(record: ModelRecord): Promise<void> {
-    const started = this.clock.now();
-    const artifact = await this.fetcher.fetch(record.url, {
-      onProgress: (p) => {
-        record.progress = { bytes: p.bytes, totalBytes: p.totalBytes };
-      },
-      onDescribed: (info) => this.versionSeen.set(record, info.version),
-    });
-    if (artifact.fetchMs > 0) record.fetchMs = artifact.fetchMs;
-    record.footprintKey = `${record.url}\u0000${artifact.info.version}`;
-    record.artifactBytes = artifact.bytes;
-    try {
-      record.phase = 'staging';
-      const layout = await inspectArtifact(artifact.dir);
-      const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
-      record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
-      const staged = await this.stager.stage(layout, record.tritonName, {
-        mmeName: record.name,
-        url: record.url,
-      });
-      try {
-        await this.loadWithCapacity(record);
-      } catch (err) {
-        // Leave Triton and the repository as they were: unload anything that did load, remove our files.
-        await this.triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
-        await this.stager.remove(staged).catch(() => undefined);
-        throw err;
-      }
-      record.staged = staged;
-    } catch (err) {
-      artifact.release();
-      throw err;
-    }
-    record.artifact = artifact;
-    record.phase = undefined;
-    record.progress = undefined;
-    record.state = 'ready';
-    record.loadedAt = this.clock.now();
-    record.loads++;
+    await this.firstSample;
+    const record = this.catalogue.add({ name, url, targetModel, lazy: false, now: this.clock.now() });
+    this.lifecycle.startLoad(record);
+    await this.lifecycle.ensureResident(record);
     // A load by POST /models is the model's first use as far as the policy is concerned.
-    if (!record.lazy && record.loads === 1) {
+    if (record.loads === 1)
       this.policy?.onAccess(
         record.name,
-        Math.max(1, this.need(record)),
-        record.loadMs ?? 1000,
+        Math.max(1, this.lifecycle.need(record)),
+        record.loadMs ?? 1,
         this.clock.now(),
       );
-    }
-    this.policy?.onAdmit(record.name, this.clock.now());
-    this.logger.info('model loaded', {
-      model: record.name,
-      tritonName: record.tritonName,
-      url: record.url,
-      targetModel: record.targetModel,
-      ms: this.clock.now() - started,
-      loadMs: record.loadMs,
-    });
-  }
-
-  /** GPU bytes this model is expected to take. */
-  private need(record: ModelRecord): number {
-    if (!this.capacity || !record.footprintKey) return record.declaredBytes ?? record.artifactBytes;
-    return this.capacity.estimate(record.footprintKey, record.declaredBytes, record.artifactBytes);
-  }
-
-  /**
-   * Makes room, reserves, loads. A Triton out-of-memory failure despite the estimate evicts more (with a
-   * larger estimate) and tries again, a bounded number of times.
-   */
-  private async loadWithCapacity(record: ModelRecord): Promise<void> {
-    let need = this.need(record);
-    let lastOom: AgentError | undefined;
-    for (let attempt = 0; ; attempt++) {
-      record.phase = 'waiting-for-capacity';
-      const before = await this.admit(record, need).catch((err: unknown) => {
-        // Out of room after Triton's own out-of-memory failure: say both.
-        if (lastOom && isAgentError(err, ErrorCode.InsufficientCapacity)) {
-          throw new AgentError(
-            ErrorCode.InsufficientCapacity,
-            `${err.message}; Triton said: ${lastOom.message}`,
-            { cause: err },
-          );
-        }
-        throw err;
-      });
-
-      record.phase = 'loading';
-      const quiet = this.capacity?.quietToken(before) ?? -1;
-      const done = this.capacity?.begin();
-      const t0 = this.clock.now();
-      try {
-        await this.loadIntoTriton(record);
-        record.loadMs = this.clock.now() - t0;
-        this.capacity?.loaded(record.name);
-        // It ran out of memory with less: until a measurement says otherwise, this is its footprint.
-        if (attempt > 0 && record.footprintKey) this.capacity?.succeededWith(record.footprintKey, need);
-
-        done?.();
-        void this.measure(record, before, quiet);
-        return;
-      } catch (err) {
-        done?.();
-        this.capacity?.release(record.name);
-        if (
-          !isAgentError(err, ErrorCode.InsufficientCapacity) ||
-          !this.capacity ||
-          attempt >= this.options.oomRetries
-        ) {
-          throw err;
-        }
-        lastOom = err;
-        // The estimate was too small. The load failed with `free` bytes available, so it needs more than
-        // that; ask for at least half again as much, and more than what was free.
-        const freeThen = before ? (this.capacity as CapacityModel).free(before) : 0;
-        need = Math.max(Math.ceil(need * 1.5), freeThen + 1);
-
-        this.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
-          model: record.name,
-          attempt: attempt + 1,
-          need,
-        });
-      }
-    }
-  }
-
-  /**
-   * After a load: learn its footprint. ModelStatistics `memory_usage` when the backend reports it, else the
-   * change in device memory across the load, from a sample that postdates it by a metrics interval, and
-   * only if nothing else loaded or unloaded meanwhile. The reservation covers the load until then.
-   */
-  private async measure(record: ModelRecord, before: GpuSample | undefined, quiet: number): Promise<void> {
-    const capacity = this.capacity;
-    if (!capacity || !record.footprintKey) return;
-    const loadedAt = this.clock.now();
-    try {
-      const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
-      let reported = 0;
-      for (const n of names) {
-        const stats = await this.triton.modelStatistics(n).catch(() => []);
-        for (const s of stats) for (const m of s.memory_usage) if (m.type === 'GPU') reported += m.byte_size;
-      }
-      if (reported > 0) capacity.learn(record.footprintKey, reported);
-      // The reservation stands until the device's numbers include this load.
-      const after = await capacity.freshSample(loadedAt);
-      if (reported === 0 && before && capacity.stillQuiet(quiet)) {
-        const delta = after.usedBytes - before.usedBytes;
-        if (delta > 0) {
-          capacity.learn(record.footprintKey, delta);
-          this.logger.info('footprint measured', { model: record.name, bytes: delta });
-        }
-      }
-    } catch (err) {
-      this.logger.warn('could not measure footprint', { model: record.name, error: messageOf(err) });
-    } finally {
-      capacity.release(record.name);
-    }
-  }
-
-  /**
-   * Makes room for `need` bytes and reserves them; resolves with the memory sample the decision was made
-   * on. Decisions run one at a time (each reads memory, picks victims, reserves), but waiting for memory to
-   * show up happens between rounds, outside that section, so one model waiting for room never holds up
-   * another that would fit.
-   */
-  private async admit(record: ModelRecord, need: number): Promise<GpuSample | undefined> {
-    if (!this.capacity || !this.policy) return undefined;
-    const round: AdmissionRound = {
-      deadline: this.clock.now() + this.options.releaseWaitMs,
-      evictedBytes: 0,
-      rounds: 0,
-    };
-    for (;;) {
-      const step = this.admission.then(() => this.admissionRound(record, need, round));
-      this.admission = step.catch(() => undefined);
-      const out = await step;
-      if (out.admitted) return out.sample;
-      await (this.capacity as CapacityModel).freshSample(out.since);
-    }
-  }
-
-  private evictable(exclude: ModelRecord): (name: string) => boolean {
-    return (name) => {
-      const r = this.records.get(name);
-      return r !== undefined && r !== exclude && r.state === 'ready' && r.pins === 0;
-    };
-  }
-
-  /**
-   * One admission decision: reserve if `need` fits under the measured usage, headroom and reservations
-   * (and the resident count fits its limit); else evict victims, or ask to wait for memory that is on
-   * its way (freed late, loads in flight, requests about to unpin). 507 when nothing can make room.
-   */
-  private async admissionRound(
-    record: ModelRecord,
-    need: number,
-    round: AdmissionRound,
-  ): Promise<{ admitted: true; sample: GpuSample | undefined } | { admitted: false; since: number }> {
-    const capacity = this.capacity as CapacityModel;
-    const policy = this.policy as EvictionPolicy;
-    let sample: GpuSample;
-    try {
-      sample = await capacity.sample();
-    } catch (err) {
-      // Without Triton's metrics there is no measured truth: load without admission control.
-      this.logger.warn('GPU metrics unavailable; loading without capacity checks', { error: messageOf(err) });
-      return { admitted: true, sample: undefined };
-    }
-    // A load that finished less than a metrics interval ago may show only in part: wait until it shows.
-    const settledAt = capacity.unsettledUntil(sample.at);
-    if (settledAt !== undefined)
-      return { admitted: false, since: settledAt - capacity.options.metricsIntervalMs };
-    const usable = Math.max(0, sample.totalBytes - capacity.options.headroomBytes);
-    policy.setCapacity?.(usable);
-    if (need > usable) {
-      // Evicting cannot help: leave the other models alone.
-      throw new AgentError(
-        ErrorCode.InsufficientCapacity,
-        `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} this GPU has for models (${mib(sample.totalBytes)} less ${mib(capacity.options.headroomBytes)} headroom)`,
-      );
-    }
-    const free = capacity.free(sample);
-    const { maxResident } = capacity.options;
-    const countExcess = maxResident > 0 ? this.residentCount() - maxResident : 0; // `record` counts itself
-    if (free >= need && countExcess <= 0) {
-      capacity.reserve(record.name, need);
-      return { admitted: true, sample };
-    }
-    const now = this.clock.now();
-    // Memory this admission freed may show up late: wait for it rather than evict models that need not go.
-    const pending = now < round.deadline ? round.evictedBytes : 0;
-    if (countExcess <= 0 && free + pending >= need) return { admitted: false, since: now };
-    const deficit = Math.max(0, need - free - pending);
-    const victims = policy.chooseVictims(
-      Math.max(deficit, countExcess > 0 ? 1 : 0),
-      now,
-      this.evictable(record),
-    );
-    if (victims.length === 0) {
-      const soon = pending > 0 || capacity.reservedBytes() > 0 || this.anyPinned(record);
-      if (now < round.deadline && soon) return { admitted: false, since: now };
-      throw this.noCapacity(record, need, sample);
-    }
-    if (++round.rounds > 50) throw this.noCapacity(record, need, sample);
-    this.logger.info('evicting to make room', { model: record.name, need, free, victims });
-    for (const v of victims) round.evictedBytes += this.need(this.records.get(v) as ModelRecord);
-    await Promise.all(victims.map((v) => this.evict(this.records.get(v) as ModelRecord)));
-    return { admitted: false, since: this.clock.now() };
-  }
-
-  private anyPinned(exclude: ModelRecord): boolean {
-    for (const r of this.records.values())
-      if (r !== exclude && r.state === 'ready' && r.pins > 0) return true;
-    return false;
-  }
-
-  private noCapacity(record: ModelRecord, need: number, sample: GpuSample): AgentError {
-    const capacity = this.capacity as CapacityModel;
-    const pinned = [...this.records.values()].filter(
-      (r) => r.state === 'ready' && r.pins > 0 && r !== record,
-    );
-    const pinnedBytes = pinned.reduce((a, r) => a + this.need(r), 0);
-    const free = Math.max(0, capacity.free(sample));
-    return new AgentError(
-      ErrorCode.InsufficientCapacity,
-      `not enough GPU memory for model '${record.name}': it needs ${mib(need)}, ${mib(free)} are free ` +
-        `(${mib(sample.totalBytes)} total, ${mib(sample.usedBytes)} used, ${mib(capacity.options.headroomBytes)} headroom, ` +
-        `${mib(capacity.reservedBytes(sample.at))} reserved by loads in flight) and nothing more can be evicted: ` +
-        `${pinned.length} resident model(s) holding ${mib(pinnedBytes)} are pinned by requests in flight`,
-    );
-  }
-
-  /** Takes a resident, unpinned model off the GPU; it stays registered (and on disk) as `evicted`. */
-  private async evict(record: ModelRecord): Promise<void> {
-    if (record.state !== 'ready' || record.pins > 0) return;
-    await this.leaveGpu(record, 'evicted');
-  }
-
-  /**
-   * The one way off the GPU: unload (draining pins, bounded) and then either keep the model registered as
-   * `evicted` or forget it (DELETE). If Triton cannot be told, the model stays loaded and served.
-   */
-  private async leaveGpu(record: ModelRecord, outcome: 'evicted' | 'forgotten'): Promise<void> {
-    record.state = 'unloading';
-    const work = this.unloadFromTriton(record);
-    record.transition = work.then(
-      () => undefined,
-      () => undefined,
-    );
-    try {
-      await work;
-      if (outcome === 'forgotten') {
-        this.forget(record);
-      } else {
-        record.state = 'evicted';
-        record.evictions++;
-        this.logger.info('model evicted', { model: record.name, tritonName: record.tritonName });
-      }
-    } catch (err) {
-      record.state = 'ready';
-      throw err;
-    } finally {
-      record.transition = undefined;
-    }
-  }
-
-  /** Triton load plus the per-model data the invoke path needs, computed once here. */
-  private async loadIntoTriton(record: ModelRecord): Promise<void> {
-    try {
-      await this.triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
-      record.io = await this.readModelIO(record.tritonName);
-    } catch (err) {
-      throw loadFailure(err, record.name);
-    }
-  }
-
-  private async readModelIO(tritonName: string): Promise<ModelIO> {
-    const [md, cfg] = await Promise.all([
-      this.triton.modelMetadata(tritonName),
-      this.triton.modelConfig(tritonName),
-    ]);
-    const spec = (t: { name: string; datatype: string; shape: number[] }): TensorSpec => {
-      if (!isDatatype(t.datatype)) {
-        throw new AgentError(
-          ErrorCode.TritonProtocol,
-          `Triton reports unknown datatype '${t.datatype}' for '${t.name}'`,
-        );
-      }
-      return { name: t.name, datatype: t.datatype, shape: t.shape };
-    };
-    return {
-      maxBatchSize: Number(cfg.max_batch_size ?? 0),
-      inputs: md.inputs.map(spec),
-      outputs: md.outputs.map(spec),
-    };
+    return record;
   }
 
   /**
@@ -752,56 +284,46 @@ export class ModelRegistry {
   async acquire(nameOrTarget: string): Promise<Lease> {
     const started = this.clock.now();
     const deadline = started + this.options.coldLoadWaitMs;
-    let cold = false;
     let counted = false;
+    let cold = false;
     for (;;) {
-      const record = this.get(nameOrTarget) ?? (await this.startLazyLoad(nameOrTarget));
+      const record = this.catalogue.get(nameOrTarget) ?? (await this.startLazyLoad(nameOrTarget));
       if (!counted && this.policy) {
         counted = true;
         const cost = (record.loadMs ?? 1000) + (record.artifact ? 0 : record.fetchMs);
-        this.policy.onAccess(record.name, Math.max(1, this.need(record)), cost, this.clock.now());
+        this.policy.onAccess(record.name, Math.max(1, this.lifecycle.need(record)), cost, this.clock.now());
       }
-      if (record.state === 'ready') {
-        record.pins++;
-        record.lastUsedAt = this.clock.now();
-        let released = false;
-        return {
-          record,
-          waitedMs: this.clock.now() - started,
-          cold,
-          release: () => {
-            if (released) return;
-            released = true;
-            record.pins--;
-            if (record.pins === 0 && record.drained) record.drained();
-          },
-        };
-      }
+      if (record.state === 'ready') return this.pin(record, started, cold);
       cold = true;
-      if (record.state === 'evicted') this.startLoad(record, false);
-      const remaining = deadline - this.clock.now();
-      if (remaining <= 0 || !record.transition) {
-        throw new AgentError(
+      const left = deadline - this.clock.now();
+      const notReady = () =>
+        new AgentError(
           ErrorCode.ModelNotReady,
-          `model '${nameOrTarget}' is ${record.state}; try again shortly`,
+          `model '${nameOrTarget}' is still ${record.state}; try again shortly`,
         );
-      }
-      await within(
-        record.transition,
-        remaining,
-        () =>
-          new AgentError(
-            ErrorCode.ModelNotReady,
-            `model '${nameOrTarget}' is still ${record.state}; try again shortly`,
-          ),
-      );
-      const state = record.state as ModelState;
-      if (state !== 'ready') {
-        // Its load failed while we waited: the same answer its loader got.
-        const failure = this.lastFailure.get(record);
-        if (failure && (state === 'evicted' || !this.records.has(record.name))) throw failure;
-      }
+      if (left <= 0) throw notReady();
+      let timedOut = false;
+      await waitOrTimeout(this.lifecycle.ensureResident(record), this.clock, left, () => {
+        timedOut = true;
+      });
+      if (timedOut) throw notReady();
     }
+  }
+
+  private pin(record: ModelRecord, started: number, cold: boolean): Lease {
+    record.pins++;
+    record.lastUsedAt = this.clock.now();
+    let released = false;
+    return {
+      record,
+      waitedMs: this.clock.now() - started,
+      cold,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.lifecycle.unpin(record);
+      },
+    };
   }
 
   /**
@@ -812,28 +334,45 @@ export class ModelRegistry {
     const prefix = this.options.modelDataUrl;
     if (!prefix) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
     const url = lazyUrl(prefix, name);
-    const failed = this.failures.get<RememberedFailure>(name);
+    const failed = this.failures.recall(name);
     if (failed) {
-      // Look at the artifact again at most once a second, so a storm of calls is not a storm of HEADs.
-      if (this.clock.now() - failed.checkedAt < 1000) throw failed.error;
+      if (this.clock.now() - failed.checkedAt < RECHECK_MS) throw failed.error;
       failed.checkedAt = this.clock.now();
       const version = await this.fetcher.describe(url).then(
         (i) => i.version,
         () => '',
       );
       if (version === failed.version) throw failed.error;
-      this.failures.del(name);
+      this.failures.forget(name);
     }
+    await this.firstSample;
     // Another caller may have started it while we looked.
-    return this.get(name) ?? this.register(name, url, undefined, true);
+    const existing = this.catalogue.get(name);
+    if (existing) return existing;
+    const record = this.catalogue.add({
+      name,
+      url,
+      targetModel: undefined,
+      lazy: true,
+      now: this.clock.now(),
+    });
+    this.lifecycle.startLoad(record);
+    void record.transition?.then(() => {
+      const e = record.lastFailure;
+      if (!record.registered && e && REMEMBERED.includes(e.code))
+        this.failures.remember(name, e, record.versionSeen);
+    });
+    return record;
   }
 
   /**
    * Runs one inference on a pinned model. If Triton no longer has the model (it restarted), the model is
-   * loaded again and the request is retried once.
+   * loaded again through the one load path and the request is retried once. Errors name the user's model.
    */
   async infer(lease: Lease, request: Omit<ModelInferRequest, 'model_name'>): Promise<ModelInferResponse> {
-    const record = lease.record;
+    const record = this.catalogue.get(lease.record.name);
+    if (!record || record !== lease.record)
+      throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
     const call = () =>
       this.triton.infer(
         { ...request, model_name: record.tritonName },
@@ -844,31 +383,59 @@ export class ModelRegistry {
       record.invocations++;
       return res;
     } catch (err) {
-      if (!(err instanceof TritonError) || err.kind !== 'NotFound' || record.state !== 'ready') throw err;
-      this.logger.warn('model missing from Triton; reloading', {
-        model: record.name,
-        tritonName: record.tritonName,
-      });
-      await this.reload(record);
-      const res = await call();
-      record.invocations++;
-      return res;
+      if (err instanceof TritonError && err.kind === 'NotFound' && record.state === 'ready') {
+        this.logger.warn('model missing from Triton; reloading', {
+          model: record.name,
+          tritonName: record.tritonName,
+        });
+        this.lifecycle.markLost(record);
+        await this.lifecycle.ensureResident(record);
+        const res = await call().catch((e: unknown) => {
+          throw this.asUserError(record, e);
+        });
+        record.invocations++;
+        return res;
+      }
+      throw this.asUserError(record, err);
     }
   }
 
-  /** Loads a model Triton lost again, through the same capacity accounting; concurrent callers share one load. */
-  private reload(record: ModelRecord): Promise<void> {
-    let p = this.reloading.get(record);
-    if (!p) {
-      p = this.loadWithCapacity(record).finally(() => this.reloading.delete(record));
-      this.reloading.set(record, p);
+  private asUserError(record: ModelRecord, err: unknown): unknown {
+    if (!(err instanceof AgentError)) return err;
+    const text = userText(record, err.message);
+    return text === err.message ? err : new AgentError(err.code, text, { cause: err });
+  }
+
+  /**
+   * Triton restarted and lost every model: account for them as evicted, then bring them back most
+   * valuable first (the reverse of the policy's victim order), one at a time, through the one load path.
+   */
+  async restoreAfterTritonRestart(): Promise<void> {
+    const resident = [...this.catalogue.values()].filter((r) => r.state === 'ready');
+    const order = this.policy
+      ? this.policy
+          .chooseVictims(Number.MAX_SAFE_INTEGER, this.clock.now(), (n) => resident.some((r) => r.name === n))
+          .reverse()
+      : resident.map((r) => r.name);
+    for (const r of resident) if (!order.includes(r.name)) order.unshift(r.name);
+    this.ledger?.releaseAll();
+    this.footprints?.forgetPending();
+    for (const r of resident) this.lifecycle.markLost(r);
+    for (const name of order) {
+      const r = this.catalogue.get(name);
+      if (!r) continue;
+      await this.lifecycle.ensureResident(r).catch((err: unknown) => {
+        this.logger.warn('could not bring a model back after Triton restarted', {
+          model: name,
+          error: messageOf(err),
+        });
+      });
     }
-    return p;
   }
 
   /** A model's state for the status route, including a remembered failure. */
   status(name: string): ModelStatus | undefined {
-    const r = this.get(name);
+    const r = this.catalogue.get(name);
     if (r) {
       const state: ModelStatus['state'] =
         r.state === 'ready' ? 'resident' : r.state === 'loading' ? (r.phase ?? 'fetching') : r.state;
@@ -889,96 +456,78 @@ export class ModelRegistry {
         };
       }
       if (r.footprintKey) {
-        out.footprintBytes = this.need(r);
-        out.footprintMeasured = this.capacity?.learned(r.footprintKey) !== undefined;
+        out.footprintBytes = this.lifecycle.need(r);
+        out.footprintMeasured = this.footprints?.learned(r.footprintKey) !== undefined;
       }
       if (r.loadMs !== undefined) out.loadMs = r.loadMs;
       if (r.loadedAt !== undefined) out.loadedAt = new Date(r.loadedAt).toISOString();
       return out;
     }
-    const failed = this.failures.get<RememberedFailure>(name);
+    const failed = this.failures.recall(name);
     if (!failed) return undefined;
     const url = this.options.modelDataUrl ? lazyUrl(this.options.modelDataUrl, name) : '';
     return { modelName: name, modelUrl: url, state: 'failed', error: failed.error.message };
   }
 
   /** Keep-alive: evicts models nobody used for `idleUnloadMs`, ahead of need. */
-  private async unloadIdle(): Promise<void> {
+  private unloadIdle(): void {
     const now = this.clock.now();
-    for (const r of [...this.records.values()]) {
-      if (r.state === 'ready' && r.pins === 0 && now - r.lastUsedAt >= this.options.idleUnloadMs) {
-        await this.evict(r).catch((err: unknown) => {
-          this.logger.warn('idle unload failed', { model: r.name, error: messageOf(err) });
-        });
-      }
+    for (const r of [...this.catalogue.values()]) {
+      if (
+        r.state === 'ready' &&
+        r.pins === 0 &&
+        !r.transition &&
+        now - r.lastUsedAt >= this.options.idleUnloadMs
+      )
+        void this.lifecycle.leaveGpu(r, 'evicted').catch((err: unknown) => this.warnUnload(r, err));
     }
+  }
+
+  private warnUnload(r: ModelRecord, err: unknown): void {
+    this.logger.warn('unload failed; the model stays resident', { model: r.name, error: messageOf(err) });
   }
 
   /**
-   * DELETE /models/<name>: waits for in-flight invocations (bounded), unloads the model and its composing
-   * models, waits until Triton reports them unloaded (bounded), removes the staged directories, forgets it.
+   * DELETE /models/<name>: waits for a load or unload in flight, then for the model's requests (bounded),
+   * unloads it and its composing models, waits until Triton reports them unloaded (bounded), removes the
+   * staged directories and forgets it.
    */
   async unload(name: string): Promise<void> {
     for (;;) {
-      const record = this.records.get(name);
-      if (!record) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
-      if (record.state === 'evicted') {
-        this.forget(record);
-        this.policy?.onEvict(record.name, this.clock.now());
-        return;
+      const record = this.catalogue.get(name);
+      if (!record || record.name !== name)
+        throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
+      if (record.transition) {
+        await record.transition;
+        continue;
       }
-      if (record.state === 'ready') return this.leaveGpu(record, 'forgotten');
-      // A load or unload is in progress: wait for it, then decide again.
-      await record.transition;
-      if (!this.records.has(name)) return;
+      if (record.state === 'ready') return this.lifecycle.leaveGpu(record, 'forgotten');
+      this.catalogue.remove(record);
+      this.policy?.onEvict(record.name, this.clock.now());
+      return;
     }
   }
+}
 
-  /** Drain (bounded), unload with dependents, wait for Triton's index, remove staged files, release the artifact. */
-  private async unloadFromTriton(record: ModelRecord): Promise<void> {
-    if (record.pins > 0) {
-      const drained = new Promise<void>((r) => (record.drained = r));
-      await within(drained, this.options.unloadDrainTimeoutMs, () => new Error('drain timeout')).catch(() => {
-        this.logger.warn('unloading with requests still in flight', {
-          model: record.name,
-          pins: record.pins,
-        });
-      });
-      record.drained = undefined;
-    }
-    const done = this.capacity?.begin();
-    try {
-      await this.triton.unload(record.tritonName, { unloadDependents: true });
-      const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
-      await this.waitUnloaded(names, record.name);
-    } catch (err) {
-      if (isAgentError(err)) throw err;
-      throw new AgentError(ErrorCode.TritonUnavailable, messageOf(err), { cause: err });
-    } finally {
-      done?.();
-    }
-    this.policy?.onEvict(record.name, this.clock.now());
-    if (record.staged) await this.stager.remove(record.staged);
-    record.staged = undefined;
-    record.artifact?.release();
-    record.artifact = undefined;
-    this.logger.info('model unloaded', { model: record.name, tritonName: record.tritonName });
-  }
-
-  /** Polls RepositoryIndex until no version of `names` is READY, LOADING or UNLOADING (bounded). */
-  private async waitUnloaded(names: string[], model: string): Promise<void> {
-    const deadline = this.clock.now() + this.options.unloadTimeoutMs;
-    for (;;) {
-      const index = await this.triton.repositoryIndex();
-      const busy = index.filter(
-        (e) => names.includes(e.name) && ['READY', 'LOADING', 'UNLOADING'].includes(e.state),
-      );
-      if (busy.length === 0) return;
-      if (this.clock.now() >= deadline) {
-        this.logger.error('Triton did not finish unloading in time; continuing', { model, busy });
-        return;
-      }
-      await sleep(this.options.unloadPollMs);
-    }
+/** Awaits `p` for at most `ms`; calls `onTimeout` (and resolves) when time runs out first. Rejections pass. */
+async function waitOrTimeout(
+  p: Promise<unknown>,
+  clock: Clock,
+  ms: number,
+  onTimeout: () => void,
+): Promise<void> {
+  const timer = new AbortController();
+  let done = false;
+  try {
+    await Promise.race([
+      p.finally(() => {
+        done = true;
+      }),
+      clock.sleep(ms, timer.signal).then(() => {
+        if (!done) onTimeout();
+      }),
+    ]);
+  } finally {
+    timer.abort();
   }
 }

@@ -307,8 +307,11 @@ export class TritonClient implements TritonControl {
           cb: (err: grpc.ServiceError | null, res?: Raw) => void,
         ) => void
       ).call(this.client, request, metadata, { deadline }, (err, res) => {
-        if (err) reject(new TritonError(rpc, err.code, err.details ?? err.message, { cause: err }));
-        else resolve(res ?? {});
+        if (err) {
+          // The model's own name is not evidence of anything (a model may be called 'BLOOM-560m').
+          const names = typeof request.model_name === 'string' ? [request.model_name] : [];
+          reject(new TritonError(rpc, err.code, err.details ?? err.message, { cause: err, names }));
+        } else resolve(res ?? {});
       });
     });
   }

@@ -43,8 +43,22 @@ export const OUT_OF_MEMORY_TEXTS: readonly string[] = [
   'memory limit set for GPU',
 ];
 
-export function isOutOfMemoryText(message: string): boolean {
-  return OUT_OF_MEMORY_TEXTS.some((t) => message.includes(t));
+/** Each text as a whole word (or phrase): 'OOM' must not match a model called 'BLOOM-560m'. */
+const OUT_OF_MEMORY_PATTERN = new RegExp(
+  OUT_OF_MEMORY_TEXTS.map(
+    (t) => `(?<![A-Za-z0-9_])${t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![A-Za-z0-9_])`,
+  ).join('|'),
+);
+
+/**
+ * True when Triton's reason text says it ran out of memory. Quoted occurrences of `names` (the model's own
+ * names) are taken out first, so a model whose name is such a word is not mistaken for one.
+ */
+export function isOutOfMemoryText(message: string, names: readonly string[] = []): boolean {
+  let text = message;
+  // Triton quotes model names; only quoted occurrences are taken out, so short names cannot eat words.
+  for (const n of names) if (n) text = text.split(`'${n}'`).join("''").split(`"${n}"`).join('""');
+  return OUT_OF_MEMORY_PATTERN.test(text);
 }
 
 const KIND_BY_STATUS: Partial<Record<number, TritonErrorKind>> = {
@@ -59,21 +73,31 @@ const KIND_BY_STATUS: Partial<Record<number, TritonErrorKind>> = {
   [GrpcStatus.UNKNOWN]: 'Unknown',
 };
 
-const CODE_BY_KIND: Record<TritonErrorKind, ErrorCode> = {
-  NotFound: ErrorCode.ModelNotFound,
-  Unavailable: ErrorCode.TritonUnavailable,
-  DeadlineExceeded: ErrorCode.DeadlineExceeded,
-  OutOfMemory: ErrorCode.InsufficientCapacity,
-  InvalidArgument: ErrorCode.BadRequest,
-  AlreadyExists: ErrorCode.ModelAlreadyLoaded,
-  Unimplemented: ErrorCode.TritonInternal,
-  Cancelled: ErrorCode.TritonUnavailable,
-  Internal: ErrorCode.TritonInternal,
-  Unknown: ErrorCode.TritonInternal,
+/**
+ * The one table from a Triton failure to the agent's error code, with a column per kind of call. A failed
+ * *load* is the artifact's fault unless Triton was out of memory, away or too slow (Triton answers
+ * INTERNAL for a config it cannot read and INVALID_ARGUMENT for a model file it cannot load); a failed
+ * *request* with INTERNAL is Triton's (502), with INVALID_ARGUMENT the caller's (400).
+ */
+export const ERROR_CODE_BY_KIND: Record<TritonErrorKind, { load: ErrorCode; request: ErrorCode }> = {
+  NotFound: { load: ErrorCode.InvalidModel, request: ErrorCode.ModelNotFound },
+  Unavailable: { load: ErrorCode.TritonUnavailable, request: ErrorCode.TritonUnavailable },
+  DeadlineExceeded: { load: ErrorCode.DeadlineExceeded, request: ErrorCode.DeadlineExceeded },
+  OutOfMemory: { load: ErrorCode.InsufficientCapacity, request: ErrorCode.InsufficientCapacity },
+  InvalidArgument: { load: ErrorCode.InvalidModel, request: ErrorCode.BadRequest },
+  AlreadyExists: { load: ErrorCode.InvalidModel, request: ErrorCode.ModelAlreadyLoaded },
+  Unimplemented: { load: ErrorCode.TritonInternal, request: ErrorCode.TritonInternal },
+  Cancelled: { load: ErrorCode.TritonUnavailable, request: ErrorCode.TritonUnavailable },
+  Internal: { load: ErrorCode.InvalidModel, request: ErrorCode.TritonInternal },
+  Unknown: { load: ErrorCode.InvalidModel, request: ErrorCode.TritonInternal },
 };
 
-export function classifyTritonFailure(grpcCode: number, message: string): TritonErrorKind {
-  if (isOutOfMemoryText(message)) return 'OutOfMemory';
+export function classifyTritonFailure(
+  grpcCode: number,
+  message: string,
+  names: readonly string[] = [],
+): TritonErrorKind {
+  if (isOutOfMemoryText(message, names)) return 'OutOfMemory';
   return KIND_BY_STATUS[grpcCode] ?? 'Unknown';
 }
 
@@ -85,10 +109,14 @@ export class TritonError extends AgentError {
     readonly rpc: string,
     readonly grpcCode: number,
     readonly tritonMessage: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; names?: readonly string[] },
   ) {
-    const kind = classifyTritonFailure(grpcCode, tritonMessage);
-    super(CODE_BY_KIND[kind], tritonMessage.trimEnd() || `Triton ${rpc} failed (gRPC ${grpcCode})`, options);
+    const kind = classifyTritonFailure(grpcCode, tritonMessage, options?.names);
+    super(
+      ERROR_CODE_BY_KIND[kind][rpc === 'RepositoryModelLoad' ? 'load' : 'request'],
+      tritonMessage.trimEnd() || `Triton ${rpc} failed (gRPC ${grpcCode})`,
+      options,
+    );
     this.name = 'TritonError';
     this.kind = kind;
   }

@@ -251,6 +251,25 @@ describe('Triton error classification and int64 conversion', () => {
     expect(classifyTritonFailure(grpc.status.UNAVAILABLE, 'connect failed')).toBe('Unavailable');
   });
 
+  test("a model named like 'BLOOM-560m' that fails to load is not out of memory", () => {
+    const text =
+      "failed to load 'BLOOM-560m-0123456789ab' version 1: Invalid argument: unable to find 'model.pt' for BLOOM-560m";
+    expect(isOutOfMemoryText(text)).toBe(false);
+    expect(classifyTritonFailure(grpc.status.INVALID_ARGUMENT, text, ['BLOOM-560m-0123456789ab'])).toBe(
+      'InvalidArgument',
+    );
+    // A model whose own name is an out-of-memory word is judged by the rest of the text.
+    expect(isOutOfMemoryText("failed to load 'OOM': no such file", ['OOM'])).toBe(false);
+    expect(isOutOfMemoryText("failed to load 'OOM': CUDA out of memory", ['OOM'])).toBe(true);
+  });
+
+  test('one table maps a Triton failure to a code, by kind of call', () => {
+    const load = new TritonError('RepositoryModelLoad', grpc.status.INTERNAL, 'failed to load');
+    const infer = new TritonError('ModelInfer', grpc.status.INTERNAL, 'backend crashed');
+    expect(load.code).toBe(ErrorCode.InvalidModel);
+    expect(infer.code).toBe(ErrorCode.TritonInternal);
+  });
+
   test('int64 values past 2^53 fail loudly', () => {
     expect(toSafeNumber('9007199254740991', 'x')).toBe(9007199254740991);
     expect(toSafeNumber('-3', 'x')).toBe(-3);

@@ -1,0 +1,512 @@
+import {
+  inspectArtifact,
+  type ArtifactFetcher,
+  type LocalArtifact,
+  type StagedModel,
+  type Stager,
+} from '../artifacts';
+import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
+import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
+import type { Logger } from '../observability';
+import { TritonError, type TritonControl } from '../triton';
+import type { Admission } from './admission';
+import type { Catalogue } from './catalogue';
+import { waitForChange, type Clock } from './clock';
+import type { EvictionPolicy } from './eviction';
+import type { Footprints } from './footprints';
+import type { GpuLedger } from './gpu-ledger';
+import type { ModelRecord } from './model-record';
+
+/** The config `parameters` key in which an artifact may declare its GPU footprint. */
+export const DECLARED_GPU_BYTES_PARAMETER = 'gpu_memory_bytes';
+
+/** Growth of a model's reservation after Triton ran out of memory loading it with the last one. */
+const OOM_GROWTH = 1.5;
+/** First and longest pause between RepositoryIndex polls while an unload finishes. */
+const FIRST_UNLOAD_POLL_MS = 2;
+
+export interface LifecycleOptions {
+  loadTimeoutMs: number;
+  /** How long a load may wait for room on the GPU before answering 507. */
+  admissionWaitMs: number;
+  unloadTimeoutMs: number;
+  unloadDrainTimeoutMs: number;
+  /** Longest pause between RepositoryIndex polls while waiting for an unload. */
+  unloadPollMs: number;
+  /** Times a load that Triton fails for lack of memory evicts more and tries again. */
+  oomRetries: number;
+}
+
+export interface LifecycleParts {
+  triton: TritonControl;
+  stager: Stager;
+  fetcher: ArtifactFetcher;
+  catalogue: Catalogue;
+  /** Absent when eviction is off: loads go straight to Triton. */
+  capacity:
+    | {
+        ledger: GpuLedger;
+        admission: Admission;
+        footprints: Footprints;
+        policy: EvictionPolicy;
+        /** How long released memory may take to show as free. */
+        releaseWaitMs: number;
+      }
+    | undefined;
+  clock: Clock;
+  logger: Logger;
+  /** Hears lifecycle events (metrics, access log). */
+  events?: LifecycleEvents;
+}
+
+/** What the lifecycle tells observers; every field is known when the event happens. */
+export interface LifecycleEvents {
+  loaded?(e: {
+    model: string;
+    loadMs: number;
+    fetchMs: number;
+    cacheHit: boolean;
+    footprintBytes: number;
+  }): void;
+  unloaded?(e: { model: string; ms: number; evicted: boolean }): void;
+  loadFailed?(e: { model: string; code: string; message: string }): void;
+}
+
+/** Work to undo if a load fails part way, run last-in first-out. */
+class UndoList {
+  private readonly steps: (() => Promise<unknown> | void)[] = [];
+  push(step: () => Promise<unknown> | void): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    for (const step of this.steps.reverse()) await Promise.resolve(step()).catch(() => undefined);
+  }
+}
+
+/** Replaces the internal Triton name by the user's model name in text meant for the caller. */
+export function userText(record: Pick<ModelRecord, 'name' | 'tritonName'>, text: string): string {
+  return text.split(record.tritonName).join(record.name);
+}
+
+/**
+ * The model lifecycle: the one path onto the GPU (`ensureResident`: fetch, stage, admit, load) and the one
+ * way off it (`leaveGpu`). Per model it is single-flight: `record.transition` is the work in progress and
+ * every caller awaits the same promise. Every failure undoes what the attempt did, so the repository, the
+ * cache, Triton and the other models are left as they were.
+ */
+export class Lifecycle {
+  private readonly stopping = new AbortController();
+
+  constructor(
+    private readonly parts: LifecycleParts,
+    private readonly options: LifecycleOptions,
+  ) {}
+
+  /** Cancels waits in flight (admission, unload polls); loads already sent to Triton finish on their own. */
+  close(): void {
+    this.stopping.abort(new AgentError(ErrorCode.TritonUnavailable, 'the agent is stopping'));
+    this.parts.capacity?.footprints.forgetPending();
+  }
+
+  /**
+   * Resolves once `record` is resident, loading it if needed (or waiting for the load or unload in
+   * flight first). Rejects with the load's failure.
+   */
+  async ensureResident(record: ModelRecord): Promise<void> {
+    while (record.transition) await record.transition;
+    if (record.state === 'ready') return;
+    if (!record.registered)
+      throw (
+        record.lastFailure ?? new AgentError(ErrorCode.ModelNotFound, `model '${record.name}' is not loaded`)
+      );
+    this.startLoad(record);
+    await record.transition;
+    if ((record.state as string) !== 'ready')
+      throw record.lastFailure ?? new AgentError(ErrorCode.Internal, `model '${record.name}' did not load`);
+  }
+
+  /** Starts the load of a record that is not resident (its transition settles when done). */
+  startLoad(record: ModelRecord): void {
+    if (record.transition || record.state === 'ready') return;
+    const first = record.loads === 0;
+    record.state = 'loading';
+    record.phase = 'fetching';
+    record.lastFailure = undefined;
+    record.transition = this.load(record).then(
+      () => {
+        record.transition = undefined;
+      },
+      (err: unknown) => {
+        const e = isAgentError(err)
+          ? err
+          : new AgentError(ErrorCode.Internal, messageOf(err), { cause: err });
+        record.lastFailure = e;
+        record.phase = undefined;
+        record.progress = undefined;
+        record.state = 'evicted';
+        // A model that never loaded is forgotten; one that did stays registered for its next invocation.
+        if (first) this.parts.catalogue.remove(record);
+        record.transition = undefined;
+        this.parts.events?.loadFailed?.({ model: record.name, code: e.code, message: e.message });
+        this.parts.logger.warn('model failed to load', {
+          model: record.name,
+          url: record.url,
+          code: e.code,
+          error: e.message,
+        });
+      },
+    );
+  }
+
+  /** GPU bytes this model is expected to take. */
+  need(record: ModelRecord): number {
+    const fp = this.parts.capacity?.footprints;
+    if (!fp || !record.footprintKey) return record.declaredBytes ?? record.artifactBytes;
+    return fp.estimate(record.footprintKey, record.declaredBytes, record.artifactBytes);
+  }
+
+  /** The one load path: fetch, stage, make room, load, read the model's tensors. Failures undo it all. */
+  private async load(record: ModelRecord): Promise<void> {
+    const { fetcher, stager, clock, capacity, logger } = this.parts;
+    const started = clock.now();
+    const undo = new UndoList();
+    try {
+      const artifact: LocalArtifact = await fetcher.fetch(record.url, {
+        onProgress: (p) => {
+          record.progress = { bytes: p.bytes, totalBytes: p.totalBytes };
+        },
+        onDescribed: (info) => {
+          record.versionSeen = info.version;
+        },
+      });
+      undo.push(() => artifact.release());
+      if (artifact.fetchMs > 0) record.fetchMs = artifact.fetchMs;
+      record.footprintKey = `${record.url}\u0000${artifact.info.version}`;
+      record.artifactBytes = artifact.bytes;
+
+      record.phase = 'staging';
+      record.progress = undefined;
+      const layout = await inspectArtifact(artifact.dir);
+      const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
+      record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
+      const staged: StagedModel = await stager.stage(layout, record.tritonName, {
+        mmeName: record.name,
+        url: record.url,
+      });
+      undo.push(() => stager.remove(staged));
+      record.staged = staged;
+      undo.push(() => {
+        record.staged = undefined;
+      });
+
+      const loadMs = await this.loadWithCapacity(record, undo);
+      record.io = await this.readModelIO(record);
+      capacity?.ledger.settle(record.name);
+      record.artifact = artifact;
+      record.phase = undefined;
+      record.state = 'ready';
+      record.loadedAt = clock.now();
+      record.loadMs = loadMs;
+      record.loads++;
+      this.holdForWaiters(record);
+      capacity?.policy.onAdmit(record.name, clock.now());
+      this.parts.events?.loaded?.({
+        model: record.name,
+        loadMs,
+        fetchMs: artifact.fetchMs,
+        cacheHit: artifact.fetchMs === 0,
+        footprintBytes: this.need(record),
+      });
+      logger.info('model loaded', {
+        model: record.name,
+        tritonName: record.tritonName,
+        url: record.url,
+        ms: clock.now() - started,
+        loadMs,
+        fetchMs: artifact.fetchMs,
+      });
+    } catch (err) {
+      await undo.run();
+      throw err;
+    }
+  }
+
+  /**
+   * A model that just became resident is held for one turn of the event loop, so the requests that waited
+   * for it pin it before another admission can choose it as a victim.
+   */
+  private holdForWaiters(record: ModelRecord): void {
+    record.pins++;
+    setImmediate(() => this.unpin(record));
+  }
+
+  /** One request (or hold) on the model ended: wake a waiting unload or admission when it was the last. */
+  unpin(record: ModelRecord): void {
+    record.pins--;
+    if (record.pins > 0) return;
+    record.drained.notify();
+    this.parts.capacity?.ledger.notify();
+  }
+
+  /**
+   * Makes room, reserves, loads. A Triton out-of-memory failure despite the estimate learns a lower
+   * bound, evicts more and tries again, a bounded number of times. Resolves with Triton's load time.
+   */
+  private async loadWithCapacity(record: ModelRecord, undo: UndoList): Promise<number> {
+    const { triton, clock, capacity } = this.parts;
+    const deadline = clock.now() + this.options.admissionWaitMs;
+    let need = this.need(record);
+    let lastOom: AgentError | undefined;
+    for (let attempt = 0; ; attempt++) {
+      if (capacity) {
+        record.phase = 'waiting-for-capacity';
+        try {
+          await capacity.admission.admit(record, need, deadline, this.stopping.signal);
+        } catch (err) {
+          // Out of room after Triton's own out-of-memory failure: say both.
+          if (lastOom && isAgentError(err, ErrorCode.InsufficientCapacity))
+            throw new AgentError(
+              ErrorCode.InsufficientCapacity,
+              `${err.message}; Triton said: ${lastOom.message}`,
+              {
+                cause: err,
+              },
+            );
+          throw err;
+        }
+      }
+      record.phase = 'loading';
+      const quiet = capacity?.ledger.quietToken();
+      const moved = capacity?.ledger.beginMove();
+      const t0 = clock.now();
+      try {
+        await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
+      } catch (err) {
+        moved?.();
+        // Leave Triton as it was: whatever part did load goes again.
+        await triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
+        capacity?.ledger.cancel(record.name);
+        const e = this.loadFailure(record, err);
+        if (
+          !isAgentError(e, ErrorCode.InsufficientCapacity) ||
+          !capacity ||
+          attempt >= this.options.oomRetries
+        )
+          throw e;
+        lastOom = e;
+        const { ledger, footprints } = capacity;
+        if (ledger.releasedWithin(capacity.releaseWaitMs) > 0) {
+          // Memory an unload just released may not be free yet. Let a sample that cannot be stale about
+          // the release show it (then admission waits for the lagging memory), without blaming the model.
+          const fresh = ledger.lastReleaseAt() + ledger.options.metricsIntervalMs - clock.now();
+          if (fresh > 0)
+            await clock.sleep(Math.min(fresh, Math.max(0, deadline - clock.now())), this.stopping.signal);
+          await waitForChange(clock, ledger.nextSample(), deadline - clock.now(), this.stopping.signal);
+          continue;
+        }
+        // The estimate was too small: the load failed with `need` reserved and `free` more available.
+        const free = ledger.free();
+        const failedWith = need + (Number.isFinite(free) ? Math.max(0, free) : 0);
+        if (record.footprintKey) footprints.needsMoreThan(record.footprintKey, failedWith);
+        need = Math.max(Math.ceil(need * OOM_GROWTH), failedWith + 1, this.need(record));
+        this.parts.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
+          model: record.name,
+          attempt: attempt + 1,
+          need,
+        });
+        continue;
+      }
+      moved?.();
+      undo.push(() => this.parts.capacity?.ledger.release(record.name));
+      undo.push(() => triton.unload(record.tritonName, { unloadDependents: true }));
+      const loadMs = clock.now() - t0;
+      if (capacity) this.learnFootprint(record, quiet, clock.now());
+      return loadMs;
+    }
+  }
+
+  /**
+   * Learns the footprint after the answer: from `ModelStatistics.memory_usage` where the backend reports
+   * it, else (if the load had the GPU to itself) from the change in used memory a later sample shows.
+   */
+  private learnFootprint(
+    record: ModelRecord,
+    quiet: { token: number; before: import('./gpu-probe').GpuSample } | undefined,
+    loadedAt: number,
+  ): void {
+    const capacity = this.parts.capacity;
+    const key = record.footprintKey;
+    if (!capacity || !key) return;
+    const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
+    void (async () => {
+      let reported = 0;
+      for (const n of names) {
+        if (this.stopping.signal.aborted) return;
+        const stats = await this.parts.triton.modelStatistics(n).catch(() => []);
+        for (const s of stats) for (const m of s.memory_usage) if (m.type === 'GPU') reported += m.byte_size;
+      }
+      if (reported > 0) {
+        capacity.footprints.learn(key, reported);
+        capacity.ledger.update(record.name, reported);
+      } else if (quiet) {
+        capacity.footprints.expect({
+          key,
+          before: quiet.before,
+          token: quiet.token,
+          loadedAt,
+          onLearned: (bytes) => {
+            this.parts.logger.info('footprint measured', { model: record.name, bytes });
+            capacity.ledger.update(record.name, bytes);
+          },
+        });
+      }
+    })();
+  }
+
+  /** Maps a failed Triton load to what the caller should hear, naming the user's model. */
+  private loadFailure(record: ModelRecord, err: unknown): AgentError {
+    if (err instanceof TritonError) {
+      const msg = `model '${record.name}' failed to load: ${userText(record, err.tritonMessage.trimEnd())}`;
+      return new AgentError(err.code, msg, { cause: err });
+    }
+    if (err instanceof AgentError) return err;
+    return new AgentError(ErrorCode.Internal, `model '${record.name}' failed to load: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
+
+  private async readModelIO(record: ModelRecord): Promise<ModelIO> {
+    const { triton } = this.parts;
+    const [md, cfg] = await Promise.all([
+      triton.modelMetadata(record.tritonName),
+      triton.modelConfig(record.tritonName),
+    ]).catch((err: unknown) => {
+      throw this.loadFailure(record, err);
+    });
+    const spec = (t: { name: string; datatype: string; shape: number[] }): TensorSpec => {
+      if (!isDatatype(t.datatype)) {
+        throw new AgentError(
+          ErrorCode.TritonProtocol,
+          `Triton reports unknown datatype '${t.datatype}' for '${t.name}' of model '${record.name}'`,
+        );
+      }
+      return { name: t.name, datatype: t.datatype, shape: t.shape };
+    };
+    return {
+      maxBatchSize: Number(cfg.max_batch_size ?? 0),
+      inputs: md.inputs.map(spec),
+      outputs: md.outputs.map(spec),
+    };
+  }
+
+  // --- off the GPU ----------------------------------------------------------------------------------
+
+  /**
+   * The one way off the GPU: drain pins (bounded), unload with dependents, wait for Triton's index, remove
+   * the staged files, release the artifact; then keep the model registered as `evicted`, or forget it.
+   * The state and the ledger change before the first await, so a caller's decision holds. If Triton
+   * cannot be told, the model stays resident and served.
+   */
+  leaveGpu(record: ModelRecord, outcome: 'evicted' | 'forgotten'): Promise<void> {
+    if (record.state !== 'ready' || record.transition) return record.transition ?? Promise.resolve();
+    record.state = 'unloading';
+    this.parts.capacity?.ledger.startFreeing(record.name);
+    const work = this.unload(record, outcome);
+    record.transition = work.then(
+      () => {
+        record.transition = undefined;
+      },
+      () => {
+        record.transition = undefined;
+      },
+    );
+    return work;
+  }
+
+  private async unload(record: ModelRecord, outcome: 'evicted' | 'forgotten'): Promise<void> {
+    const { triton, clock, capacity, logger } = this.parts;
+    const started = clock.now();
+    await this.drain(record);
+    const moved = capacity?.ledger.beginMove();
+    try {
+      await triton.unload(record.tritonName, { unloadDependents: true });
+      await this.waitUnloaded([record.tritonName, ...(record.staged?.memberNames ?? [])], record.name);
+    } catch (err) {
+      record.state = 'ready';
+      capacity?.ledger.stopFreeing(record.name);
+      if (isAgentError(err)) throw err;
+      throw new AgentError(ErrorCode.TritonUnavailable, messageOf(err), { cause: err });
+    } finally {
+      moved?.();
+    }
+    await this.forgetResidency(record);
+    if (outcome === 'forgotten') this.parts.catalogue.remove(record);
+    else record.evictions++;
+    this.parts.events?.unloaded?.({
+      model: record.name,
+      ms: clock.now() - started,
+      evicted: outcome === 'evicted',
+    });
+    logger.info(outcome === 'evicted' ? 'model evicted' : 'model unloaded', {
+      model: record.name,
+      tritonName: record.tritonName,
+      ms: clock.now() - started,
+    });
+  }
+
+  /** The model is no longer on the GPU: release its bytes, staged files and artifact; it is `evicted`. */
+  private async forgetResidency(record: ModelRecord): Promise<void> {
+    const { capacity, stager, clock } = this.parts;
+    capacity?.ledger.release(record.name);
+    capacity?.policy.onEvict(record.name, clock.now());
+    const staged = record.staged;
+    record.staged = undefined;
+    record.artifact?.release();
+    record.artifact = undefined;
+    record.io = undefined;
+    record.state = 'evicted';
+    if (staged) await stager.remove(staged).catch(() => undefined);
+  }
+
+  /** Triton lost the model (it restarted): account for it as evicted, so the next use loads it again. */
+  markLost(record: ModelRecord): void {
+    if (record.state !== 'ready') return;
+    void this.forgetResidency(record);
+  }
+
+  /** Waits (bounded) for the model's requests in flight to finish. */
+  private async drain(record: ModelRecord): Promise<void> {
+    const deadline = this.parts.clock.now() + this.options.unloadDrainTimeoutMs;
+    while (record.pins > 0) {
+      const left = deadline - this.parts.clock.now();
+      if (left <= 0) {
+        this.parts.logger.warn('unloading with requests still in flight', {
+          model: record.name,
+          pins: record.pins,
+        });
+        return;
+      }
+      await waitForChange(this.parts.clock, record.drained.next(), left, this.stopping.signal);
+    }
+  }
+
+  /** Polls RepositoryIndex (quickly at first, then every `unloadPollMs`) until no version of `names` is busy. */
+  private async waitUnloaded(names: string[], model: string): Promise<void> {
+    const { triton, clock, logger } = this.parts;
+    const deadline = clock.now() + this.options.unloadTimeoutMs;
+    let pause = FIRST_UNLOAD_POLL_MS;
+    for (;;) {
+      const index = await triton.repositoryIndex();
+      const busy = index.filter(
+        (e) => names.includes(e.name) && ['READY', 'LOADING', 'UNLOADING'].includes(e.state),
+      );
+      if (busy.length === 0) return;
+      if (clock.now() >= deadline) {
+        logger.error('Triton did not finish unloading in time; continuing', { model, busy });
+        return;
+      }
+      await clock.sleep(pause, this.stopping.signal);
+      pause = Math.min(pause * 2, this.options.unloadPollMs);
+    }
+  }
+}
