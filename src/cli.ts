@@ -15,6 +15,12 @@ export const COMMANDS: Record<string, Command> = {
     summary: 'how much GPU memory does my traffic need? replay an access log through every policy',
     run: async (argv, print) => (await import('./planner')).runPlanCommand(argv, print),
   },
+  validate: {
+    summary:
+      'check model artifacts (.tar.gz or folder) offline with the loader code: exit 0 valid, 1 invalid, 2 usage',
+    run: async (argv, print) =>
+      (await import('./validate')).runValidateCommand(argv, { out: print, err: (l) => console.error(l) }),
+  },
 };
 
 function usage(): string {

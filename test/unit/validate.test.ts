@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { runCli } from '../../src/cli';
 import { runValidateCommand, validateArtifact, type ValidationReport } from '../../src/validate';
 import { buildTar, resnetArtifactEntries, type TarEntry } from '../support/archives';
 import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
@@ -346,6 +347,25 @@ describe('validate', () => {
       const help = await run(['--help']);
       expect(help.code).toBe(0);
       expect(help.out).toMatch(/^usage: triton-sagemaker-mme-agent validate/);
+    });
+
+    test('the package bin dispatches validate', async () => {
+      const good = await archive(resnetArtifactEntries(resnetPtConfig(), 'w'));
+      const bad = await archive(resnetArtifactEntries(resnetPtConfig(), 'w', 'model.plan'));
+      const lines: string[] = [];
+      const errs: string[] = [];
+      const cli = (argv: string[]) =>
+        runCli(
+          argv,
+          (l) => lines.push(l),
+          (l) => errs.push(l),
+        );
+      expect(await cli(['validate', good])).toBe(0);
+      expect(lines.join('\n')).toContain(`${good}: valid`);
+      expect(await cli(['validate', bad])).toBe(1);
+      expect(lines.join('\n')).toContain('error: resnet/1/model.pt: missing');
+      expect(await cli(['--help'])).toBe(0);
+      expect(lines.join('\n')).toMatch(/^\s+validate\s+check model artifacts/m);
     });
 
     test('--json prints the report; limits come from the agent settings', async () => {
