@@ -130,12 +130,7 @@ describe('SageMaker MME control routes', () => {
         400,
         /is not an absolute path, a file:\/\/ URL or an s3:\/\/ URL/,
       ],
-      [
-        'url in /proc',
-        JSON.stringify({ model_name: 'x', url: '/proc/self' }),
-        400,
-        /leads into \/proc/,
-      ],
+      ['url in /proc', JSON.stringify({ model_name: 'x', url: '/proc/self' }), 400, /leads into \/proc/],
       [
         'missing directory',
         JSON.stringify({ model_name: 'x', url: '/nonexistent/model' }),
@@ -360,6 +355,53 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
       const r = await request(stack.url, 'GET', '/v2/health/ready');
       expect(r.status).toBe(404);
       expect(r.json()).toEqual({ error: 'no route for GET /v2/health/ready' });
+    });
+  });
+
+  describe('errors are always JSON (issue 8)', () => {
+    test('regression: a malformed percent-escape in the path is a 400 JSON error, not an HTML stack trace', async () => {
+      for (const [method, p] of [
+        ['GET', '/models/%ZZ'],
+        ['DELETE', '/models/%E0%A4%A'],
+        ['GET', '/models/%ZZ/status'],
+        ['POST', '/models/%ZZ/invoke'],
+      ]) {
+        const r = await request(stack.url, method, p, method === 'POST' ? '{}' : undefined);
+        expect([method, p, r.status]).toEqual([method, p, 400]);
+        expect(r.headers.get('content-type')).toMatch(/^application\/json/);
+        const body = r.body.toString();
+        expect(body).not.toMatch(/<html|<pre|node_modules|at .*\(/i);
+        expect(JSON.parse(body).error).toMatch(/malformed percent-escape/);
+      }
+    });
+
+    test('a malformed percent-escape in an endpoint name is a ValidationError on the Runtime route', async () => {
+      const r = await request(stack.url, 'POST', '/endpoints/%ZZ/invocations', '{}');
+      expect(r.status).toBe(400);
+      expect(r.headers.get('x-amzn-errortype')).toBe('ValidationError');
+      expect(String(r.json().Message)).toMatch(/malformed percent-escape/);
+    });
+
+    test('regression: the 413 of POST /models names its fixed 1 MiB limit, not AGENT_MAX_BODY_BYTES', async () => {
+      const big = JSON.stringify({ model_name: 'x', url: '/x', pad: 'p'.repeat(MiB) });
+      const r = await request(stack.url, 'POST', '/models', big, { 'content-type': 'application/json' });
+      expect(r.status).toBe(413);
+      const error = String(r.json().error);
+      expect(error).toMatch(/limit of 1048576 bytes \(the fixed limit of POST \/models\)/);
+      expect(error).not.toMatch(/AGENT_MAX_BODY_BYTES/);
+    });
+
+    test("every response carries a request id: SageMaker's when it sends one, else a fresh one", async () => {
+      const given = await request(stack.url, 'GET', '/models', undefined, { 'X-Amzn-RequestId': 'req-123' });
+      expect(given.headers.get('x-amzn-requestid')).toBe('req-123');
+      const a = await request(stack.url, 'GET', '/ping');
+      const b = await request(stack.url, 'GET', '/nope');
+      expect(a.headers.get('x-amzn-requestid')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(b.headers.get('x-amzn-requestid')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(a.headers.get('x-amzn-requestid')).not.toBe(b.headers.get('x-amzn-requestid'));
+      // An id that cannot go into a header or a log line as it is is replaced, not echoed.
+      const odd = await request(stack.url, 'GET', '/models', undefined, { 'X-Amzn-RequestId': 'a b' });
+      expect(odd.headers.get('x-amzn-requestid')).toMatch(/^[0-9a-f-]{36}$/);
     });
   });
 });

@@ -290,6 +290,29 @@ describe('SageMaker MME invoke', () => {
     expect(big.json().error).toMatch(/larger than the request body/);
   });
 
+  test('regression: "shape" or a data element nested 10,000 deep is a 400, not a 500 stack overflow', async () => {
+    const deepArray = `${'['.repeat(10000)}1${']'.repeat(10000)}`;
+    const deepObject = `${'{"a":'.repeat(10000)}1${'}'.repeat(10000)}`;
+    for (const [body, message] of [
+      [
+        `{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":${deepArray},"data":[1]}]}`,
+        /shape must be an array/,
+      ],
+      [
+        `{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1],"data":[${deepArray}]}]}`,
+        /nested more than 32 deep/,
+      ],
+      [
+        `{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1],"data":[${deepObject}]}]}`,
+        /element 0 is an object/,
+      ],
+    ] as const) {
+      const r = await invoke('one', body, { 'content-type': 'application/json' });
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(message);
+    }
+  });
+
   test('404 for an unknown model, 415 for an unsupported content type', async () => {
     const nf = await invoke('nope', {
       inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }],
