@@ -218,6 +218,37 @@ describe('ManagedTriton', () => {
     expect(alive(started?.fields?.pid as number)).toBe(false);
   });
 
+  test('stop during the restart backoff returns at once and starts nothing more', async () => {
+    supervisor = server(`setInterval(() => {}, 1000);`, {
+      restartBackoffMs: 600_000,
+      maxRestartBackoffMs: 600_000,
+    });
+    await supervisor.start();
+    process.kill(supervisor.pid as number, 'SIGKILL');
+    await waitForLog('restarting tritonserver');
+    expect(supervisor.state).toBe('restarting');
+    await supervisor.stop();
+    expect(supervisor.state).toBe('stopped');
+    expect(logs.filter((l) => l.message === 'tritonserver started')).toHaveLength(1);
+  });
+
+  test('stop while a restarted server is still starting kills it and reports no failure', async () => {
+    let probes = 0;
+    supervisor = server(`setInterval(() => {}, 1000);`, {
+      // Ready the first time only: the restarted server never answers.
+      probe: async () => ++probes === 1,
+      restartBackoffMs: 1,
+    });
+    await supervisor.start();
+    const first = supervisor.pid as number;
+    process.kill(first, 'SIGKILL');
+    await waitForLog('tritonserver started', 2);
+    const second = logs.filter((l) => l.message === 'tritonserver started')[1].fields?.pid as number;
+    await supervisor.stop();
+    expect(alive(second)).toBe(false);
+    expect(logs.some((l) => l.message === 'tritonserver restart failed')).toBe(false);
+  });
+
   test('crashes restart with a doubling, capped backoff; a stable run resets it; onRestarted runs each time', async () => {
     // Starts 1 to 5 crash 20 ms after they are ready; later ones keep running.
     const counter = path.join(root.dir, 'starts');
