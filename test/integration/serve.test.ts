@@ -1,7 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { identityConfig, tempDir, writeModel } from '../support/model-repo';
+import { freePort, STANDIN_BIN } from '../support/agent-process';
 import { TritonEmulator } from '../support/triton-emulator';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -23,6 +24,59 @@ function printEnv(env: Record<string, string>): {
     vars[line.slice(0, i)] = line.slice(i + 1);
   }
   return { status: r.status, vars, stderr: r.stderr };
+}
+
+/** Polls /ping until it answers 200 (the process needs a moment to compile and bind); never a fixed sleep. */
+async function awaitPing(base: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${output()}`);
+    if (Date.now() > deadline) throw new Error(`no /ping answer: ${output()}`);
+    const status = await fetch(`${base}/ping`).then(
+      (r) => r.status,
+      () => 0,
+    );
+    if (status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Loads a one-input identity model laid out as SageMaker extracts it, and invokes it. */
+async function loadAndInvoke(base: string, modelsRoot: string): Promise<void> {
+  const model = await writeModel(path.join(modelsRoot, 'abc123', 'model'), 'm', {
+    config: identityConfig('m', [{ type: 'TYPE_INT32', dims: [1] }]),
+    versions: { '1': { 'model.py': 10 } },
+  });
+  const load = await fetch(`${base}/models`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model_name: 'abc123', url: path.dirname(model) }),
+  });
+  expect(load.status).toBe(200);
+  const invoke = await fetch(`${base}/models/abc123/invoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [41] }] }),
+  });
+  expect(invoke.status).toBe(200);
+  expect(((await invoke.json()) as { outputs: { data: number[] }[] }).outputs[0].data).toEqual([41]);
+}
+
+function spawnServe(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  let output = '';
+  const child = spawn(SERVE, ['serve'], {
+    env: {
+      HOME: os.tmpdir(),
+      NODE_OPTIONS: '--import tsx',
+      AGENT_ENTRY: path.join(ROOT, 'src', 'main.ts'),
+      ...env,
+    },
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+  return { child, output: () => output };
 }
 
 const portsOf = (vars: Record<string, string>) => ({
@@ -119,69 +173,88 @@ describe('scripts/serve (the image entry point)', () => {
     });
 
     test('/ping answers, a model loads and answers, SIGTERM stops it cleanly', async () => {
-      const freePort = await new Promise<number>((resolve) => {
-        const s = net.createServer().listen(0, '127.0.0.1', () => {
-          const { port } = s.address() as net.AddressInfo;
-          s.close(() => resolve(port));
-        });
-      });
+      const agentPort = await freePort();
       const grpc = Number(emulator.grpcAddress.split(':')[1]);
       const metrics = Number(new URL(emulator.metricsUrl).port);
-      const model = await writeModel(path.join(work.dir, 'opt', 'ml', 'models', 'abc123', 'model'), 'm', {
-        config: identityConfig('m', [{ type: 'TYPE_INT32', dims: [1] }]),
-        versions: { '1': { 'model.py': 10 } },
+      const started = spawnServe({
+        PATH: process.env.PATH ?? '',
+        TRITON_MANAGED: 'false',
+        SAGEMAKER_BIND_TO_PORT: String(agentPort),
+        SAGEMAKER_SAFE_PORT_RANGE: `${Math.min(grpc, metrics)}-${Math.max(grpc, metrics)}`,
+        TRITON_GRPC_PORT: String(grpc),
+        TRITON_METRICS_PORT: String(metrics),
+        TRITON_MODEL_REPOSITORY: path.join(work.dir, 'repository'),
       });
-      let output = '';
-      child = spawn(SERVE, ['serve'], {
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: work.dir,
-          NODE_OPTIONS: '--import tsx',
-          AGENT_ENTRY: path.join(ROOT, 'src', 'main.ts'),
-          TRITON_MANAGED: 'false',
-          SAGEMAKER_BIND_TO_PORT: String(freePort),
-          SAGEMAKER_SAFE_PORT_RANGE: `${Math.min(grpc, metrics)}-${Math.max(grpc, metrics)}`,
-          TRITON_GRPC_PORT: String(grpc),
-          TRITON_METRICS_PORT: String(metrics),
-          TRITON_MODEL_REPOSITORY: path.join(work.dir, 'repository'),
-        },
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+      child = started.child;
       const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
-      const base = `http://127.0.0.1:${freePort}`;
-
-      // Await readiness: poll /ping until it answers (the process needs a moment to compile and bind).
-      const deadline = Date.now() + 20_000;
-      let ping = 0;
-      while (ping !== 200) {
-        if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${output}`);
-        if (Date.now() > deadline) throw new Error(`no /ping answer: ${output}`);
-        ping = await fetch(`${base}/ping`).then(
-          (r) => r.status,
-          () => 0,
-        );
-        if (ping !== 200) await new Promise((r) => setTimeout(r, 100));
-      }
-      const load = await fetch(`${base}/models`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model_name: 'abc123', url: path.dirname(model) }),
-      });
-      expect(load.status).toBe(200);
-      const invoke = await fetch(`${base}/models/abc123/invoke`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [41] }] }),
-      });
-      expect(invoke.status).toBe(200);
-      expect(((await invoke.json()) as { outputs: { data: number[] }[] }).outputs[0].data).toEqual([41]);
+      const base = `http://127.0.0.1:${agentPort}`;
+      await awaitPing(base, child, started.output);
+      await loadAndInvoke(base, path.join(work.dir, 'opt', 'ml', 'models'));
       // The serve script exec'd node: the signal reaches the agent, which drains and exits 0.
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
-      expect(output).not.toMatch(/NodeVersionSupportWarning/);
+      expect(started.output()).not.toMatch(/NodeVersionSupportWarning/);
     });
+  });
+});
+
+describe('scripts/serve in managed mode (the default), with the tritonserver stand-in on PATH', () => {
+  let work: { dir: string; cleanup: () => Promise<void> };
+  let child: ChildProcess | undefined;
+  beforeEach(async () => {
+    work = await tempDir('serve-managed-');
+  });
+  afterEach(async () => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    await work.cleanup();
+  });
+
+  test("the agent starts tritonserver on the ports serve chose, inside SageMaker's safe range", async () => {
+    const [agentPort, grpc, metrics] = [await freePort(), await freePort(), await freePort()];
+    const lo = Math.min(grpc, metrics);
+    const hi = Math.max(grpc, metrics);
+    const repository = path.join(work.dir, 'repository');
+    const started = spawnServe({
+      PATH: `${STANDIN_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
+      SAGEMAKER_BIND_TO_PORT: String(agentPort),
+      SAGEMAKER_SAFE_PORT_RANGE: `${lo}-${hi}`,
+      TRITON_GRPC_PORT: String(grpc),
+      TRITON_METRICS_PORT: String(metrics),
+      TRITON_MODEL_REPOSITORY: repository,
+      LOG_LEVEL: 'info',
+    });
+    child = started.child;
+    const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+    const base = `http://127.0.0.1:${agentPort}`;
+    await awaitPing(base, child, started.output);
+    await loadAndInvoke(base, path.join(work.dir, 'opt', 'ml', 'models'));
+
+    const logs = started
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { message: string; args?: string[] });
+    const args = logs.find((l) => l.message === 'tritonserver started')?.args ?? [];
+    expect(args).toEqual(
+      expect.arrayContaining([
+        `--model-repository=${repository}`,
+        '--model-control-mode=explicit',
+        '--allow-http=false',
+        `--grpc-port=${grpc}`,
+        `--metrics-port=${metrics}`,
+      ]),
+    );
+    for (const a of args.filter((x) => /^--(grpc|metrics)-port=/.test(x))) {
+      const port = Number(a.split('=')[1]);
+      expect(port >= lo && port <= hi && port !== agentPort).toBe(true);
+    }
+    // SIGTERM drains the agent, which stops its tritonserver; serve exec'd node, so the exit is the agent's.
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const metricsAnswer = await fetch(`http://127.0.0.1:${metrics}/metrics`).then(
+      () => 'answered',
+      () => 'gone',
+    );
+    expect(metricsAnswer).toBe('gone');
   });
 });
