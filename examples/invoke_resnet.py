@@ -136,7 +136,13 @@ def main(argv=None):
 
     import boto3
 
-    client = boto3.client("sagemaker-runtime", region_name=args.region, endpoint_url=args.endpoint_url)
+    session = boto3.session.Session(region_name=args.region)
+    if args.endpoint_url and session.get_credentials() is None:
+        # A local agent does not check signatures, but boto3 signs every request: any key will do.
+        session = boto3.session.Session(
+            region_name=args.region, aws_access_key_id="local", aws_secret_access_key="local"
+        )
+    client = session.client("sagemaker-runtime", endpoint_url=args.endpoint_url)
     with open(args.labels) as f:
         labels = [line.strip() for line in f]
     formats = ["json", "binary"] if args.format == "both" else [args.format]
