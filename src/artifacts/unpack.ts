@@ -279,10 +279,15 @@ export async function unpackTar(source: Readable, root: string, limits: UnpackLi
     feeding.catch((err: unknown) => reject(inputError(asArchiveError(err), current, last)));
   });
   inputFailed.catch(() => undefined);
-  const bounded = <T>(work: Promise<T>): Promise<T> =>
-    Promise.race([work, inputFailed]).catch((err: unknown) => {
+  // The entry work a failure interrupted: awaited (briefly) before returning, so no write of this call
+  // lands in `root` after the caller has removed it.
+  let working: Promise<unknown> = Promise.resolve();
+  const bounded = <T>(work: Promise<T>): Promise<T> => {
+    working = work;
+    return Promise.race([work, inputFailed]).catch((err: unknown) => {
       throw out.refusal ?? err;
     });
+  };
 
   try {
     const entries = extract[Symbol.asyncIterator]();
@@ -332,9 +337,26 @@ export async function unpackTar(source: Readable, root: string, limits: UnpackLi
   } catch (err) {
     extract.destroy();
     source.destroy();
+    await settledWithin(working, INTERRUPTED_WORK_WAIT_MS);
     throw asArchiveError(err);
   }
   return { entries: out.entries, bytes: out.bytes };
+}
+
+/** How long a failed unpack waits for its interrupted file operation (it ends once its stream is destroyed). */
+const INTERRUPTED_WORK_WAIT_MS = 1000;
+
+/** Waits for `p` to settle, at most `ms`. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((r) => (timer = setTimeout(r, ms))),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Says where a broken or truncated input stopped: while an entry was read, or after the last whole one. */

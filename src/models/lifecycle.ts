@@ -40,7 +40,7 @@ export interface LifecycleOptions {
 export interface LifecycleParts {
   triton: TritonControl;
   stager: Stager;
-  fetcher: ArtifactFetcher;
+  fetcher: Pick<ArtifactFetcher, 'fetch'>;
   catalogue: Catalogue;
   /** Absent when eviction is off: loads go straight to Triton. */
   capacity:

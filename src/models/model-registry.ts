@@ -49,7 +49,7 @@ export interface CapacitySettings {
 export interface RegistryParts {
   triton: TritonControl;
   stager: Stager;
-  fetcher: ArtifactFetcher;
+  fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe'>;
   capacity: CapacitySettings | undefined;
   logger: Logger;
   clock?: Clock;
@@ -101,7 +101,7 @@ export class ModelRegistry {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly triton: TritonControl;
-  private readonly fetcher: ArtifactFetcher;
+  private readonly fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe'>;
   readonly ledger: GpuLedger | undefined;
   readonly footprints: Footprints | undefined;
   readonly policy: EvictionPolicy | undefined;
@@ -383,12 +383,16 @@ export class ModelRegistry {
       record.invocations++;
       return res;
     } catch (err) {
-      if (err instanceof TritonError && err.kind === 'NotFound' && record.state === 'ready') {
-        this.logger.warn('model missing from Triton; reloading', {
-          model: record.name,
-          tritonName: record.tritonName,
-        });
-        this.lifecycle.markLost(record);
+      // Triton no longer has the model (it restarted): reload it, unless it is on its way out.
+      const lost = err instanceof TritonError && err.kind === 'NotFound' && record.registered;
+      if (lost && record.state !== 'unloading') {
+        if (record.state === 'ready') {
+          this.logger.warn('model missing from Triton; reloading', {
+            model: record.name,
+            tritonName: record.tritonName,
+          });
+          this.lifecycle.markLost(record);
+        }
         await this.lifecycle.ensureResident(record);
         const res = await call().catch((e: unknown) => {
           throw this.asUserError(record, e);

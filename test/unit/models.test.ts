@@ -1,0 +1,445 @@
+/**
+ * The registry's parts on their own, against a hand-written fake Triton and a manual clock: no sockets,
+ * no sleeps, milliseconds per test.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import {
+  tritonNameFor,
+  type ArtifactFetcher,
+  type LocalArtifact,
+  type StagedModel,
+  type Stager,
+} from '../../src/artifacts';
+import { AgentError, ErrorCode } from '../../src/errors';
+import {
+  Admission,
+  FailureMemory,
+  Footprints,
+  GpuLedger,
+  LruPolicy,
+  ModelRegistry,
+  type ModelRecord,
+  type RegistryOptions,
+} from '../../src/models';
+import { silentLogger } from '../../src/observability';
+import { FakeTriton } from '../support/fake-triton';
+import { ManualClock, settle } from '../support/manual-clock';
+import { tempDir } from '../support/model-repo';
+
+const options: RegistryOptions = {
+  modelDataUrl: undefined,
+  coldLoadWaitMs: 1000,
+  failureTtlMs: 30_000,
+  loadTimeoutMs: 1000,
+  invokeTimeoutMs: 1000,
+  unloadTimeoutMs: 1000,
+  unloadDrainTimeoutMs: 500,
+  unloadPollMs: 10,
+  oomRetries: 2,
+  idleUnloadMs: 0,
+};
+
+let work: { dir: string; cleanup: () => Promise<void> };
+let artifactDir: string;
+
+beforeAll(async () => {
+  work = await tempDir('models-unit-');
+  artifactDir = path.join(work.dir, 'artifact');
+  await fs.mkdir(path.join(artifactDir, 'm', '1'), { recursive: true });
+  await fs.writeFile(path.join(artifactDir, 'm', 'config.pbtxt'), 'backend: "python"\n');
+});
+afterAll(async () => {
+  await work.cleanup();
+});
+
+/** Artifacts whose size (the estimate's basis) is in the url: `mem://<name>/<bytes>`. */
+class FakeFetcher {
+  fetches = 0;
+  held = 0;
+  async fetch(url: string): Promise<LocalArtifact> {
+    this.fetches++;
+    this.held++;
+    let released = false;
+    return {
+      dir: artifactDir,
+      info: { url, kind: 'directory', size: 0, version: 'v1' },
+      entry: undefined,
+      bytes: Number(url.split('/').pop()),
+      fetchMs: 0,
+      release: () => {
+        if (!released) this.held--;
+        released = true;
+      },
+    };
+  }
+  async describe(url: string) {
+    return { url, kind: 'directory' as const, size: 0, version: 'v1' };
+  }
+}
+
+class FakeStager implements Stager {
+  readonly staged = new Set<string>();
+  async stage(_layout: unknown, tritonName: string): Promise<StagedModel> {
+    this.staged.add(tritonName);
+    return { tritonName, memberNames: [], dirs: [tritonName] };
+  }
+  async remove(staged: StagedModel): Promise<void> {
+    this.staged.delete(staged.tritonName);
+  }
+}
+
+function build(opts: { total?: number; registry?: Partial<RegistryOptions>; maxResident?: number } = {}) {
+  const clock = new ManualClock();
+  const triton = new FakeTriton(opts.total ?? 100);
+  const fetcher = new FakeFetcher();
+  const stager = new FakeStager();
+  const registry = new ModelRegistry(
+    {
+      triton,
+      stager,
+      fetcher: fetcher as unknown as ArtifactFetcher,
+      capacity: {
+        probe: {
+          read: async () => [{ uuid: 'GPU-0', usedBytes: triton.usedBytes(), totalBytes: triton.totalBytes }],
+        },
+        policy: new LruPolicy({ churnGuard: 0 }),
+        headroomBytes: 0,
+        maxResident: opts.maxResident ?? 0,
+        footprintFactor: 1,
+        metricsIntervalMs: 1000,
+        releaseWaitMs: 5000,
+        footprintsFile: path.join(work.dir, `footprints-${Math.random()}.json`),
+      },
+      logger: silentLogger(),
+      clock,
+    },
+    { ...options, ...opts.registry },
+  );
+  return { clock, triton, fetcher, stager, registry };
+}
+
+type Built = ReturnType<typeof build>;
+
+async function open(b: Built) {
+  const opened = b.registry.open();
+  await settle();
+  await opened;
+}
+
+const url = (name: string, bytes: number) => `mem://${name}/${bytes}`;
+
+/** Waits (real time, briefly) until a model's load reaches `state`: its fetch and staging touch the disk. */
+async function until(b: Built, name: string, state: string): Promise<void> {
+  for (let i = 0; i < 200 && b.registry.status(name)?.state !== state; i++)
+    await new Promise((r) => setTimeout(r, 5));
+  expect(b.registry.status(name)?.state).toBe(state);
+}
+const tname = (b: Built, name: string) => b.registry.get(name)?.tritonName ?? '';
+
+describe('lifecycle: the one load path', () => {
+  test('concurrent requests for a cold model share one fetch and one Triton load', async () => {
+    const b = build();
+    await open(b);
+    await b.registry.load('a', url('a', 10));
+    b.registry.list(); // listed
+    const rec = b.registry.get('a') as ModelRecord;
+    // Triton loses it (restart): the next requests reload it once, through the same path.
+    b.triton.restart();
+    const leases = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const l = await b.registry.acquire('a');
+        const out = await b.registry.infer(l, { inputs: [] });
+        l.release();
+        return out;
+      }),
+    );
+    expect(leases).toHaveLength(5);
+    expect(b.triton.count(`load:${rec.tritonName}`)).toBe(2);
+    expect(b.fetcher.fetches).toBe(2);
+    expect(rec.loads).toBe(2);
+  });
+
+  test('a failed first load undoes everything: staged files, artifact hold, reservation, the name', async () => {
+    const b = build();
+    await open(b);
+    const t = 'bad';
+    b.triton.failNextLoad(
+      tritonNameFor(t),
+      `load failed for model '${tritonNameFor(t)}': Invalid argument: unable to find 'model.py'`,
+    );
+    const err = (await b.registry.load(t, url(t, 10)).catch((e: unknown) => e)) as AgentError;
+    expect(err.code).toBe(ErrorCode.InvalidModel);
+    // The error names the user's model, not the Triton name.
+    expect(err.message).toBe(
+      "model 'bad' failed to load: load failed for model 'bad': Invalid argument: unable to find 'model.py'",
+    );
+    expect(b.registry.get(t)).toBeUndefined();
+    expect(b.stager.staged.size).toBe(0);
+    expect(b.fetcher.held).toBe(0);
+    expect(b.registry.ledger?.free()).toBe(100);
+    await expect(b.registry.load(t, url(t, 10))).resolves.toBeDefined();
+  });
+
+  test('Triton out of memory despite the estimate: evict more, retry, learn a lower bound', async () => {
+    const b = build();
+    await open(b);
+    for (const m of ['a', 'b', 'c']) {
+      b.triton.sizes.set(tritonNameFor(m), 30);
+      await b.registry.load(m, url(m, 30));
+    }
+    // Declares 5 bytes (estimate 5) but takes 40 in Triton.
+    b.triton.sizes.set(tritonNameFor('liar'), 40);
+    await b.registry.load('liar', url('liar', 5));
+    expect(b.triton.loaded()).toContain(tname(b, 'liar'));
+    expect(b.triton.usedBytes()).toBeLessThanOrEqual(100);
+    expect(b.triton.count(`load:${tname(b, 'liar')}`)).toBe(2);
+    // The failure taught a lower bound: more than the 5 it had plus the 10 that were free.
+    expect(b.registry.status('liar')?.footprintBytes).toBe(16);
+    expect(b.registry.status('liar')?.footprintMeasured).toBe(false);
+  });
+
+  test('a footprint the backend reports (memory_usage) is learned after the answer and corrects the ledger', async () => {
+    const b = build();
+    await open(b);
+    b.triton.reportMemoryUsage = true;
+    b.triton.sizes.set(tritonNameFor('m'), 40);
+    await b.registry.load('m', url('m', 5));
+    await settle();
+    expect(b.registry.status('m')).toMatchObject({ footprintBytes: 40, footprintMeasured: true });
+    expect(b.registry.ledger?.bytes('resident')).toBe(40);
+  });
+
+  test('an unload waits for requests in flight, but only until the drain timeout', async () => {
+    const b = build();
+    await open(b);
+    await b.registry.load('a', url('a', 10));
+    const lease = await b.registry.acquire('a');
+    const unloading = b.registry.unload('a');
+    await settle();
+    expect(b.triton.count(`unload:${tname(b, 'a')}`)).toBe(0);
+    await b.clock.advance(499);
+    expect(b.triton.calls.filter((c) => c.startsWith('unload:'))).toHaveLength(0);
+    await b.clock.advance(1);
+    await unloading;
+    expect(b.registry.get('a')).toBeUndefined();
+    lease.release();
+  });
+
+  test('an unload starts as soon as the last request ends', async () => {
+    const b = build();
+    await open(b);
+    await b.registry.load('a', url('a', 10));
+    const lease = await b.registry.acquire('a');
+    const unloading = b.registry.unload('a');
+    await settle();
+    lease.release();
+    await unloading;
+    expect(b.triton.loaded()).toEqual([]);
+  });
+});
+
+describe('admission: accounting first', () => {
+  test('a swap evicts the least recently used model and never waits for a metrics sample', async () => {
+    const b = build();
+    await open(b);
+    for (const m of ['a', 'b', 'c']) await b.registry.load(m, url(m, 30));
+    const lease = await b.registry.acquire('a');
+    lease.release();
+    // No clock movement at all: the decision uses the ledger, not a fresh sample.
+    await b.registry.load('d', url('d', 30));
+    expect(b.triton.loaded()).toEqual([tname(b, 'a'), tname(b, 'c'), tname(b, 'd')].sort());
+    expect(b.registry.get('b')?.state).toBe('evicted');
+  });
+
+  test('a load that fits alone waits for an unload in flight instead of answering 507', async () => {
+    const b = build();
+    await open(b);
+    for (const m of ['a', 'b', 'c']) await b.registry.load(m, url(m, 30));
+    const release = b.triton.holdUnloads();
+    const loading = b.registry.load('d', url('d', 30));
+    await until(b, 'd', 'waiting-for-capacity');
+    release();
+    await b.clock.advance(10); // the unload poll backs off from 2 ms
+    await loading;
+    expect(b.triton.loaded()).toContain(tname(b, 'd'));
+  });
+
+  test('concurrent loads that together do not fit: both end resident one after the other, never over', async () => {
+    const b = build();
+    await open(b);
+    await b.registry.load('a', url('a', 30));
+    const [x, y] = await Promise.allSettled([
+      b.registry.load('x', url('x', 60)),
+      b.registry.load('y', url('y', 60)),
+    ]);
+    expect([x.status, y.status]).toEqual(['fulfilled', 'fulfilled']);
+    expect(b.triton.usedBytes()).toBeLessThanOrEqual(100);
+    expect(b.triton.loaded()).toHaveLength(1);
+  });
+
+  test('pinned models are waited for, and 507 comes only at the deadline, saying why', async () => {
+    const b = build({ registry: { coldLoadWaitMs: 200 } });
+    await open(b);
+    const leases = [];
+    for (const m of ['a', 'b', 'c']) {
+      await b.registry.load(m, url(m, 30));
+      leases.push(await b.registry.acquire(m));
+    }
+    const loading = b.registry.load('d', url('d', 30)).catch((e: unknown) => e);
+    await until(b, 'd', 'waiting-for-capacity');
+    await b.clock.advance(200);
+    const err = (await loading) as AgentError;
+    expect(err.code).toBe(ErrorCode.InsufficientCapacity);
+    expect(err.message).toMatch(/by the cold-load deadline: it needs 30 B|it needs 0 MiB/);
+    expect(err.message).toMatch(/3 resident model\(s\) holding 0 MiB are pinned/);
+    for (const l of leases) l.release();
+  });
+
+  test('a model larger than the GPU is refused at once and evicts nobody', async () => {
+    const b = build();
+    await open(b);
+    await b.registry.load('a', url('a', 30));
+    await expect(b.registry.load('huge', url('huge', 150))).rejects.toMatchObject({
+      code: ErrorCode.InsufficientCapacity,
+    });
+    expect(b.triton.loaded()).toEqual([tname(b, 'a')]);
+  });
+
+  test('the resident-count limit evicts even when memory would fit', async () => {
+    const b = build({ maxResident: 2 });
+    await open(b);
+    for (const m of ['a', 'b', 'c']) await b.registry.load(m, url(m, 10));
+    expect(b.triton.loaded()).toEqual([tname(b, 'b'), tname(b, 'c')].sort());
+  });
+
+  test('Triton restart: resident models come back, most recently used first', async () => {
+    const b = build();
+    await open(b);
+    for (const m of ['a', 'b', 'c']) await b.registry.load(m, url(m, 10));
+    for (const m of ['c', 'a', 'b']) (await b.registry.acquire(m)).release();
+    b.triton.restart();
+    b.triton.calls.length = 0;
+    await b.registry.restoreAfterTritonRestart();
+    expect(b.triton.calls.filter((c) => c.startsWith('load:'))).toEqual(
+      ['b', 'a', 'c'].map((m) => `load:${tname(b, m)}`),
+    );
+  });
+});
+
+describe('the GPU ledger', () => {
+  const ledger = () =>
+    new GpuLedger({ headroomBytes: 10, metricsIntervalMs: 100, releaseWaitMs: 1000 }, () => now);
+  let now = 0;
+
+  test('charges follow a model from reserved to resident to freeing to gone', () => {
+    const l = ledger();
+    l.observe({ at: 0, devices: [{ uuid: 'a', usedBytes: 0, totalBytes: 100 }] });
+    expect(l.free()).toBe(90);
+    l.reserve('m', 30);
+    expect(l.free()).toBe(60);
+    l.settle('m');
+    l.startFreeing('m');
+    expect([l.bytes('resident'), l.bytes('freeing'), l.free()]).toEqual([0, 30, 60]);
+    l.release('m');
+    expect(l.free()).toBe(90);
+  });
+
+  test('used memory no charge explains is subtracted; recently released memory is waited for', () => {
+    now = 0;
+    const l = ledger();
+    l.reserve('m', 30);
+    l.settle('m');
+    l.observe({ at: 0, devices: [{ uuid: 'a', usedBytes: 50, totalBytes: 100 }] });
+    expect(l.unaccounted()).toBe(20);
+    expect(l.free()).toBe(40);
+    now = 500;
+    l.release('m');
+    // Just after the release a sample may still show it: it is explained, not unaccounted.
+    l.observe({ at: 550, devices: [{ uuid: 'a', usedBytes: 50, totalBytes: 100 }] });
+    expect(l.unaccounted()).toBe(20);
+    now = 700;
+    l.observe({ at: 700, devices: [{ uuid: 'a', usedBytes: 50, totalBytes: 100 }] });
+    expect(l.unaccounted()).toBe(50);
+    expect(l.lagging()).toBe(30);
+  });
+
+  test('every model is charged on every device: free is the smallest over devices', () => {
+    const l = ledger();
+    l.observe({
+      at: 0,
+      devices: [
+        { uuid: 'a', usedBytes: 0, totalBytes: 100 },
+        { uuid: 'b', usedBytes: 40, totalBytes: 100 },
+      ],
+    });
+    expect(l.free()).toBe(50);
+  });
+});
+
+describe('admission decisions alone', () => {
+  test('decisions are synchronous: two admissions never count the same free bytes', async () => {
+    const clock = new ManualClock();
+    const l = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 100, releaseWaitMs: 0 }, () =>
+      clock.now(),
+    );
+    l.observe({ at: 0, devices: [{ uuid: 'a', usedBytes: 0, totalBytes: 100 }] });
+    const admission = new Admission(
+      l,
+      new LruPolicy({ churnGuard: 0 }),
+      { evictable: () => false, evict: () => undefined, pinned: () => ({ count: 0, bytes: 0 }) },
+      clock,
+      silentLogger(),
+      { maxResident: 0 },
+    );
+    const rec = (name: string) => ({ name }) as ModelRecord;
+    const ctl = new AbortController();
+    await admission.admit(rec('x'), 60, clock.now() + 1000, ctl.signal);
+    const second = admission.admit(rec('y'), 60, clock.now() + 1000, ctl.signal).catch((e: unknown) => e);
+    // Nothing evictable, nothing pinned, but a reservation in flight: it waits for that load to settle.
+    await settle();
+    l.cancel('x');
+    await second;
+    expect(l.bytes('reserved')).toBe(60);
+  });
+});
+
+describe('footprints', () => {
+  test('a load is measured from a later sample only when nothing else moved', async () => {
+    const file = path.join(work.dir, 'fp.json');
+    const fp = new Footprints({ factor: 2, file, metricsIntervalMs: 100 });
+    expect(fp.estimate('k', undefined, 10)).toBe(20);
+    const before = { at: 0, devices: [{ uuid: 'a', usedBytes: 5, totalBytes: 100 }] };
+    let learned = 0;
+    fp.expect({ key: 'k', before, token: 0, loadedAt: 50, onLearned: (b) => (learned = b) });
+    fp.observe({ at: 120, devices: [{ uuid: 'a', usedBytes: 40, totalBytes: 100 }] }, () => true);
+    expect(learned).toBe(0); // not a full interval after the load
+    fp.observe({ at: 160, devices: [{ uuid: 'a', usedBytes: 40, totalBytes: 100 }] }, () => true);
+    expect(learned).toBe(35);
+    expect(fp.estimate('k', undefined, 10)).toBe(35);
+    fp.expect({ key: 'j', before, token: 0, loadedAt: 50, onLearned: () => (learned = -1) });
+    fp.observe({ at: 500, devices: [{ uuid: 'a', usedBytes: 90, totalBytes: 100 }] }, () => false);
+    expect(learned).toBe(35);
+    await fp.flushed();
+    expect(JSON.parse(await fs.readFile(file, 'utf8'))).toEqual({ k: 35 });
+  });
+
+  test('an out-of-memory failure teaches a lower bound above the estimate', () => {
+    const fp = new Footprints({ factor: 1, file: path.join(work.dir, 'fp2.json'), metricsIntervalMs: 100 });
+    fp.needsMoreThan('k', 50);
+    expect(fp.estimate('k', 10, 10)).toBe(51);
+  });
+});
+
+describe('failure memory', () => {
+  test('remembers for its TTL on the injected clock', async () => {
+    const clock = new ManualClock();
+    const mem = new FailureMemory(1000, clock);
+    mem.remember('m', new AgentError(ErrorCode.InvalidModel, 'broken'), 'v1');
+    expect(mem.recall('m')?.version).toBe('v1');
+    await clock.advance(999);
+    expect(mem.recall('m')).toBeDefined();
+    await clock.advance(1);
+    expect(mem.recall('m')).toBeUndefined();
+  });
+});
