@@ -1,6 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { inspectArtifact, unpackTar } from '../../src/artifacts';
 import { runCli } from '../../src/cli';
+import { AgentError } from '../../src/errors';
 import { runValidateCommand, validateArtifact, type ValidationReport } from '../../src/validate';
 import { buildTar, resnetArtifactEntries, type TarEntry } from '../support/archives';
 import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
@@ -50,6 +54,19 @@ describe('validate', () => {
     // Whatever the verdict, the inspection leaves nothing behind.
     expect(await fs.readdir(tmp)).toEqual([]);
     return r;
+  }
+
+  /** What the agent's loader (unpack, then layout inspection) answers for an archive, root shown as '.'. */
+  async function loaderSays(entries: TarEntry[]): Promise<string> {
+    const root = path.join(work.dir, 'loader', String(Math.random()).slice(2));
+    const err = await unpackTar(Readable.from([await buildTar(entries)]), root, limits)
+      .then(() => inspectArtifact(root))
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    if (!(err instanceof AgentError)) throw new Error(`the loader accepted it: ${String(err)}`);
+    return err.message.split(root).join('.');
   }
 
   const errors = (r: ValidationReport) => r.findings.filter((f) => f.severity === 'error');
@@ -145,8 +162,78 @@ describe('validate', () => {
       const r = await check(entries);
       expect(r.valid).toBe(false);
       expect(errors(r)).toEqual([{ severity: 'error', where, message: expect.stringMatching(message) }]);
+      // Word for word what the agent's loader says of the same archive.
+      expect(errors(r)[0].message).toBe(await loaderSays(entries));
     },
   );
+
+  // The hardening cases of test/integration/hostile-input.test.ts, through the validator.
+  const chain: TarEntry[] = [
+    { name: 'up', type: 'symlink', linkname: '.' },
+    { name: 'x', type: 'symlink', linkname: 'up/up/up/up/up/../../../../target' },
+  ];
+
+  test.each([
+    [
+      'write-through',
+      [...resnetArtifactEntries(resnetPtConfig()), ...chain, { name: 'x/evil', content: 'evil' }],
+    ],
+    [
+      'overwrite',
+      [...resnetArtifactEntries(resnetPtConfig()), ...chain, { name: 'x/existing', content: 'changed' }],
+    ],
+    [
+      'hard link',
+      [
+        ...resnetArtifactEntries(resnetPtConfig()),
+        ...chain,
+        { name: 'h', type: 'link', linkname: 'x/existing' },
+      ],
+    ],
+    [
+      'config.pbtxt linked through a chain',
+      [
+        { name: 'resnet/', type: 'directory' },
+        ...chain,
+        { name: 'resnet/config.pbtxt', type: 'symlink', linkname: '../x/passwd' },
+        { name: 'resnet/1/model.pt', content: 'w' },
+      ],
+    ],
+  ] as [string, TarEntry[]][])(
+    'links made by earlier entries cannot carry a later one outside: %s',
+    async (_l, entries) => {
+      const target = path.join(work.dir, 'target');
+      await fs.mkdir(target, { recursive: true });
+      await fs.writeFile(path.join(target, 'existing'), 'original');
+      await fs.writeFile(path.join(target, 'passwd'), 'SECRET-MARKER');
+      const r = await check(entries);
+      expect(r.valid).toBe(false);
+      expect(JSON.stringify(r)).not.toContain('SECRET-MARKER');
+      expect(errors(r)[0].message).toBe(await loaderSays(entries));
+      expect((await fs.readdir(target)).sort()).toEqual(['existing', 'passwd']);
+      expect(await fs.readFile(path.join(target, 'existing'), 'utf8')).toBe('original');
+    },
+  );
+
+  test('a FIFO as config.pbtxt is refused without blocking', async () => {
+    const dir = path.join(work.dir, 'fifo', 'model');
+    await fs.mkdir(path.join(dir, 'resnet', '1'), { recursive: true });
+    execFileSync('mkfifo', [path.join(dir, 'resnet', 'config.pbtxt')]);
+    const r = await validateArtifact(dir, { limits, tmpDir: tmp });
+    expect(r.valid).toBe(false);
+    expect(errors(r)[0].message).toMatch(/config\.pbtxt is not a regular file/);
+  });
+
+  test('a config.pbtxt nested 100,000 deep is an error, not a stack overflow', async () => {
+    const depth = 100_000;
+    const config = `name: "resnet"\nplatform: "pytorch_libtorch"\nparameters ${'{ key: "k" value '.repeat(depth)}${'}'.repeat(depth)}`;
+    const r = await check(resnetArtifactEntries(config, 'w'), { maxEntries: 100, maxBytes: 16 << 20 });
+    expect(r.valid).toBe(false);
+    expect(errors(r)[0]).toMatchObject({
+      where: expect.stringMatching(/^resnet\/config\.pbtxt:3:\d+$/),
+      message: expect.stringMatching(/nested more than 100 deep/),
+    });
+  });
 
   test('corrupt and truncated archives', async () => {
     const good = await buildTar(resnetArtifactEntries(resnetPtConfig(), Buffer.alloc(50_000, 1)));
