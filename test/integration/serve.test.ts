@@ -149,7 +149,12 @@ describe('scripts/serve (the image entry point)', () => {
       TRITON_MANAGED: 'false',
       TRITON_GRPC_URL: 'triton:9001',
       TRITON_MODEL_REPOSITORY: '/models',
+      // A Triton started elsewhere: the agent's own default for its (unknown) metrics interval.
+      AGENT_METRICS_INTERVAL_MS: '',
     });
+    expect(printEnv({ TRITON_METRICS_INTERVAL_MS: '1000' }).vars.AGENT_METRICS_INTERVAL_MS).toBe('1500');
+    expect(printEnv({ AGENT_METRICS_INTERVAL_MS: '900' }).vars.AGENT_METRICS_INTERVAL_MS).toBe('900');
+    expect(printEnv({ TRITON_METRICS_INTERVAL_MS: 'soon' }).status).toBe(2);
   });
 
   test('an unknown argument is a usage error', () => {
