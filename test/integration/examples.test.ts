@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { validateArtifact } from '../../src/validate';
 import { startStack, type Stack } from '../support/agent-harness';
 import { tempDir } from '../support/model-repo';
+import { S3Harness } from '../support/s3-harness';
 import { classifierScores } from '../support/triton-emulator';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -43,14 +43,16 @@ function pythonAsync(args: string[], env: Record<string, string>): Promise<strin
   });
 }
 
-describe('the launch post end to end: pack.sh, validate, invoke_resnet.py through the agent', () => {
+describe('the launch post end to end: pack.sh, validate, upload.py, invoke_resnet.py through the agent', () => {
   let work: { dir: string; cleanup: () => Promise<void> };
   let stack: Stack | undefined;
+  let s3: S3Harness | undefined;
   beforeEach(async () => {
     work = await tempDir('examples-');
   });
   afterEach(async () => {
     await stack?.stop();
+    await s3?.stop();
     await work.cleanup();
   });
 
@@ -111,8 +113,22 @@ describe('the launch post end to end: pack.sh, validate, invoke_resnet.py throug
       .slice(0, 5)
       .map((i) => labels[i]);
 
-    // Lazy loading by TargetModel from the packed artifacts, as on SageMaker.
-    stack = await startStack({ env: { MODEL_DATA_URL: pathToFileURL(dist).href + '/' } });
+    // Uploaded with the upload script to an S3-compatible store, then loaded lazily by TargetModel from
+    // there, as the compose stack does with MinIO.
+    s3 = await S3Harness.start(['models']);
+    const uploaded = await pythonAsync(
+      [
+        'triton-models/upload.py',
+        's3://models/resnet-mme-gpu/',
+        ...['pt', 'trt'].map((k) => path.join(dist, `resnet_${k}_v0.tar.gz`)),
+      ],
+      s3.env(),
+    );
+    expect(uploaded.trim().split('\n')).toEqual([
+      's3://models/resnet-mme-gpu/resnet_pt_v0.tar.gz',
+      's3://models/resnet-mme-gpu/resnet_trt_v0.tar.gz',
+    ]);
+    stack = await startStack({ env: { ...s3.env(), MODEL_DATA_URL: 's3://models/resnet-mme-gpu/' } });
     // Asynchronously: the agent answers from this process's event loop.
     const out = await pythonAsync(
       ['examples/invoke_resnet.py', '--endpoint-url', stack.url, '--image', image],
