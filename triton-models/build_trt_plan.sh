@@ -11,7 +11,6 @@
 #   TRITON_RELEASE (default 24.12) picks nvcr.io/nvidia/tensorrt:<release>-py3.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-workspace="$(cd "${WORKSPACE:-$here/workspace}" && pwd)"
 release="${TRITON_RELEASE:-24.12}"
 precision=()
 local_run=false
@@ -22,7 +21,9 @@ for arg in "$@"; do
     *) echo "unknown argument '$arg' (usage: build_trt_plan.sh [--fp16] [--local])" >&2; exit 2 ;;
   esac
 done
+workspace="${WORKSPACE:-$here/workspace}"
 [[ -f "$workspace/model.onnx" ]] || { echo "no $workspace/model.onnx: run export_resnet50.py first" >&2; exit 1; }
+workspace="$(cd "$workspace" && pwd)"
 
 # Batch 1 to 128 (max_batch_size 128 in resnet_trt/resnet/config.pbtxt), tuned for the post's warmup batch.
 args=(--onnx=/workspace/model.onnx --saveEngine=/workspace/model.plan
