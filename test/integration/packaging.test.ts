@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Copy, DockerfileParser, Label, type Instruction } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
 import { parse as parseYaml } from 'yaml';
+import { startStack } from '../support/agent-harness';
 
 const ROOT = path.join(__dirname, '..', '..');
 const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
@@ -297,6 +298,38 @@ describeCompose('docker-compose.yml, validated by docker-compose config', () => 
         if (svc.build) continue;
         expect([name, svc.image]).toEqual([name, expect.stringMatching(/:(v?\d[\w.-]*|RELEASE\.[\w.-]+)$/)]);
       }
+    }
+  });
+});
+
+describe('the Grafana dashboard', () => {
+  test("queries only metrics the agent and Triton (the emulator's copy of its names) expose", async () => {
+    const dashboard = JSON.parse(read('deploy/compose/grafana/dashboards/sagemaker-mme-agent.json')) as {
+      panels: { targets: { expr: string }[] }[];
+    };
+    const functions = new Set(['histogram_quantile', 'sum', 'rate', 'max', 'avg', 'by', 'le', 'increase']);
+    const used = new Set(
+      dashboard.panels
+        .flatMap((p) =>
+          p.targets.map((t) => t.expr.replace(/\{[^}]*\}|\[[^\]]*\]|\b(by|without)\s*\([^)]*\)/g, ' ')),
+        )
+        .flatMap((e) => e.match(/[a-z_][a-z0-9_]*/g) ?? [])
+        .filter((w) => !functions.has(w) && w.includes('_')),
+    );
+    expect(used.size).toBeGreaterThan(10);
+    const stack = await startStack();
+    try {
+      const names = new Set<string>();
+      for (const url of [`${stack.url}/metrics`, stack.emulator.metricsUrl]) {
+        const text = await (await fetch(url)).text();
+        for (const m of text.matchAll(/^# TYPE (\S+) (\w+)/gm)) {
+          names.add(m[1]);
+          if (m[2] === 'histogram') for (const x of ['_bucket', '_sum', '_count']) names.add(m[1] + x);
+        }
+      }
+      expect([...used].filter((n) => !names.has(n))).toEqual([]);
+    } finally {
+      await stack.stop();
     }
   });
 });
