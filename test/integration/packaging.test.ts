@@ -131,6 +131,29 @@ describe('Dockerfile', () => {
   });
 });
 
+describe('npm run build (what the image ships)', () => {
+  test('compiles src only: no tests, benchmarks or scripts in the production output', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+        '-p',
+        'tsconfig.build.json',
+        '--listFilesOnly',
+      ],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
+    expect(r.status).toBe(0);
+    const ours = r.stdout
+      .split('\n')
+      .filter((f) => f && !f.includes(`${path.sep}node_modules${path.sep}`))
+      .map((f) => path.relative(ROOT, f));
+    expect(ours).toContain(path.join('src', 'main.ts'));
+    expect(ours).toContain(path.join('src', 'cli.ts'));
+    expect(ours.filter((f) => !f.startsWith(`src${path.sep}`))).toEqual([]);
+  });
+});
+
 interface ComposeService {
   image?: string;
   build?: unknown;
