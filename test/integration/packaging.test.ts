@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Copy, DockerfileParser, Label, type Instruction } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
+import ts from 'typescript';
 import { parse as parseYaml } from 'yaml';
 import { startStack } from '../support/agent-harness';
 
@@ -151,6 +152,29 @@ describe('npm run build (what the image ships)', () => {
     expect(ours).toContain(path.join('src', 'main.ts'));
     expect(ours).toContain(path.join('src', 'cli.ts'));
     expect(ours.filter((f) => !f.startsWith(`src${path.sep}`))).toEqual([]);
+  });
+
+  test('every package src imports is a production dependency (the image installs no others)', () => {
+    const { dependencies } = JSON.parse(read('package.json')) as Record<string, Record<string, string>>;
+    const walk = (d: string): string[] =>
+      fs
+        .readdirSync(d, { withFileTypes: true })
+        .flatMap((e) =>
+          e.isDirectory() ? walk(path.join(d, e.name)) : e.name.endsWith('.ts') ? [path.join(d, e.name)] : [],
+        );
+    const imported = new Map<string, string>();
+    for (const file of walk(path.join(ROOT, 'src'))) {
+      for (const i of ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true).importedFiles) {
+        const m = i.fileName;
+        if (m.startsWith('.') || m.startsWith('node:')) continue;
+        imported.set(
+          m.startsWith('@') ? m.split('/').slice(0, 2).join('/') : m.split('/')[0],
+          path.relative(ROOT, file),
+        );
+      }
+    }
+    expect(imported.size).toBeGreaterThan(5);
+    expect([...imported].filter(([name]) => !(name in dependencies))).toEqual([]);
   });
 });
 
