@@ -6,6 +6,9 @@ import { tempDir } from '../support/model-repo';
 
 const ROOT = path.join(__dirname, '..', '..');
 
+// Child processes (tsx compiling the agent, Python, tritonserver's stand-in) are slow on a busy 2-core machine.
+jest.setTimeout(90_000);
+
 /** Runs `npm run demo -- <args>` as a user would, with its own TMPDIR so leftovers can be seen. */
 function demo(args: string[], tmp: string): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {

@@ -2,6 +2,9 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
 const ROOT = path.join(__dirname, '..', '..');
+
+// Child processes (tsx compiling the agent, Python, tritonserver's stand-in) are slow on a busy 2-core machine.
+jest.setTimeout(90_000);
 const DEPLOY = path.join(ROOT, 'deploy', 'sagemaker');
 
 /** boto3 and botocore are installed by .ci/run; without them the Python tests cannot run. */

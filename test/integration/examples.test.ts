@@ -9,6 +9,9 @@ import { classifierScores } from '../support/triton-emulator';
 
 const ROOT = path.join(__dirname, '..', '..');
 
+// Child processes (tsx compiling the agent, Python, tritonserver's stand-in) are slow on a busy 2-core machine.
+jest.setTimeout(90_000);
+
 /** The example client needs boto3 and Pillow (installed by .ci/run). */
 const hasPython = spawnSync('python3', ['-c', 'import boto3, PIL'], { encoding: 'utf8' }).status === 0;
 const run = hasPython || process.env.CI === 'true' ? test : test.skip;

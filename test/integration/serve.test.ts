@@ -6,6 +6,9 @@ import { freePort, STANDIN_BIN } from '../support/agent-process';
 import { TritonEmulator } from '../support/triton-emulator';
 
 const ROOT = path.join(__dirname, '..', '..');
+
+// Child processes (tsx compiling the agent, Python, tritonserver's stand-in) are slow on a busy 2-core machine.
+jest.setTimeout(90_000);
 const SERVE = path.join(ROOT, 'scripts', 'serve');
 
 /** Runs `serve --print-env` with only the given environment (plus PATH) and parses its KEY=value lines. */
