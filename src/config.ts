@@ -598,7 +598,7 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'metricsModelLabels',
     env: 'AGENT_METRICS_MODEL_LABELS',
     meaning:
-      'how many model names get their own model label on /metrics (the first seen); all others are counted as __other__',
+      'how many model names get their own model label on /metrics (the first seen); all others are counted as `__other__`',
     fallback: '20',
     parse: integer(0, 1000),
   },
