@@ -284,7 +284,7 @@ export class AgentMetrics implements LifecycleMetrics {
     this.downloadedBytes.inc(bytes);
   }
 
-  evicted(): void {
+  evicted(_model: string): void {
     this.evictions.inc();
   }
 

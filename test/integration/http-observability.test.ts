@@ -62,7 +62,7 @@ describe('request logs and metrics', () => {
     await root.cleanup();
   });
 
-  const invoke = (body: unknown, requestId: string) =>
+  const invoke = (body: object, requestId: string) =>
     request(agent.url, 'POST', '/models/m1.tar.gz/invoke', body, { 'X-Amzn-RequestId': requestId });
   const flushed = () => new Promise<void>((resolve) => setImmediate(resolve));
 

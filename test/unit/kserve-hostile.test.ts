@@ -101,7 +101,7 @@ describe('JSON data decoding matches a brute-force oracle', () => {
     fc.assert(
       fc.property(
         fc.array(element, { minLength: 1, maxLength: 48 }),
-        fc.constantFrom([], [2], [2, 3], [3, 2, 1]),
+        fc.constantFrom<number[]>([], [2], [2, 3], [3, 2, 1]),
         (values, dims) => {
           const n = values.length - (values.length % dims.reduce((a, b) => a * b, 1));
           fc.pre(n > 0);
