@@ -8,7 +8,8 @@ import { messageOf } from './errors';
 import { createApp } from './http';
 import { ModelRegistry, TritonGpuProbe, systemClock, type Clock, type GpuMemoryProbe } from './models';
 import { policyFromSettings } from './models/eviction';
-import { AgentMetrics, type Logger } from './observability';
+import { AccessLog, AgentMetrics, openAccessLog, type Logger, type StateSnapshot } from './observability';
+import type { LifecycleEvents } from './models';
 import {
   ManagedTriton,
   TritonClient,
@@ -33,6 +34,10 @@ export class Agent {
   readonly cache: DiskCache;
   readonly fetcher: ArtifactFetcher;
   readonly registry: ModelRegistry;
+  /** Prometheus metrics (GET /metrics): requests from http/, the lifecycle from the registry's events. */
+  readonly metrics: AgentMetrics;
+  /** The access log (AGENT_ACCESS_LOG_FILE), opened at start. */
+  private accessLog: AccessLog = AccessLog.disabled();
   private server: http.Server | undefined;
   /** The supervised tritonserver (TRITON_MANAGED=true), from start() on. */
   tritonProcess: ManagedTriton | undefined;
@@ -75,6 +80,7 @@ export class Agent {
     });
     const clock = parts.clock ?? systemClock;
     const policy = policyFromSettings(config);
+    this.metrics = new AgentMetrics({ maxModelLabels: config.metricsModelLabels });
     this.registry = new ModelRegistry(
       {
         triton: this.triton,
@@ -94,6 +100,7 @@ export class Agent {
           : undefined,
         logger,
         clock,
+        events: this.lifecycleEvents(),
       },
       {
         modelDataUrl: config.modelDataUrl,
@@ -108,6 +115,68 @@ export class Agent {
         idleUnloadMs: config.idleUnloadMs,
       },
     );
+  }
+
+  /** Lifecycle events, told to the metrics and the access log. */
+  private lifecycleEvents(): LifecycleEvents {
+    return {
+      acquired: (e) =>
+        this.accessLog.invoke({
+          model: e.model,
+          hit: e.hit,
+          waitMs: e.waitMs,
+          footprintBytes: e.footprintBytes,
+          loadMs: e.loadMs,
+          downloadMs: e.downloadMs,
+          evicted: e.evicted,
+        }),
+      loaded: (e) => {
+        this.metrics.loaded(e.model, e.loadMs);
+        if (e.fetchMs > 0) this.metrics.downloaded(e.model, e.fetchMs, e.downloadedBytes);
+        this.accessLog.lifecycle({
+          event: 'load',
+          model: e.model,
+          footprintBytes: e.footprintBytes,
+          loadMs: e.loadMs,
+          downloadMs: e.fetchMs,
+          evicted: e.evicted,
+        });
+      },
+      unloaded: (e) => {
+        this.metrics.unloaded(e.model, e.ms);
+        if (e.evicted) this.metrics.evicted();
+        this.accessLog.lifecycle({ event: e.evicted ? 'evict' : 'unload', model: e.model });
+      },
+      loadFailed: (e) =>
+        this.accessLog.lifecycle({ event: 'load-failed', model: e.model, reason: e.message }),
+    };
+  }
+
+  /** What the gauges of /metrics show, read when it is scraped. */
+  private async state(): Promise<StateSnapshot> {
+    const ledger = this.registry.ledger;
+    const usable = ledger?.usable();
+    const policy = this.registry.policy as { leaderName?: string; name?: string } | undefined;
+    const disk = await fsp.statfs(this.config.cacheDir).catch(() => undefined);
+    return {
+      loadedModels: this.registry.readyCount(),
+      capacityTotalBytes: usable !== undefined && Number.isFinite(usable) ? usable : undefined,
+      capacityUsedBytes:
+        usable !== undefined && Number.isFinite(usable)
+          ? Math.max(0, usable - (ledger?.free() ?? 0))
+          : undefined,
+      leader: policy?.leaderName ?? policy?.name,
+      diskCacheBytes: this.cache.usedBytes,
+      disk: disk
+        ? { totalBytes: disk.blocks * disk.bsize, usedBytes: (disk.blocks - disk.bfree) * disk.bsize }
+        : undefined,
+      gpus: ledger?.sample?.devices.map((d) => ({
+        uuid: d.uuid,
+        usedBytes: d.usedBytes,
+        totalBytes: d.totalBytes,
+        utilization: d.utilization ?? 0,
+      })),
+    };
   }
 
   /** The port the HTTP server listens on (after start). */
@@ -128,6 +197,10 @@ export class Agent {
     await this.stager.cleanStaging();
     await this.cache.open();
     await this.registry.open();
+    this.accessLog = await openAccessLog(this.config, (err) =>
+      this.logger.warn('access log write failed', { error: messageOf(err) }),
+    );
+    this.metrics.setStateSource(() => this.state());
     const managed = this.config.tritonManaged ? this.createManagedTriton() : undefined;
     this.tritonProcess = managed;
     const app = createApp({
@@ -143,7 +216,7 @@ export class Agent {
         tritonReady: managed ? () => managed.ready() : undefined,
         maxJsonResponseBytes: this.config.maxJsonResponseBytes,
       },
-      metrics: new AgentMetrics({ maxModelLabels: this.config.metricsModelLabels }),
+      metrics: this.metrics,
     });
     const server = http.createServer((req, res) => this.admit(req, res, app));
     // SageMaker keeps connections open between invocations; stay above its idle timeout.
@@ -314,6 +387,7 @@ export class Agent {
     }
     await this.tritonProcess?.stop();
     this.registry.close();
+    await this.accessLog.close();
     this.triton.close();
   }
 }

@@ -84,6 +84,7 @@ export class Admission {
     if (victims.size > 0) {
       this.logger.info('evicting to make room', { model: record.name, need, free, victims: [...victims] });
       for (const v of victims) this.seam.evict(v);
+      record.victims.push(...victims);
       return false;
     }
     if (deficit <= 0 && countExcess <= 0) return false;

@@ -59,14 +59,25 @@ export interface LifecycleParts {
   events?: LifecycleEvents;
 }
 
-/** What the lifecycle tells observers; every field is known when the event happens. */
+/** What the lifecycle tells observers (metrics, the access log); every field is known when it happens. */
 export interface LifecycleEvents {
+  /** A request pinned its model: `hit` when it was resident, else it waited `waitMs` for a load. */
+  acquired?(e: {
+    model: string;
+    hit: boolean;
+    waitMs: number;
+    footprintBytes: number;
+    loadMs: number | undefined;
+    downloadMs: number;
+    evicted: string[];
+  }): void;
   loaded?(e: {
     model: string;
     loadMs: number;
     fetchMs: number;
-    cacheHit: boolean;
+    downloadedBytes: number;
     footprintBytes: number;
+    evicted: string[];
   }): void;
   unloaded?(e: { model: string; ms: number; evicted: boolean }): void;
   loadFailed?(e: { model: string; code: string; message: string }): void;
@@ -132,6 +143,7 @@ export class Lifecycle {
     record.state = 'loading';
     record.phase = 'fetching';
     record.lastFailure = undefined;
+    record.victims = [];
     record.transition = this.load(record).then(
       () => {
         record.transition = undefined;
@@ -214,8 +226,9 @@ export class Lifecycle {
         model: record.name,
         loadMs,
         fetchMs: artifact.fetchMs,
-        cacheHit: artifact.fetchMs === 0,
+        downloadedBytes: artifact.fetchMs > 0 ? artifact.info.size : 0,
         footprintBytes: this.need(record),
+        evicted: record.victims,
       });
       logger.info('model loaded', {
         model: record.name,

@@ -57,6 +57,8 @@ export interface ModelRecord {
   versionSeen: string;
   /** False once the record has been forgotten (DELETE, or a first load that failed). */
   registered: boolean;
+  /** Models evicted to make room for the current (or last) load. */
+  victims: string[];
 }
 
 /** What http/ may read of a record. */
@@ -126,5 +128,6 @@ export function newRecord(fields: {
     lastFailure: undefined,
     versionSeen: '',
     registered: true,
+    victims: [],
   };
 }

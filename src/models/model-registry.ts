@@ -102,6 +102,7 @@ export class ModelRegistry {
   private readonly logger: Logger;
   private readonly triton: TritonControl;
   private readonly fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe'>;
+  private readonly events: LifecycleEvents | undefined;
   readonly ledger: GpuLedger | undefined;
   readonly footprints: Footprints | undefined;
   readonly policy: EvictionPolicy | undefined;
@@ -119,6 +120,7 @@ export class ModelRegistry {
     this.logger = parts.logger;
     this.triton = parts.triton;
     this.fetcher = parts.fetcher;
+    this.events = parts.events;
     this.failures = new FailureMemory(options.failureTtlMs, this.clock);
     const cap = parts.capacity;
     let capacity: ConstructorParameters<typeof Lifecycle>[0]['capacity'];
@@ -248,6 +250,13 @@ export class ModelRegistry {
     return this.catalogue.size;
   }
 
+  /** Resident models (ready to serve). */
+  readyCount(): number {
+    let n = 0;
+    for (const r of this.catalogue.values()) if (r.state === 'ready') n++;
+    return n;
+  }
+
   /** Models on the GPU or on their way there. */
   residentCount(): number {
     let n = 0;
@@ -313,6 +322,15 @@ export class ModelRegistry {
   private pin(record: ModelRecord, started: number, cold: boolean): Lease {
     record.pins++;
     record.lastUsedAt = this.clock.now();
+    this.events?.acquired?.({
+      model: record.name,
+      hit: !cold,
+      waitMs: this.clock.now() - started,
+      footprintBytes: this.lifecycle.need(record),
+      loadMs: record.loadMs,
+      downloadMs: record.fetchMs,
+      evicted: cold ? record.victims : [],
+    });
     let released = false;
     return {
       record,

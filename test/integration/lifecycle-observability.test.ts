@@ -1,0 +1,109 @@
+/**
+ * The lifecycle seen from outside: a scripted scenario of loads, evictions and cold and warm invocations
+ * gives exact lifecycle metrics at /metrics and an access log the capacity planner replays.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { planCapacity, readAccessLogs } from '../../src/planner';
+import { identityConfig } from '../support/model-repo';
+import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
+
+interface Family {
+  name: string;
+  metrics: { value?: string; count?: string; labels?: Record<string, string> }[];
+}
+
+async function scrape(stack: Stack): Promise<Map<string, Family>> {
+  const res = await request(stack.url, 'GET', '/metrics');
+  expect(res.status).toBe(200);
+  const families = parsePrometheusTextFormat(res.body.toString()) as Family[];
+  return new Map(families.map((f) => [f.name, f]));
+}
+
+const value = (m: Map<string, Family>, name: string) => Number(m.get(name)?.metrics[0]?.value);
+const count = (m: Map<string, Family>, name: string) => Number(m.get(name)?.metrics[0]?.count);
+
+describe('lifecycle metrics and the access log', () => {
+  let stack: Stack;
+  let logFile: string;
+
+  beforeAll(async () => {
+    const dir = await fs.mkdtemp(path.join(process.env.TMPDIR ?? '/tmp', 'access-log-'));
+    logFile = path.join(dir, 'access.log');
+    stack = await startStack({
+      env: { AGENT_EVICTION_POLICY: 'lru', AGENT_ACCESS_LOG_FILE: logFile },
+      emulator: { gpuMemoryBytes: 100 * MiB },
+    });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await fs.rm(path.dirname(logFile), { recursive: true, force: true });
+  });
+
+  const add = async (name: string) => {
+    const spec = {
+      config: identityConfig(
+        name,
+        [{ type: 'TYPE_INT32', dims: [1] }],
+        0,
+        `parameters { key: "emulator_gpu_bytes" value { string_value: "${30 * MiB}" } }\n` +
+          `parameters { key: "gpu_memory_bytes" value { string_value: "${30 * MiB}" } }`,
+      ),
+      versions: { '1': { 'model.py': 100 } },
+    };
+    const url = await sagemakerArtifact(stack.models, `h-${name}`, name, spec);
+    expect((await request(stack.url, 'POST', '/models', { model_name: name, url })).status).toBe(200);
+  };
+  const invoke = async (name: string) => {
+    const r = await request(stack.url, 'POST', `/models/${name}/invoke`, {
+      inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [1] }],
+    });
+    expect(r.status).toBe(200);
+  };
+
+  test('four models on a GPU for three: exact loads, evictions and resident count; the log replays', async () => {
+    for (const m of ['a', 'b', 'c', 'd']) await add(m); // d evicts a
+    await invoke('b'); // warm
+    await invoke('a'); // cold: reloads a, evicts c (least recently used)
+    await invoke('a'); // warm
+    await invoke('b'); // warm
+    const m = await scrape(stack);
+    expect(count(m, 'sagemaker_model_loading_time_seconds')).toBe(5);
+    expect(value(m, 'sagemaker_model_evictions_total')).toBe(2);
+    expect(count(m, 'sagemaker_model_unloading_time_seconds')).toBe(2);
+    expect(value(m, 'sagemaker_loaded_model_count')).toBe(3);
+    expect(value(m, 'sagemaker_gpu_capacity_total_bytes')).toBe(100 * MiB);
+    expect(value(m, 'sagemaker_gpu_capacity_used_bytes')).toBe(90 * MiB);
+
+    await stack.agent.stop(1000); // flushes the access log
+    const lines = (await fs.readFile(logFile, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; event?: string; model: string; outcome?: string });
+    expect(lines.filter((l) => l.type === 'lifecycle' && l.event === 'load').map((l) => l.model)).toEqual([
+      'a',
+      'b',
+      'c',
+      'd',
+      'a',
+    ]);
+    expect(lines.filter((l) => l.event === 'evict').map((l) => l.model)).toEqual(['a', 'c']);
+    expect(lines.filter((l) => l.type === 'invoke').map((l) => `${l.model}:${l.outcome}`)).toEqual([
+      'b:hit',
+      'a:cold',
+      'a:hit',
+      'b:hit',
+    ]);
+    // The planner replays what the agent wrote (b, a, a, b): with room for one 30 MiB model b misses
+    // twice; with room for two, each model misses once.
+    const log = await readAccessLogs([logFile]);
+    expect(log.requests.length).toBe(4);
+    expect(log.observedHits).toBe(3);
+    const plan = planCapacity(log, { gpuBytes: [30 * MiB, 60 * MiB], headroomBytes: 0, policies: ['lru'] });
+    expect(plan.rows.map((r) => [r.gpuBytes, r.coldLoads])).toEqual([
+      [30 * MiB, 3],
+      [60 * MiB, 2],
+    ]);
+  });
+});
