@@ -284,7 +284,7 @@ export class AgentMetrics implements LifecycleMetrics {
     this.downloadedBytes.inc(bytes);
   }
 
-  evicted(_model: string): void {
+  evicted(_model?: string): void {
     this.evictions.inc();
   }
 
