@@ -144,7 +144,7 @@ export class Agent {
       },
       unloaded: (e) => {
         this.metrics.unloaded(e.model, e.ms);
-        if (e.evicted) this.metrics.evicted();
+        if (e.evicted) this.metrics.evicted(e.model);
         this.accessLog.lifecycle({ event: e.evicted ? 'evict' : 'unload', model: e.model });
       },
       loadFailed: (e) =>
