@@ -6,7 +6,14 @@ import { inspectArtifact, unpackTar, type ArtifactModel, type UnpackLimits } fro
 import { SETTINGS } from '../config';
 import { isAgentError, messageOf } from '../errors';
 import { DECLARED_GPU_BYTES_PARAMETER } from '../models';
-import { isEnsemble, type ModelConfigSummary } from '../triton';
+import {
+  fieldValues,
+  intField,
+  isEnsemble,
+  stringField,
+  type ModelConfigSummary,
+  type PbMessage,
+} from '../triton';
 
 /** One thing wrong (error: the agent or Triton would refuse it) or doubtful (warning) in an artifact. */
 export interface Finding {
@@ -171,6 +178,7 @@ async function checkModel(
       findings.push({ severity: 'error', where: where(String(v), file), message: 'is empty' });
     }
   }
+  checkWarmups(model, where('config.pbtxt'), findings);
   const declared = model.summary.parameters[DECLARED_GPU_BYTES_PARAMETER];
   if (declared !== undefined && !(Number(declared) > 0 && Number.isFinite(Number(declared)))) {
     findings.push({
@@ -180,6 +188,24 @@ async function checkModel(
     });
   }
   return summary;
+}
+
+/** Warmup batches Triton would refuse: larger than max_batch_size, or above 1 for a model without batching. */
+function checkWarmups(model: ArtifactModel, where: string, findings: Finding[]): void {
+  const max = model.summary.maxBatchSize;
+  for (const w of fieldValues(model.config, 'model_warmup')) {
+    if (w.kind !== 'message') continue;
+    const batch = intField(w as PbMessage, 'batch_size') ?? 0;
+    const name = stringField(w as PbMessage, 'name') ?? '';
+    const limit = max > 0 ? max : 1;
+    if (batch > limit) {
+      findings.push({
+        severity: 'warning',
+        where,
+        message: `model_warmup '${name}' has batch_size ${batch}, above ${max > 0 ? `max_batch_size ${max}` : '1 (the model does not batch: max_batch_size 0)'}; Triton is likely to refuse this warmup`,
+      });
+    }
+  }
 }
 
 /** Ensemble steps that pin a version the composing model does not have. */

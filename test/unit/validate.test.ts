@@ -399,6 +399,24 @@ describe('validate', () => {
     ]);
     expect(declared.valid).toBe(true);
     expect(declared.findings[0].message).toMatch(/gpu_memory_bytes = 'lots' is not a positive number/);
+    // The launch post's warmup (batch 128 with max_batch_size 128) is fine; 256 is not.
+    const warm = (b: number) =>
+      check(
+        resnetArtifactEntries(
+          resnetTrtConfig().replace(/^(\s+)batch_size: 128$/m, `$1batch_size: ${b}`),
+          'w',
+          'model.plan',
+        ),
+      );
+    expect((await warm(128)).findings).toEqual([]);
+    expect((await warm(256)).findings).toEqual([
+      {
+        severity: 'warning',
+        where: 'resnet/config.pbtxt',
+        message:
+          "model_warmup 'bs128 Warmup' has batch_size 256, above max_batch_size 128; Triton is likely to refuse this warmup",
+      },
+    ]);
   });
 
   describe('the command', () => {
