@@ -83,7 +83,16 @@ describe('SIGTERM drain with keep-alive clients', () => {
     root = await tempDir('mme-drain-');
   });
 
+  /** Keep-alive client agents of the current test, destroyed after it whatever happened. */
+  const clients: http.Agent[] = [];
+  const keepAliveClient = (options: http.AgentOptions = {}) => {
+    const a = new http.Agent({ keepAlive: true, ...options });
+    clients.push(a);
+    return a;
+  };
+
   afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
     await agent?.kill();
     agent = undefined;
     await root.cleanup();
@@ -114,7 +123,7 @@ describe('SIGTERM drain with keep-alive clients', () => {
   test('in-flight requests all answered with Connection: close, idle sockets closed cleanly, nothing reset, exit 0', async () => {
     const proc = await startAgent();
     const tritonPid = (await proc.waitForLog((e) => e.message === 'tritonserver started')).pid as number;
-    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    const keepAlive = keepAliveClient({ maxSockets: 64 });
     const socketErrors: string[] = [];
     const watch = (s: net.Socket) =>
       s.on('error', (err: NodeJS.ErrnoException) => socketErrors.push(err.code ?? err.message));
@@ -189,7 +198,6 @@ describe('SIGTERM drain with keep-alive clients', () => {
     expect(processAlive(tritonPid)).toBe(false);
     expect(socketErrors).toEqual([]);
     expect(proc.logs.some((e) => e.message === 'stopped')).toBe(true);
-    keepAlive.destroy();
   });
 
   test('requests still running at the drain deadline are answered 503, not reset, and the agent exits 0', async () => {
@@ -198,7 +206,7 @@ describe('SIGTERM drain with keep-alive clients', () => {
     const models = path.join(root.dir, 'models');
     const url = await sagemakerArtifact(models, 'h-slower', 'slower', modelSpec('slower', 60_000));
     expect((await request(base, 'POST', '/models', { model_name: 'slower', url })).status).toBe(200);
-    const keepAlive = new http.Agent({ keepAlive: true });
+    const keepAlive = keepAliveClient();
     const running = Array.from({ length: 3 }, (_, i) =>
       send(keepAlive, base, 'POST', '/models/slower/invoke', int32(i)),
     );
@@ -218,6 +226,5 @@ describe('SIGTERM drain with keep-alive clients', () => {
         (e) => e.message === 'drain deadline passed; answered the requests still running with 503',
       ),
     ).toBe(true);
-    keepAlive.destroy();
   });
 });
