@@ -23,6 +23,8 @@ const arg = (name: string, def: number) => {
   return i >= 0 ? Number(args[i + 1]) : def;
 };
 const minutes = arg('minutes', 10);
+/** Triton's --metrics-interval-ms (its default is 2000). */
+const tritonMetricsMs = arg('triton-metrics-ms', 2000);
 const clients = arg('clients', 16);
 const MODELS = 200;
 const MiB = 1024 * 1024;
@@ -40,7 +42,11 @@ async function main(): Promise<void> {
   for (let i = 0; i < MODELS; i++) {
     const mib = 30 + Math.floor(r() * 41); // 30..70 MiB, about 50 on average
     sizes.push(mib);
-    const params = `parameters { key: "emulator_gpu_bytes" value { string_value: "${mib * MiB}" } }`;
+    // The emulator takes `mib`; the artifact declares it, as the agent documents (gpu_memory_bytes).
+    const params = [
+      `parameters { key: "emulator_gpu_bytes" value { string_value: "${mib * MiB}" } }`,
+      `parameters { key: "gpu_memory_bytes" value { string_value: "${mib * MiB}" } }`,
+    ].join('\n');
     await fs.writeFile(
       path.join(data.dir, `model-${i}.tar.gz`),
       await buildTar([
@@ -53,19 +59,20 @@ async function main(): Promise<void> {
     );
   }
   const gpuBytes = 20 * 50 * MiB;
+  // The agent runs with its defaults; Triton (the emulator) with its default 2 s metrics interval.
   const stack = await startStack({
     emulator: {
       gpuMemoryBytes: gpuBytes,
       loadLatencyMs: 40,
       inferLatencyMs: 3,
       memoryReleaseLagMs: 150,
-      metricsIntervalMs: 50,
+      metricsIntervalMs: tritonMetricsMs,
     },
+    defaults: true,
     env: {
       MODEL_DATA_URL: `file://${data.dir}/`,
-      AGENT_METRICS_INTERVAL_MS: '50',
-      AGENT_EVICTION_POLICY: 'adaptive',
-      AGENT_COLD_LOAD_WAIT_MS: '10000',
+      // The emulated GPU is 1000 MiB: the default 1 GiB of headroom would leave nothing.
+      AGENT_GPU_HEADROOM_BYTES: '0',
       LOG_LEVEL: 'warn',
     },
   });
@@ -152,7 +159,7 @@ async function main(): Promise<void> {
   }
   const seconds = (Date.now() - started) / 1000;
   console.log(
-    `soak: ${minutes} min, ${clients} clients, ${MODELS} models (30-70 MiB), GPU ${gpuBytes / MiB} MiB (~20 models)`,
+    `soak: ${minutes} min, ${clients} clients, ${MODELS} models (30-70 MiB), GPU ${gpuBytes / MiB} MiB (~20 models), agent defaults, Triton metrics every ${tritonMetricsMs} ms`,
   );
   console.log(
     '| requests | answered correctly | wrong answers | lost | retries (not ready / other) | req/s | p50 ms | p99 ms |',

@@ -19,7 +19,12 @@ export interface Stack {
 
 /** Starts the emulator and an agent wired to it, both on ephemeral loopback ports. */
 export async function startStack(
-  opts: { emulator?: Partial<TritonEmulatorOptions>; env?: Record<string, string> } = {},
+  opts: {
+    emulator?: Partial<TritonEmulatorOptions>;
+    env?: Record<string, string>;
+    /** Run the agent with its default settings (only where things are, plus `env`). */
+    defaults?: boolean;
+  } = {},
 ): Promise<Stack> {
   const root = await tempDir('mme-stack-');
   const repository = path.join(root.dir, 'repository');
@@ -32,20 +37,26 @@ export async function startStack(
     metricsIntervalMs: 20,
     ...opts.emulator,
   });
-  const config = loadConfig({
+  const where = {
     SAGEMAKER_BIND_TO_PORT: '0',
     AGENT_BIND_HOST: '127.0.0.1',
     TRITON_GRPC_URL: emulator.grpcAddress,
     TRITON_METRICS_URL: emulator.metricsUrl,
     TRITON_MODEL_REPOSITORY: repository,
-    AGENT_UNLOAD_POLL_MS: '10',
-    AGENT_GPU_HEADROOM_BYTES: '0',
-    // With a margin over the emulator's interval: its timer drifts on a busy machine, as Triton's may.
-    AGENT_METRICS_INTERVAL_MS: String(3 * (opts.emulator?.metricsIntervalMs ?? 20)),
-
-    AGENT_CHURN_GUARD_MS: '0',
-    ...opts.env,
-  });
+  };
+  const config = loadConfig(
+    opts.defaults
+      ? { ...where, ...opts.env }
+      : {
+          ...where,
+          AGENT_UNLOAD_POLL_MS: '10',
+          AGENT_GPU_HEADROOM_BYTES: '0',
+          // With a margin over the emulator's interval: its timer drifts on a busy machine, as Triton's may.
+          AGENT_METRICS_INTERVAL_MS: String(3 * (opts.emulator?.metricsIntervalMs ?? 20)),
+          AGENT_CHURN_GUARD_MS: '0',
+          ...opts.env,
+        },
+  );
   const agent = new Agent(config, silentLogger());
   await agent.start();
   return {
