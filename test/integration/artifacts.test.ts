@@ -7,6 +7,7 @@ import { buildTar, resnetArtifactEntries } from '../support/archives';
 import { identityConfig, resnetPtConfig, resnetTrtConfig } from '../support/model-repo';
 import { S3Harness } from '../support/s3-harness';
 import { request, repositoryDirs, startStack, type Stack } from '../support/agent-harness';
+import { SkippingClock } from '../support/manual-clock';
 import { classifierScores } from '../support/triton-emulator';
 
 const identityTar = (name = 'm', weights: string | Buffer = 'w') =>
@@ -42,8 +43,10 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
     await stack?.stop();
   });
 
-  const start = (env: Record<string, string> = {}, emulator = {}) =>
-    startStack({
+  let clock = new SkippingClock();
+  const start = (env: Record<string, string> = {}, emulator = {}) => {
+    clock = new SkippingClock();
+    return startStack({
       env: {
         ...s3.env(),
         MODEL_DATA_URL: 's3://models/resnet-mme-gpu/',
@@ -51,7 +54,9 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
         ...env,
       },
       emulator,
+      clock,
     }).then((s) => (stack = s));
+  };
 
   test('POST /models takes a local .tar.gz, a file:// URL and an s3:// URL', async () => {
     await start();
@@ -170,7 +175,12 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
     expect(runtime.headers.get('x-amzn-errortype')).toBe('ModelNotReadyException');
     const status = (await request(stack.url, 'GET', '/models/cold.tar.gz/status')).json();
     expect(status.state).toBe('loading');
-    await new Promise((r) => setTimeout(r, 450));
+    // No fixed sleep: wait until the load that goes on in the background is done.
+    for (let i = 0; i < 200; i++) {
+      const st = (await request(stack.url, 'GET', '/models/cold.tar.gz/status')).json();
+      if (st.state === 'resident') break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const next = await request(stack.url, 'POST', '/models/cold.tar.gz/invoke', int32(3));
     expect(next.status).toBe(200);
     expect(stack.emulator.counters(tritonNameFor('cold.tar.gz')).loads).toBe(1);
@@ -195,12 +205,12 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
       error: a.json().error,
     });
     // Same artifact after the re-check interval: still the remembered error, still no download.
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.skip(1100);
     expect((await request(stack.url, 'POST', '/models/broken.tar.gz/invoke', int32(1))).status).toBe(400);
     expect(s3.getCount(key)).toBe(gets);
     // A fixed upload (new ETag) clears it.
     await s3.put('models', key, good);
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.skip(1100);
     const fixed = await request(stack.url, 'POST', '/models/broken.tar.gz/invoke', int32(8));
     expect(fixed.status).toBe(200);
     expect(dataOf(fixed)).toEqual([8]);

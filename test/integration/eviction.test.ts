@@ -83,7 +83,7 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     for (const m of ['b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
     // slow is the LRU, but pinned by this request for 600 ms.
     const inflight = invoke('slow', 7);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => pinnedCount() === 1);
     expect((await add('d', { gpuMiB: 30 })).status).toBe(200);
     expect(resident()).toEqual([t('c'), t('d'), t('slow')].sort());
     const r = await inflight;

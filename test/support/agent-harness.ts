@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Agent } from '../../src/agent';
 import { loadConfig } from '../../src/config';
+import type { Clock } from '../../src/models';
 import { silentLogger } from '../../src/observability';
 import { TritonEmulator, type TritonEmulatorOptions } from './triton-emulator';
 import { resnetPtConfig, resnetTrtConfig, tempDir, writeModel, type ModelSpec } from './model-repo';
@@ -24,6 +25,8 @@ export async function startStack(
     env?: Record<string, string>;
     /** Run the agent with its default settings (only where things are, plus `env`). */
     defaults?: boolean;
+    /** The agent's clock (default: the system's). */
+    clock?: Clock;
   } = {},
 ): Promise<Stack> {
   const root = await tempDir('mme-stack-');
@@ -57,7 +60,7 @@ export async function startStack(
           ...opts.env,
         },
   );
-  const agent = new Agent(config, silentLogger());
+  const agent = new Agent(config, silentLogger(), { clock: opts.clock });
   await agent.start();
   return {
     emulator,

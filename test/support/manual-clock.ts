@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/models';
+import { systemClock, type Clock } from '../../src/models';
 
 /** A clock that moves only when told to: `advance(ms)` runs every timer that falls due, in order. */
 export class ManualClock implements Clock {
@@ -61,4 +61,22 @@ export class ManualClock implements Clock {
 /** Lets pending promise callbacks run. */
 export async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+/** The real clock, plus an offset a test can move forward at once (timers and sleeps stay real). */
+export class SkippingClock implements Clock {
+  private offset = 0;
+  now(): number {
+    return systemClock.now() + this.offset;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return systemClock.sleep(ms, signal);
+  }
+  every(ms: number, fn: () => void): () => void {
+    return systemClock.every(ms, fn);
+  }
+  /** Time jumps forward by `ms`. */
+  skip(ms: number): void {
+    this.offset += ms;
+  }
 }
