@@ -404,7 +404,7 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'coldLoadWaitMs',
     env: 'AGENT_COLD_LOAD_WAIT_MS',
     meaning:
-      "how long an invocation waits for its model to load before a retryable not-ready answer (SageMaker's is 60 s); the load goes on",
+      "how long an invocation waits for its model to load, and a load for room on the GPU, before a retryable not-ready answer or a 507 (SageMaker's is 60 s); a load already started goes on",
     fallback: '60000',
     parse: integer(0),
   },
@@ -456,9 +456,8 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'metricsIntervalMs',
     env: 'AGENT_METRICS_INTERVAL_MS',
     meaning:
-      "how stale a GPU memory sample may be: Triton's --metrics-interval-ms plus a margin (start Triton with 500 and set 750)",
+      "how often the agent reads Triton's GPU metrics in the background to correct its accounting, and how stale a sample may be (Triton's --metrics-interval-ms plus a margin); no request waits for a sample",
     fallback: '2500',
-
     parse: integer(1),
   },
   {
@@ -471,7 +470,8 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
   {
     key: 'releaseWaitMs',
     env: 'AGENT_GPU_RELEASE_WAIT_MS',
-    meaning: 'how long memory freed by an eviction may take to show before more models are evicted for it',
+    meaning:
+      'how long memory an unload released may take to show as free (allocators return it late) before more models are evicted for it',
     fallback: '10000',
     parse: integer(0),
   },
