@@ -2,7 +2,14 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { ArtifactFetcher, DiskCache, FileSource, RepositoryStager, S3Source } from './artifacts';
+import {
+  ArtifactFetcher,
+  DiskCache,
+  FileSource,
+  RepositoryStager,
+  S3Source,
+  tritonNameFor,
+} from './artifacts';
 import type { AgentConfig } from './config';
 import { messageOf } from './errors';
 import { createApp } from './http';
@@ -233,7 +240,7 @@ export class Agent {
       tritonManaged: managed !== undefined,
     });
     await managed?.start();
-    await this.forgetPreviousRun();
+    await this.reconcileWithPreviousRun();
     if (this.phase !== 'starting') return;
     this.phase = 'serving';
     this.logger.info('agent ready');
@@ -330,27 +337,40 @@ export class Agent {
   }
 
   /**
-   * Models staged by an earlier run of the agent are not in this run's registry: unload them from Triton
-   * and remove their directories, so Triton and the repository match the (empty) registry. SageMaker
-   * re-issues loads for models it still wants.
+   * After an agent restart (Triton kept running): models the previous run staged, that Triton still has
+   * ready and whose artifact and staged files are intact, are adopted (registered as resident and counted
+   * against capacity), so SageMaker's view and the GPU stay as they were. Everything else the previous run
+   * left is unloaded and removed: staged models Triton no longer has ready, and models Triton has ready
+   * that no adopted model accounts for.
    */
-  private async forgetPreviousRun(): Promise<void> {
+  private async reconcileWithPreviousRun(): Promise<void> {
     const staged = await this.stager.listStaged();
-    if (staged.length === 0) return;
+    const index = await this.triton.repositoryIndex().catch(() => []);
+    const ready = new Set(index.filter((e) => e.state === 'READY').map((e) => e.name));
+    const kept = new Set<string>();
     for (const s of staged) {
-      await this.triton.unload(s.tritonName, { unloadDependents: true }).catch((err: unknown) => {
+      const { mmeName, url } = s.info;
+      if (!mmeName || !url || !ready.has(s.tritonName) || kept.has(s.tritonName)) continue;
+      if (s.tritonName !== tritonNameFor(mmeName)) continue; // an ensemble member: adopted with its top
+      if (await this.registry.adopt(mmeName, url, s.tritonName))
+        for (const n of this.registry.tritonNamesOf(mmeName)) kept.add(n);
+    }
+    const leftovers = new Set([...staged.map((s) => s.tritonName), ...ready].filter((n) => !kept.has(n)));
+    for (const name of leftovers) {
+      await this.triton.unload(name, { unloadDependents: true }).catch((err: unknown) => {
         this.logger.warn('could not unload a model of a previous run', {
-          tritonName: s.tritonName,
+          tritonName: name,
           error: messageOf(err),
         });
       });
       await this.stager.remove({
-        tritonName: s.tritonName,
+        tritonName: name,
         memberNames: [],
-        dirs: [`${this.config.modelRepository}/${s.tritonName}`],
+        dirs: [path.join(this.config.modelRepository, name)],
       });
     }
-    this.logger.info('removed models staged by a previous run', { count: staged.length });
+    if (kept.size > 0 || leftovers.size > 0)
+      this.logger.info('reconciled with the previous run', { adopted: kept.size, removed: leftovers.size });
   }
 
   /**

@@ -41,6 +41,11 @@ export interface StagedModel {
 export interface Stager {
   stage(layout: ArtifactLayout, tritonName: string, info: Record<string, string>): Promise<StagedModel>;
   remove(staged: StagedModel): Promise<void>;
+  /**
+   * What staging `layout` under `tritonName` places in the repository, if an earlier run staged it and
+   * every file is still there (each directory ours, each link resolving); undefined otherwise.
+   */
+  findIntact(layout: ArtifactLayout, tritonName: string): Promise<StagedModel | undefined>;
 }
 
 async function copyTree(src: string, dest: string): Promise<void> {
@@ -108,17 +113,39 @@ export class RepositoryStager implements Stager {
     }
   }
 
+  /** Each model of the layout with its Triton name, top model first. */
+  private names(layout: ArtifactLayout, tritonName: string): [ArtifactModel, string][] {
+    return [
+      [layout.top, tritonName],
+      ...layout.members.map((m): [ArtifactModel, string] => [m, memberTritonName(tritonName, m.dirName)]),
+    ];
+  }
+
+  async findIntact(layout: ArtifactLayout, tritonName: string): Promise<StagedModel | undefined> {
+    const names = this.names(layout, tritonName);
+    const dirs = names.map(([, n]) => path.join(this.repository, n));
+    for (const [[m], dir] of names.map((e, i) => [e, dirs[i]] as const)) {
+      try {
+        await fs.stat(path.join(dir, STAGED_MARKER));
+        await fs.stat(path.join(dir, 'config.pbtxt'));
+        // Every version directory or file of the source is there, links resolving.
+        for (const entry of await fs.readdir(m.dir)) {
+          if (entry !== 'config.pbtxt' && entry !== STAGED_MARKER) await fs.stat(path.join(dir, entry));
+        }
+      } catch {
+        return undefined;
+      }
+    }
+    return { tritonName, memberNames: names.slice(1).map(([, n]) => n), dirs };
+  }
+
   async stage(
     layout: ArtifactLayout,
     tritonName: string,
     info: Record<string, string>,
   ): Promise<StagedModel> {
     const rename = new Map<string, string>();
-    const names: [ArtifactModel, string][] = [[layout.top, tritonName]];
-    for (const m of layout.members) {
-      const n = memberTritonName(tritonName, m.dirName);
-      names.push([m, n]);
-    }
+    const names = this.names(layout, tritonName);
     for (const [m, n] of names) {
       rename.set(m.dirName, n);
       if (m.summary.name) rename.set(m.summary.name, n);

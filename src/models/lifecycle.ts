@@ -412,6 +412,41 @@ export class Lifecycle {
     };
   }
 
+  /**
+   * Takes over a model an earlier run of the agent left loaded in Triton: its artifact is still available,
+   * its staged files are intact and Triton reports it ready. It is charged to the ledger like any resident
+   * model. Rejects (changing nothing) when any of that does not hold.
+   */
+  async adopt(record: ModelRecord): Promise<void> {
+    const { fetcher, stager, clock, capacity } = this.parts;
+    const undo = new UndoList();
+    try {
+      const artifact = await fetcher.fetch(record.url);
+      undo.push(() => artifact.release());
+      record.footprintKey = `${record.url}\u0000${artifact.info.version}`;
+      record.artifactBytes = artifact.bytes;
+      const layout = await inspectArtifact(artifact.dir);
+      const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
+      record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
+      const staged = await stager.findIntact(layout, record.tritonName);
+      if (!staged)
+        throw new AgentError(ErrorCode.InvalidModel, `the staged files of '${record.name}' are not intact`);
+      capacity?.ledger.reserve(record.name, this.need(record));
+      capacity?.ledger.settle(record.name);
+      undo.push(() => capacity?.ledger.cancel(record.name));
+      record.io = await this.readModelIO(record);
+      record.staged = staged;
+      record.artifact = artifact;
+      record.state = 'ready';
+      record.loadedAt = clock.now();
+      record.loads = 1;
+      capacity?.policy.onAdmit(record.name, clock.now());
+    } catch (err) {
+      await undo.run();
+      throw err;
+    }
+  }
+
   // --- off the GPU ----------------------------------------------------------------------------------
 
   /**

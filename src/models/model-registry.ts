@@ -287,6 +287,42 @@ export class ModelRegistry {
   }
 
   /**
+   * After an agent restart: takes over a model the previous run left loaded (see `Lifecycle.adopt`).
+   * False, with nothing changed, when it cannot be accounted for; the caller then unloads it.
+   */
+  async adopt(name: string, url: string, tritonName: string): Promise<boolean> {
+    if (this.catalogue.has(name)) return false;
+    const record = this.catalogue.add({
+      name,
+      url,
+      targetModel: undefined,
+      lazy: false,
+      now: this.clock.now(),
+    });
+    try {
+      if (record.tritonName !== tritonName)
+        throw new Error('its Triton name is not the one this run gives it');
+      await this.lifecycle.adopt(record);
+      this.logger.info('model adopted from the previous run', { model: name, tritonName });
+      return true;
+    } catch (err) {
+      this.catalogue.remove(record);
+      this.logger.info('model of the previous run not adopted', {
+        model: name,
+        tritonName,
+        reason: messageOf(err),
+      });
+      return false;
+    }
+  }
+
+  /** Triton names of an adopted (or any registered) model and its ensemble members. */
+  tritonNamesOf(name: string): string[] {
+    const r = this.catalogue.get(name);
+    return r ? [r.tritonName, ...(r.staged?.memberNames ?? [])] : [];
+  }
+
+  /**
    * Pins a model for one request. Loads it if it is evicted, or (with MODEL_DATA_URL) unknown, and waits
    * (bounded by the cold-load wait) for a load in progress; a model being unloaded is waited for.
    */

@@ -288,26 +288,46 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
     },
   );
 
-  test('the cache survives an agent restart: index rebuilt, leftovers removed, no refetch', async () => {
+  test('an agent restart adopts what Triton still serves, removes the rest, and never refetches', async () => {
     await start();
     await s3.put('models', 'resnet-mme-gpu/keep.tar.gz', await identityTar('keep'));
     expect((await request(stack.url, 'POST', '/models/keep.tar.gz/invoke', int32(1))).status).toBe(200);
+    await s3.put('models', 'resnet-mme-gpu/gone.tar.gz', await identityTar('gone'));
+    expect((await request(stack.url, 'POST', '/models/gone.tar.gz/invoke', int32(1))).status).toBe(200);
     const gets = s3.getCount('resnet-mme-gpu/keep.tar.gz');
     await fs.mkdir(path.join(stack.repository, '.cache', 'tmp', 'half-written'), { recursive: true });
     await fs.mkdir(path.join(stack.repository, '.cache', 'entries', 'no-meta'), { recursive: true });
-    // A new agent on the same repository and cache (Triton keeps running).
+    // A new agent on the same repository and cache; Triton keeps running, but lost 'gone' meanwhile,
+    // and holds a model nobody staged.
     await stack.agent.stop(100);
+    const gone = tritonNameFor('gone.tar.gz');
+    await stack.emulator.lifecycle.unload(gone, true);
+    await stack.emulator.idle();
+    await fs.mkdir(path.join(stack.repository, 'stray', '1'), { recursive: true });
+    await fs.writeFile(
+      path.join(stack.repository, 'stray', 'config.pbtxt'),
+      identityConfig('stray', [{ type: 'TYPE_INT32', dims: [1] }]),
+    );
+    await fs.writeFile(path.join(stack.repository, 'stray', '1', 'model.py'), 'x');
+    await stack.emulator.lifecycle.load('stray');
     const { Agent } = await import('../../src/agent');
     const agent = new Agent(stack.agent.config, stack.agent.logger);
     await agent.start();
     try {
       expect(await cacheTmp(stack)).toEqual([]);
-      expect(await cacheEntries(stack)).toHaveLength(1);
-      // The previous run's staged model was unloaded and removed, then loads again from the cache.
+      expect(await cacheEntries(stack)).toHaveLength(2);
+      // 'keep' was adopted: listed at once, answers without a new Triton load or download.
+      const listed = (await request(agent.url, 'GET', '/models')).json().models as { modelName: string }[];
+      expect(listed.map((m) => m.modelName)).toEqual(['keep.tar.gz']);
       const r = await request(agent.url, 'POST', '/models/keep.tar.gz/invoke', int32(6));
       expect(r.status).toBe(200);
       expect(dataOf(r)).toEqual([6]);
+      expect(stack.emulator.counters(tritonNameFor('keep.tar.gz')).loads).toBe(1);
       expect(s3.getCount('resnet-mme-gpu/keep.tar.gz')).toBe(gets);
+      expect(agent.registry.ledger?.bytes('resident')).toBeGreaterThan(0);
+      // What it could not account for is unloaded; of the repository it removes only what it staged.
+      expect(stack.emulator.loadedModels()).toEqual([tritonNameFor('keep.tar.gz')]);
+      expect(await repositoryDirs(stack.repository)).toEqual([tritonNameFor('keep.tar.gz'), 'stray']);
     } finally {
       await agent.stop(100);
     }

@@ -87,6 +87,9 @@ class FakeStager implements Stager {
   async remove(staged: StagedModel): Promise<void> {
     this.staged.delete(staged.tritonName);
   }
+  async findIntact(_layout: unknown, tritonName: string): Promise<StagedModel | undefined> {
+    return this.staged.has(tritonName) ? { tritonName, memberNames: [], dirs: [tritonName] } : undefined;
+  }
 }
 
 function build(opts: { total?: number; registry?: Partial<RegistryOptions>; maxResident?: number } = {}) {
