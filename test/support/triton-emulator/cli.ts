@@ -84,8 +84,9 @@ const EMULATED = new Set([
   'metrics-interval-ms',
 ]);
 
-/** The emulator's own knobs (not tritonserver's): GPU size and latencies. */
+/** The emulator's own knobs (not tritonserver's): GPU count and size, latencies. */
 const EMULATOR_ONLY = new Set([
+  'gpu-count',
   'gpu-memory-bytes',
   'gpu-baseline-bytes',
   'memory-release-lag-ms',
@@ -205,6 +206,7 @@ async function main(): Promise<void> {
     grpcPort: int(args, 'grpc-port') ?? 8001,
     metricsPort: isFalse(args.get('allow-metrics')) ? null : (int(args, 'metrics-port') ?? 8002),
     metricsIntervalMs: int(args, 'metrics-interval-ms'),
+    gpuCount: int(args, 'gpu-count'),
     gpuMemoryBytes: int(args, 'gpu-memory-bytes'),
     gpuBaselineBytes: int(args, 'gpu-baseline-bytes'),
     memoryReleaseLagMs: int(args, 'memory-release-lag-ms'),
@@ -214,6 +216,8 @@ async function main(): Promise<void> {
     footprintFactor: args.has('footprint-factor') ? Number(args.get('footprint-factor')) : undefined,
     log: (line) => console.log(logPrefix('model_lifecycle.cc:0') + line),
   };
+  if (options.gpuCount === 0)
+    throw new UsageError('invalid value for --gpu-count: the emulated server has at least one GPU');
   let emulator: TritonEmulator;
   try {
     emulator = await TritonEmulator.start(options);

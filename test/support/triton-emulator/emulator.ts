@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { tritonServiceDefinition } from '../../../src/triton/client';
 import { prepareInputs, runModel, type Tensor, type WireInferRequest } from './compute';
-import { GpuMemory } from './gpu-memory';
+import { GpuMemory, emulatedGpuUuid } from './gpu-memory';
 import {
   EmulatorError,
   ModelLifecycle,
@@ -21,11 +21,18 @@ export interface TritonEmulatorOptions {
   grpcPort?: number;
   /** 0 picks a free port; `null` turns metrics off. */
   metricsPort?: number | null;
+  /**
+   * How many GPUs the server sees (default 1), CUDA device ordinals 0 to gpuCount − 1. Triton places
+   * each model's instances on them by its `instance_group` (every GPU by default); see `placement()`.
+   */
+  gpuCount?: number;
+  /** Memory of each GPU (every device the same size). */
   gpuMemoryBytes?: number;
-  /** Memory used before any model (CUDA context, other processes). */
+  /** Memory used on each GPU before any model (CUDA context, other processes). */
   gpuBaselineBytes?: number;
+  /** UUID of GPU 0; GPU k is `GPU-00000000-0000-0000-0000-<k, 12 digits>` (`emulatedGpuUuid`). */
   gpuUuid?: string;
-  /** How long freed GPU memory still shows as used. */
+  /** How long freed GPU memory still shows as used (on each device). */
   memoryReleaseLagMs?: number;
   /** Like `--metrics-interval-ms` (Triton's default is 2000). */
   metricsIntervalMs?: number;
@@ -70,7 +77,8 @@ const EXTENSIONS = [
  */
 export class TritonEmulator {
   readonly lifecycle: ModelLifecycle;
-  readonly gpu: GpuMemory;
+  /** The server's GPUs, indexed by CUDA device ordinal; each has its own memory, baseline and peak. */
+  readonly gpus: readonly GpuMemory[];
   private server: grpc.Server | undefined;
   private metricsServer: http.Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -93,14 +101,27 @@ export class TritonEmulator {
       if (this.logLines.length > 1000) this.logLines.shift();
       options.log?.(line);
     };
-    this.gpu = new GpuMemory(
-      options.gpuMemoryBytes ?? 16 * GiB,
-      options.gpuBaselineBytes ?? 0,
-      options.memoryReleaseLagMs ?? 0,
+    const gpuCount = options.gpuCount ?? 1;
+    if (!Number.isInteger(gpuCount) || gpuCount < 1)
+      throw new Error(`gpuCount must be a whole number of at least 1, got ${gpuCount}`);
+    const uuids = Array.from({ length: gpuCount }, (_, i) =>
+      i === 0 && options.gpuUuid !== undefined ? options.gpuUuid : emulatedGpuUuid(i),
+    );
+    if (new Set(uuids).size !== uuids.length)
+      throw new Error(`gpuUuid ${options.gpuUuid} is the UUID of another emulated GPU`);
+    this.gpus = uuids.map(
+      (uuid) =>
+        new GpuMemory(
+          options.gpuMemoryBytes ?? 16 * GiB,
+          options.gpuBaselineBytes ?? 0,
+          options.memoryReleaseLagMs ?? 0,
+          Date.now,
+          uuid,
+        ),
     );
     this.lifecycle = new ModelLifecycle({
       repository: options.modelRepository,
-      gpu: this.gpu,
+      gpus: this.gpus,
       loadLatencyMs: options.loadLatencyMs ?? 0,
       unloadLatencyMs: options.unloadLatencyMs ?? 0,
       footprintFactor: options.footprintFactor ?? 1,
@@ -245,22 +266,39 @@ export class TritonEmulator {
     this.metricsText = this.renderMetrics();
   }
 
+  /** GPU 0: what single-GPU callers mean by "the GPU". */
+  get gpu(): GpuMemory {
+    return this.gpus[0];
+  }
+
+  /** GPU 0's UUID. */
   get gpuUuid(): string {
-    return this.options.gpuUuid ?? 'GPU-00000000-0000-0000-0000-000000000000';
+    return this.gpu.uuid;
+  }
+
+  /**
+   * Bytes `model` holds on each GPU, indexed by device (0 where it has no instance): where Triton put
+   * it. Counts every version still holding memory (an UNLOADING one too); memory freed but still in its
+   * release lag belongs to the device, not the model. All zeros for a model that is not loaded.
+   */
+  placement(model: string): number[] {
+    return this.lifecycle.placement(model);
   }
 
   private renderMetrics(): string {
-    const uuid = this.gpuUuid;
+    // One series per device, labelled with its UUID, as Triton's NVML-backed GPU metrics are.
+    const perGpu = (value: (g: GpuMemory) => number) =>
+      this.gpus.map((g) => `{gpu_uuid="${g.uuid}"} ${value(g)}`);
     const lines: string[] = [
       '# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)',
       '# TYPE nv_gpu_utilization gauge',
-      `nv_gpu_utilization{gpu_uuid="${uuid}"} 0`,
+      ...perGpu(() => 0).map((s) => `nv_gpu_utilization${s}`),
       '# HELP nv_gpu_memory_total_bytes GPU total memory, in bytes',
       '# TYPE nv_gpu_memory_total_bytes gauge',
-      `nv_gpu_memory_total_bytes{gpu_uuid="${uuid}"} ${this.gpu.totalBytes}`,
+      ...perGpu((g) => g.totalBytes).map((s) => `nv_gpu_memory_total_bytes${s}`),
       '# HELP nv_gpu_memory_used_bytes GPU used memory, in bytes',
       '# TYPE nv_gpu_memory_used_bytes gauge',
-      `nv_gpu_memory_used_bytes{gpu_uuid="${uuid}"} ${this.gpu.usedBytes()}`,
+      ...perGpu((g) => g.usedBytes()).map((s) => `nv_gpu_memory_used_bytes${s}`),
     ];
     const families: [string, string, (r: ModelRecord) => number][] = [
       ['nv_inference_request_success', 'counter', (r) => r.stats.successCount],
@@ -442,9 +480,13 @@ export class TritonEmulator {
               success: { count: r.stats.successCount, ns: r.stats.successNs },
               fail: { count: r.stats.failCount, ns: r.stats.failNs },
             },
+            // Backends report memory per instance (TRITONBACKEND_ModelInstanceReportMemoryUsage);
+            // Triton adds it up per memory type and device id: one GPU entry per device used.
             memory_usage:
               this.options.reportMemoryUsage && r.config
-                ? [{ type: 'GPU', id: 0, byte_size: r.config.footprintBytes.get(v.version) ?? 0 }]
+                ? [...(r.config.deviceBytes.get(v.version) ?? new Map<number, number>())]
+                    .sort((a, b) => a[0] - b[0])
+                    .map(([id, bytes]) => ({ type: 'GPU', id, byte_size: bytes }))
                 : [],
           })),
       ),

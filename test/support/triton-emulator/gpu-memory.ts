@@ -1,7 +1,17 @@
 /**
- * The emulated GPU's memory: a total, a baseline used by the CUDA context and other processes, one
- * allocation per loaded model instance, and freed allocations that stay "used" for a lag, because real
- * allocators (PyTorch's caching allocator, TensorRT) hand memory back to the driver late.
+ * The UUID NVML reports for emulated device `index` (Triton labels its `nv_gpu_*` series with it):
+ * `GPU-00000000-0000-0000-0000-000000000002` for device 2. Stable and distinct per index; device 0 keeps
+ * the emulator's historical single-GPU UUID.
+ */
+export function emulatedGpuUuid(index: number): string {
+  return `GPU-00000000-0000-0000-0000-${String(index).padStart(12, '0')}`;
+}
+
+/**
+ * One emulated GPU's memory: a total, a baseline used by the CUDA context and other processes, one
+ * allocation per loaded model version (all its instances on this device), and freed allocations that
+ * stay "used" for a lag, because real allocators (PyTorch's caching allocator, TensorRT) hand memory
+ * back to the driver late. A multi-GPU emulator holds one per device, each with its own figures.
  */
 export class GpuMemory {
   private readonly allocations = new Map<string, number>();
@@ -13,6 +23,8 @@ export class GpuMemory {
     public baselineBytes: number,
     public releaseLagMs: number,
     private readonly now: () => number = Date.now,
+    /** The device's UUID, as NVML and Triton's `gpu_uuid` metric label show it. */
+    readonly uuid: string = emulatedGpuUuid(0),
   ) {
     this.peak = baselineBytes;
   }
@@ -34,6 +46,16 @@ export class GpuMemory {
   /** Highest used figure ever reached (tests check it never passes the total). */
   peakBytes(): number {
     return this.peak;
+  }
+
+  /** Bytes currently allocated under `key` on this device (0 when it holds nothing there). */
+  allocatedBytes(key: string): number {
+    return this.allocations.get(key) ?? 0;
+  }
+
+  /** Whether `bytes` more would fit right now (what an allocation of that size would find). */
+  fits(bytes: number): boolean {
+    return bytes <= 0 || this.usedBytes() + bytes <= this.totalBytes;
   }
 
   /** Allocates `bytes` under `key` if they fit; false (nothing changed) when they do not. */

@@ -56,8 +56,11 @@ export interface LoadedConfig {
   json: JsonObject;
   platform: string;
   modelDir: string;
-  /** GPU bytes per loaded version (all instances). */
-  footprintBytes: Map<number, number>;
+  /**
+   * GPU bytes per loaded version, per device index (all the version's instances on that device); a
+   * device the version has no instance on is absent.
+   */
+  deviceBytes: Map<number, Map<number, number>>;
   loadMs: number;
   inferMs: number;
 }
@@ -87,7 +90,8 @@ export interface ModelRecord {
 
 export interface LifecycleOptions {
   repository: string;
-  gpu: GpuMemory;
+  /** The server's GPUs, indexed by CUDA device ordinal. */
+  gpus: readonly GpuMemory[];
   /** Every load waits this long before it finishes (plus the model's own `emulator_load_ms`). */
   loadLatencyMs: number;
   /** Time an unload takes once in-flight requests have drained. */
@@ -223,7 +227,7 @@ export class ModelLifecycle {
     this.records.clear();
     this.chains.clear();
     this.faults.clear();
-    this.options.gpu.releaseAll();
+    for (const gpu of this.options.gpus) gpu.releaseAll();
   }
 
   private serialise<T>(name: string, work: () => Promise<T>): Promise<T> {
@@ -338,7 +342,7 @@ export class ModelLifecycle {
       json: modelConfigToJson(doc),
       platform,
       modelDir,
-      footprintBytes: new Map(),
+      deviceBytes: new Map(),
       loadMs: param(EMULATOR_PARAMETERS.loadMs),
       inferMs: param(EMULATOR_PARAMETERS.inferMs),
     };
@@ -386,12 +390,57 @@ export class ModelLifecycle {
     return available.slice(-Math.max(1, policy.numVersions));
   }
 
-  private gpuInstanceCount(cfg: LoadedConfig): number {
-    const groups = (cfg.json.instance_group as { kind?: string; count?: number }[] | undefined) ?? [];
-    if (groups.length === 0) return 1;
-    let n = 0;
-    for (const g of groups) if (g.kind !== 'KIND_CPU' && g.kind !== 'KIND_MODEL') n += g.count ?? 1;
-    return n;
+  /**
+   * How many instances of the model each GPU gets, as Triton places them (model configuration docs,
+   * "Instance Groups"; core NormalizeInstanceGroup then ValidateInstanceGroup): a config without
+   * `instance_group` gets one KIND_AUTO group; KIND_AUTO becomes KIND_GPU when the server has GPUs; a
+   * KIND_GPU group without `gpus` lists every available GPU; `count` (at least 1) instances go on each
+   * listed GPU, so a GPU listed twice gets two sets; groups add up. KIND_CPU instances take no GPU memory,
+   * nor do KIND_MODEL ones (the backend places those itself; the emulator charges them nothing). Returns
+   * Triton's failure reason for a GPU id the server does not have, or GPUs on a non-GPU kind.
+   */
+  private instancesPerDevice(name: string, cfg: LoadedConfig): Map<number, number> | { reason: string } {
+    type Group = { name?: string; kind?: string; count?: number; gpus?: number[] };
+    const declared = (cfg.json.instance_group as Group[] | undefined) ?? [];
+    const groups: Group[] = declared.length > 0 ? declared : [{ kind: 'KIND_AUTO' }];
+    const all = this.options.gpus.map((_, i) => i);
+    const perDevice = new Map<number, number>();
+    for (const [i, g] of groups.entries()) {
+      const group = g.name || `${name}_${i}`;
+      const gpus = g.gpus ?? [];
+      const kind = g.kind ?? 'KIND_AUTO';
+      if (kind === 'KIND_CPU' || kind === 'KIND_MODEL') {
+        if (gpus.length > 0) {
+          return {
+            reason:
+              kind === 'KIND_CPU' ? texts.kindCpuWithGpus(group, name) : texts.kindModelWithGpus(group, name),
+          };
+        }
+        continue;
+      }
+      const count = Math.max(1, g.count ?? 1);
+      for (const gpu of gpus.length > 0 ? gpus : all) {
+        if (!all.includes(gpu)) return { reason: texts.invalidGpuId(group, name, gpu, all) };
+        perDevice.set(gpu, (perDevice.get(gpu) ?? 0) + count);
+      }
+    }
+    return perDevice;
+  }
+
+  /**
+   * Bytes `model` holds on each device right now, by device index (0 where it holds none): every
+   * version's live allocation, including a version still UNLOADING. Memory already freed but not yet
+   * returned to the driver (the release lag) is the device's, not the model's.
+   */
+  placement(name: string): number[] {
+    const keys = [...(this.records.get(name)?.versions.values() ?? [])]
+      .map((v) => v.allocKey)
+      .filter((k): k is string => k !== undefined);
+    return this.options.gpus.map((gpu) => keys.reduce((sum, k) => sum + gpu.allocatedBytes(k), 0));
+  }
+
+  private release(key: string | undefined): void {
+    if (key) for (const gpu of this.options.gpus) gpu.release(key);
   }
 
   /** Checks one version's files and allocates its memory; returns the allocation or the failure reason. */
@@ -403,7 +452,7 @@ export class ModelLifecycle {
     const injected = this.faults.get(name)?.failLoad?.shift();
     if (injected !== undefined) return { reason: injected };
     if (cfg.platform === 'ensemble') {
-      cfg.footprintBytes.set(version, 0);
+      cfg.deviceBytes.set(version, new Map());
       return {};
     }
     const fileName = cfg.summary.defaultModelFilename || DEFAULT_FILE[cfg.platform];
@@ -422,13 +471,17 @@ export class ModelLifecycle {
     const perInstance = Number.isFinite(declared)
       ? declared
       : Math.ceil((await pathSize(file)) * this.options.footprintFactor);
-    const bytes = perInstance * this.gpuInstanceCount(cfg);
-    const key = `${name}/${version}/${++this.allocSeq}`;
-    const gpu = this.options.gpu;
-    if (!gpu.tryAllocate(key, bytes)) {
+    const instances = this.instancesPerDevice(name, cfg);
+    if (!(instances instanceof Map)) return instances;
+    const wanted = new Map([...instances].map(([d, n]) => [d, perInstance * n]));
+    // All or nothing across devices: Triton creates the instances one by one and, when one fails (out
+    // of memory on its GPU), destroys those already created, so a failed load leaves nothing behind.
+    // The first device without room is the one named, as the failing instance's error names it.
+    for (const [d, bytes] of [...wanted].sort((a, b) => a[0] - b[0])) {
+      const gpu = this.options.gpus[d];
+      if (gpu.fits(bytes)) continue;
       const MiB = 1024 * 1024;
       const GiB = 1024 * MiB;
-      const used = gpu.usedBytes();
       return {
         reason:
           cfg.platform === 'tensorrt_plan'
@@ -437,12 +490,15 @@ export class ModelLifecycle {
                 name,
                 bytes / MiB,
                 gpu.totalBytes / GiB,
-                used / GiB,
+                gpu.usedBytes() / GiB,
                 gpu.freeBytes() / MiB,
+                d,
               ),
       };
     }
-    cfg.footprintBytes.set(version, bytes);
+    const key = `${name}/${version}/${++this.allocSeq}`;
+    for (const [d, bytes] of wanted) this.options.gpus[d].tryAllocate(key, bytes);
+    cfg.deviceBytes.set(version, wanted);
     return { allocKey: key };
   }
 
@@ -539,7 +595,7 @@ export class ModelLifecycle {
       counter.loadFailures++;
       // Versions that did load are released again; READY versions of an earlier load keep serving.
       for (const [v, key] of allocated) {
-        if (key) this.options.gpu.release(key);
+        this.release(key);
         const cur = rec.versions.get(v);
         if (cur && cur.state !== 'READY')
           rec.versions.set(v, { version: v, state: 'UNAVAILABLE', reason: 'unloaded', inflight: 0 });
@@ -555,7 +611,7 @@ export class ModelLifecycle {
 
     for (const [v, key] of allocated) {
       const old = rec.versions.get(v);
-      if (old?.allocKey) this.options.gpu.release(old.allocKey);
+      this.release(old?.allocKey);
       const ready: VersionRecord = { version: v, state: 'READY', reason: '', inflight: 0 };
       if (key) ready.allocKey = key;
       rec.versions.set(v, ready);
@@ -579,7 +635,7 @@ export class ModelLifecycle {
       if (vr.inflight > 0) await new Promise<void>((r) => (vr.onDrained = r));
       if (this.options.unloadLatencyMs > 0) await sleep(this.options.unloadLatencyMs);
       if (gen !== this.generation || vr.state !== 'UNLOADING') return;
-      if (vr.allocKey) this.options.gpu.release(vr.allocKey);
+      this.release(vr.allocKey);
       vr.allocKey = undefined;
       vr.state = 'UNAVAILABLE';
       vr.reason = 'unloaded';

@@ -46,20 +46,33 @@ export const texts = {
   // tensorrt_backend model_state.cc AutoCompleteConfigHelper (auto-complete on, the default).
   tensorrtMissingPlan: (modelDir: string, version: number, file: string) =>
     `Internal: unable to load plan file to auto complete config: ${modelDir}/${version}/${file}`,
-  // pytorch_backend: libtorch CUDA OOM caught around torch::jit::load.
+  // pytorch_backend: libtorch CUDA OOM caught around torch::jit::load; `gpu` is the device the
+  // instance was being created on (CUDA's device ordinal, as PyTorch prints it).
   pytorchOutOfMemory: (
     model: string,
     tryMiB: number,
     totalGiB: number,
     allocatedGiB: number,
     freeMiB: number,
+    gpu = 0,
   ) =>
     `Internal: failed to load model '${model}': CUDA out of memory. Tried to allocate ${tryMiB.toFixed(2)} MiB ` +
-    `(GPU 0; ${totalGiB.toFixed(2)} GiB total capacity; ${allocatedGiB.toFixed(2)} GiB already allocated; ` +
+    `(GPU ${gpu}; ${totalGiB.toFixed(2)} GiB total capacity; ${allocatedGiB.toFixed(2)} GiB already allocated; ` +
     `${freeMiB.toFixed(2)} MiB free; ${allocatedGiB.toFixed(2)} GiB reserved in total by PyTorch)`,
   // tensorrt_backend loader.cc LoadPlan, with TensorRT's allocator error line.
   tensorrtOutOfMemory: () =>
     'Internal: unable to create TensorRT engine: 1: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)',
+  // core model_config_utils.cc ValidateInstanceGroup (run by TritonModel::Create when a version loads,
+  // after NormalizeInstanceGroup has named unnamed groups `<model>_<index>`). `supported` lists the
+  // GPUs that meet the minimum compute capability (`--min-supported-compute-capability`, 6.0 by
+  // default, printed by std::to_string).
+  invalidGpuId: (group: string, model: string, gpu: number, supported: readonly number[]) =>
+    `Invalid argument: instance group ${group} of model ${model} specifies invalid or unsupported gpu id ${gpu}. ` +
+    `GPUs with at least the minimum required CUDA compute compatibility of 6.000000 are: ${supported.join(', ')}`,
+  kindCpuWithGpus: (group: string, model: string) =>
+    `Invalid argument: instance group ${group} of model ${model} has kind KIND_CPU but specifies one or more GPUs`,
+  kindModelWithGpus: (group: string, model: string) =>
+    `Invalid argument: instance group ${group} of model ${model} has kind KIND_MODEL but specifies one or more GPUs`,
   // Ensemble whose composing model cannot be loaded (core ensemble dependency check; wording approximated).
   ensembleDependency: (ensemble: string, dep: string, error: string) =>
     `Invalid argument: ensemble '${ensemble}' depends on '${dep}' which has no loaded version. Model '${dep}' loading failed with error: ${error}`,

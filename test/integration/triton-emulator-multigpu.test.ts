@@ -1,0 +1,341 @@
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { TritonClient } from '../../src/triton/client';
+import { TritonError } from '../../src/triton/triton-error';
+import { parseTritonMetrics } from '../../src/triton/metrics';
+import { TritonEmulator, emulatedGpuUuid, texts } from '../support/triton-emulator';
+import { resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
+
+const MiB = 1024 * 1024;
+/** Each emulated device: 16 MiB, so a few 4 MiB instances fill one. */
+const DEVICE = 16 * MiB;
+const INSTANCE = 4 * MiB;
+const LAG_MS = 150;
+
+async function rejection(p: Promise<unknown>): Promise<TritonError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  if (!(e instanceof TritonError)) throw new Error(`expected a TritonError, got ${String(e)}`);
+  return e;
+}
+
+describe('Triton emulator with four GPUs: placement by instance_group', () => {
+  let repo: { dir: string; cleanup: () => Promise<void> };
+  let emulator: TritonEmulator;
+  let client: TritonClient;
+
+  /** A PyTorch model whose every instance takes `bytes`, with `groups` appended to its config. */
+  const model = (name: string, groups = '', bytes = INSTANCE) =>
+    writeModel(repo.dir, name, {
+      config: resnetPtConfig({ name, gpuBytes: bytes }) + '\n' + groups,
+      versions: { '1': { 'model.pt': 10 } },
+    });
+  const used = () => emulator.gpus.map((g) => g.usedBytes());
+
+  beforeEach(async () => {
+    repo = await tempDir();
+    emulator = await TritonEmulator.start({
+      modelRepository: repo.dir,
+      gpuCount: 4,
+      gpuMemoryBytes: DEVICE,
+      memoryReleaseLagMs: LAG_MS,
+      reportMemoryUsage: true,
+    });
+    client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
+  });
+
+  afterEach(async () => {
+    client.close();
+    await emulator.stop();
+    await repo.cleanup();
+  });
+
+  test('four devices with distinct, stable UUIDs; GPU 0 keeps the single-GPU UUID', () => {
+    expect(emulator.gpus.map((g) => g.uuid)).toEqual([
+      'GPU-00000000-0000-0000-0000-000000000000',
+      'GPU-00000000-0000-0000-0000-000000000001',
+      'GPU-00000000-0000-0000-0000-000000000002',
+      'GPU-00000000-0000-0000-0000-000000000003',
+    ]);
+    expect(emulator.gpu).toBe(emulator.gpus[0]);
+    expect(emulator.gpuUuid).toBe(emulatedGpuUuid(0));
+    expect(emulator.gpus.map((g) => g.totalBytes)).toEqual([DEVICE, DEVICE, DEVICE, DEVICE]);
+  });
+
+  test('no instance_group: one instance on every GPU (Triton default)', async () => {
+    await model('everywhere');
+    await client.load('everywhere');
+    expect(emulator.placement('everywhere')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+    expect(used()).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+    // Reloading replaces the model's memory on each device rather than adding to it (the old
+    // allocation still shows as used on each device for the release lag).
+    await client.load('everywhere');
+    expect(emulator.placement('everywhere')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+    expect(used()).toEqual([8 * MiB, 8 * MiB, 8 * MiB, 8 * MiB]);
+  });
+
+  test('KIND_GPU without gpus, and KIND_AUTO, mean every GPU; count multiplies on each', async () => {
+    await model('gpu2', 'instance_group { kind: KIND_GPU count: 2 }');
+    await model('auto', 'instance_group { kind: KIND_AUTO }');
+    await client.load('gpu2');
+    await client.load('auto');
+    expect(emulator.placement('gpu2')).toEqual([8 * MiB, 8 * MiB, 8 * MiB, 8 * MiB]);
+    expect(emulator.placement('auto')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+  });
+
+  test('gpus: [2] puts the instance on device 2 only', async () => {
+    await model('two', 'instance_group { kind: KIND_GPU gpus: [2] }');
+    await client.load('two');
+    expect(emulator.placement('two')).toEqual([0, 0, INSTANCE, 0]);
+    expect(used()).toEqual([0, 0, INSTANCE, 0]);
+  });
+
+  test('count: 2 on listed GPUs puts two instances on each', async () => {
+    await model('pair', 'instance_group { kind: KIND_GPU count: 2 gpus: [1, 3] }');
+    await client.load('pair');
+    expect(emulator.placement('pair')).toEqual([0, 2 * INSTANCE, 0, 2 * INSTANCE]);
+  });
+
+  test('KIND_CPU takes no GPU memory anywhere', async () => {
+    await model('cpu', 'instance_group { kind: KIND_CPU count: 4 }');
+    await client.load('cpu');
+    expect(await client.modelReady('cpu')).toBe(true);
+    expect(emulator.placement('cpu')).toEqual([0, 0, 0, 0]);
+    expect(used()).toEqual([0, 0, 0, 0]);
+    const [stats] = await client.modelStatistics('cpu');
+    expect(stats.memory_usage).toEqual([]);
+  });
+
+  test('several groups add up per device', async () => {
+    await model(
+      'mixed',
+      [
+        'instance_group [',
+        '  { kind: KIND_GPU gpus: [0] },',
+        '  { kind: KIND_GPU count: 2 gpus: [0, 3] },',
+        '  { kind: KIND_CPU count: 8 }',
+        ']',
+      ].join('\n'),
+      MiB,
+    );
+    await client.load('mixed');
+    expect(emulator.placement('mixed')).toEqual([3 * MiB, 0, 0, 2 * MiB]);
+  });
+
+  test('a GPU id the server does not have fails the load with Triton’s text; nothing is allocated', async () => {
+    await model('bad', 'instance_group { kind: KIND_GPU gpus: [1, 4] }');
+    const e = await rejection(client.load('bad'));
+    expect(e.grpcCode).toBe(grpc.status.INVALID_ARGUMENT);
+    // The unnamed group is named `<model>_<index>` by Triton's normalisation.
+    expect(e.tritonMessage).toBe(
+      "load failed for model 'bad': version 1 is at UNAVAILABLE state: Invalid argument: instance group bad_0 " +
+        'of model bad specifies invalid or unsupported gpu id 4. GPUs with at least the minimum required CUDA ' +
+        'compute compatibility of 6.000000 are: 0, 1, 2, 3;\n',
+    );
+    expect(e.kind).toBe('InvalidArgument');
+    expect(used()).toEqual([0, 0, 0, 0]);
+    expect(await client.repositoryIndex()).toEqual([
+      { name: 'bad', version: '1', state: 'UNAVAILABLE', reason: expect.stringContaining('gpu id 4') },
+    ]);
+    // A named group keeps its name in the message.
+    await model('named', 'instance_group { name: "hot" kind: KIND_GPU gpus: [7] }');
+    expect((await rejection(client.load('named'))).tritonMessage).toBe(
+      texts.loadFailed(
+        'named',
+        texts.versionUnavailable(1, texts.invalidGpuId('hot', 'named', 7, [0, 1, 2, 3])),
+      ),
+    );
+  });
+
+  test('KIND_CPU that lists GPUs is refused as Triton refuses it', async () => {
+    await model('cpugpu', 'instance_group { kind: KIND_CPU gpus: [0] }');
+    const e = await rejection(client.load('cpugpu'));
+    expect(e.tritonMessage).toBe(
+      "load failed for model 'cpugpu': version 1 is at UNAVAILABLE state: Invalid argument: instance group " +
+        'cpugpu_0 of model cpugpu has kind KIND_CPU but specifies one or more GPUs;\n',
+    );
+    expect(used()).toEqual([0, 0, 0, 0]);
+  });
+
+  test('out of memory on one device while others have room: the load fails naming that GPU, allocating nothing', async () => {
+    await model('filler', 'instance_group { kind: KIND_GPU gpus: [2] }', 14 * MiB);
+    await model('everywhere');
+    await model('pinned0', 'instance_group { kind: KIND_GPU gpus: [0] }');
+    await client.load('filler');
+    expect(used()).toEqual([0, 0, 14 * MiB, 0]);
+
+    const e = await rejection(client.load('everywhere'));
+    expect(e.kind).toBe('OutOfMemory');
+    expect(e.tritonMessage).toBe(
+      "load failed for model 'everywhere': version 1 is at UNAVAILABLE state: Internal: failed to load model " +
+        "'everywhere': CUDA out of memory. Tried to allocate 4.00 MiB (GPU 2; 0.02 GiB total capacity; " +
+        '0.01 GiB already allocated; 2.00 MiB free; 0.01 GiB reserved in total by PyTorch);\n',
+    );
+    // All or nothing: devices 0, 1 and 3 had room, yet nothing stayed on them.
+    expect(emulator.placement('everywhere')).toEqual([0, 0, 0, 0]);
+    expect(used()).toEqual([0, 0, 14 * MiB, 0]);
+    expect(emulator.gpus.map((g) => g.peakBytes())).toEqual([0, 0, 14 * MiB, 0]);
+
+    // A model that needs only a device with room loads.
+    await client.load('pinned0');
+    expect(used()).toEqual([INSTANCE, 0, 14 * MiB, 0]);
+  });
+
+  test('TensorRT out of memory on one device keeps TensorRT’s text and allocates nothing', async () => {
+    await model('filler', 'instance_group { kind: KIND_GPU gpus: [3] }', 14 * MiB);
+    await writeModel(repo.dir, 'trt', {
+      config: resnetTrtConfig('trt') + '\ninstance_group { kind: KIND_GPU gpus: [1, 3] }',
+      versions: { '1': { 'model.plan': 3 * MiB } },
+    });
+    await client.load('filler');
+    const e = await rejection(client.load('trt'));
+    expect(e.tritonMessage).toBe(
+      texts.loadFailed('trt', texts.versionUnavailable(1, texts.tensorrtOutOfMemory())),
+    );
+    expect(used()).toEqual([0, 0, 0, 14 * MiB]);
+  });
+
+  test('unload releases each device’s allocation, after each device’s release lag', async () => {
+    await model('a', 'instance_group { kind: KIND_GPU gpus: [1, 2] }');
+    await model('b');
+    await client.load('a');
+    await client.load('b');
+    expect(used()).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);
+
+    await client.unload('a');
+    await emulator.idle();
+    expect(emulator.placement('a')).toEqual([0, 0, 0, 0]);
+    expect(emulator.placement('b')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+    // Freed memory still shows as used on the devices that held it, until the lag passes.
+    expect(used()).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);
+    await new Promise((r) => setTimeout(r, LAG_MS + 50));
+    expect(used()).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+    // Each device remembers its own peak.
+    expect(emulator.gpus.map((g) => g.peakBytes())).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);
+  });
+
+  test('/metrics: one nv_gpu_* series per device, labelled gpu_uuid', async () => {
+    await model('pair', 'instance_group { kind: KIND_GPU count: 2 gpus: [1] }');
+    await model('b', 'instance_group { kind: KIND_GPU gpus: [1, 3] }');
+    await client.load('pair');
+    await client.load('b');
+    emulator.refreshMetrics();
+    const m = parseTritonMetrics(await (await fetch(emulator.metricsUrl)).text());
+    expect(m.gpus).toEqual([
+      { uuid: emulatedGpuUuid(0), memoryUsedBytes: 0, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: emulatedGpuUuid(1), memoryUsedBytes: 3 * INSTANCE, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: emulatedGpuUuid(2), memoryUsedBytes: 0, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: emulatedGpuUuid(3), memoryUsedBytes: INSTANCE, memoryTotalBytes: DEVICE, utilization: 0 },
+    ]);
+  });
+
+  test('ModelStatistics.memory_usage: one GPU entry per device the model holds', async () => {
+    await model('pair', 'instance_group { kind: KIND_GPU count: 2 gpus: [3, 1] }');
+    await model('everywhere');
+    await client.load('pair');
+    await client.load('everywhere');
+    const [pair] = await client.modelStatistics('pair');
+    expect(pair.memory_usage).toEqual([
+      { type: 'GPU', id: 1, byte_size: 2 * INSTANCE },
+      { type: 'GPU', id: 3, byte_size: 2 * INSTANCE },
+    ]);
+    const [all] = await client.modelStatistics('everywhere');
+    expect(all.memory_usage).toEqual([0, 1, 2, 3].map((id) => ({ type: 'GPU', id, byte_size: INSTANCE })));
+  });
+});
+
+describe('Triton emulator GPU count: the default stays one GPU', () => {
+  test('one device by default; gpus: [1] is an invalid id there', async () => {
+    const repo = await tempDir();
+    const emulator = await TritonEmulator.start({ modelRepository: repo.dir, gpuMemoryBytes: DEVICE });
+    const client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
+    try {
+      expect(emulator.gpus).toHaveLength(1);
+      expect(emulator.gpuUuid).toBe('GPU-00000000-0000-0000-0000-000000000000');
+      await writeModel(repo.dir, 'one', {
+        config:
+          resnetPtConfig({ name: 'one', gpuBytes: INSTANCE }) +
+          '\ninstance_group { kind: KIND_GPU gpus: [1] }',
+        versions: { '1': { 'model.pt': 10 } },
+      });
+      const e = await rejection(client.load('one'));
+      expect(e.tritonMessage).toContain('specifies invalid or unsupported gpu id 1. ');
+      expect(e.tritonMessage).toContain('compatibility of 6.000000 are: 0;\n');
+      expect(emulator.placement('one')).toEqual([0]);
+    } finally {
+      client.close();
+      await emulator.stop();
+      await repo.cleanup();
+    }
+  });
+
+  test('gpuUuid names GPU 0 only; a count below 1 is refused', async () => {
+    const repo = await tempDir();
+    try {
+      const e = await TritonEmulator.start({
+        modelRepository: repo.dir,
+        gpuCount: 2,
+        gpuUuid: 'GPU-7a0c1f5e-0000-0000-0000-000000000000',
+        metricsPort: null,
+      });
+      expect(e.gpus.map((g) => g.uuid)).toEqual([
+        'GPU-7a0c1f5e-0000-0000-0000-000000000000',
+        emulatedGpuUuid(1),
+      ]);
+      await e.stop();
+      await expect(TritonEmulator.start({ modelRepository: repo.dir, gpuCount: 0 })).rejects.toThrow(
+        'gpuCount must be a whole number of at least 1',
+      );
+    } finally {
+      await repo.cleanup();
+    }
+  });
+});
+
+describe('Triton emulator CLI: --gpu-count', () => {
+  test('the process serves one nv_gpu_* series per emulated GPU', async () => {
+    const repo = await tempDir();
+    const root = path.resolve(__dirname, '../..');
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        path.join(root, 'node_modules/tsx/dist/loader.mjs'),
+        path.join(root, 'test/support/triton-emulator/cli.ts'),
+        `--model-repository=${repo.dir}`,
+        '--grpc-address=127.0.0.1',
+        '--grpc-port=0',
+        '--metrics-port=0',
+        '--gpu-count=3',
+        '--gpu-memory-bytes=1048576',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    try {
+      // Await the startup line that names the metrics port.
+      const metricsHost = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /Started Metrics Service at (\S+)/.exec(out);
+          if (m) resolve(m[1]);
+        });
+        child.once('exit', (code) => reject(new Error(`emulator exited with ${code}: ${out}`)));
+      });
+      const m = parseTritonMetrics(await (await fetch(`http://${metricsHost}/metrics`)).text());
+      expect(m.gpus.map((g) => [g.uuid, g.memoryTotalBytes])).toEqual([
+        [emulatedGpuUuid(0), MiB],
+        [emulatedGpuUuid(1), MiB],
+        [emulatedGpuUuid(2), MiB],
+      ]);
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      await repo.cleanup();
+    }
+  }, 20_000);
+});
