@@ -217,6 +217,43 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     expect(emulator.gpus.map((g) => g.peakBytes())).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);
   });
 
+  test('a config override moves a model to the GPUs it names (reload on another device)', async () => {
+    await model('moved');
+    await client.load('moved');
+    expect(emulator.placement('moved')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+    // The load's `config` parameter (protobuf JSON) replaces config.pbtxt, instance_group included.
+    const config = {
+      name: 'moved',
+      platform: 'pytorch_libtorch',
+      max_batch_size: 128,
+      input: [{ name: 'INPUT__0', data_type: 'TYPE_FP32', dims: [3, 224, 224] }],
+      output: [{ name: 'OUTPUT__0', data_type: 'TYPE_FP32', dims: [1000] }],
+      instance_group: [{ kind: 'KIND_GPU', count: 1, gpus: [3] }],
+      parameters: { emulator_gpu_bytes: { string_value: String(INSTANCE) } },
+    };
+    await client.load('moved', { config });
+    expect(emulator.placement('moved')).toEqual([0, 0, 0, INSTANCE]);
+  });
+
+  test('an UNLOADING version still holds its devices; a crash frees every device at once', async () => {
+    emulator.setLatency({ unloadMs: 100 });
+    await model('slow', 'instance_group { kind: KIND_GPU gpus: [0, 2] }');
+    await model('other', 'instance_group { kind: KIND_GPU gpus: [1] }');
+    await client.load('slow');
+    await client.load('other');
+    await client.unload('slow');
+    expect(await client.repositoryIndex()).toContainEqual({
+      name: 'slow',
+      version: '1',
+      state: 'UNLOADING',
+      reason: '',
+    });
+    expect(emulator.placement('slow')).toEqual([INSTANCE, 0, INSTANCE, 0]);
+    await emulator.crash();
+    expect(used()).toEqual([0, 0, 0, 0]);
+    expect(emulator.placement('other')).toEqual([0, 0, 0, 0]);
+  });
+
   test('/metrics: one nv_gpu_* series per device, labelled gpu_uuid', async () => {
     await model('pair', 'instance_group { kind: KIND_GPU count: 2 gpus: [1] }');
     await model('b', 'instance_group { kind: KIND_GPU gpus: [1, 3] }');
