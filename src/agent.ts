@@ -119,6 +119,7 @@ export class Agent {
         unloadDrainTimeoutMs: config.unloadDrainTimeoutMs,
         unloadPollMs: config.unloadPollMs,
         oomRetries: config.oomRetries,
+        placement: config.gpuPlacement,
         idleUnloadMs: config.idleUnloadMs,
       },
     );

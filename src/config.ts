@@ -47,6 +47,7 @@ export interface AgentConfig {
   releaseWaitMs: number;
   churnGuardMs: number;
   idleUnloadMs: number;
+  gpuPlacement: 'pack' | 'triton-default';
   accessLogFile: string | undefined;
   accessLogMaxBytes: number;
   accessLogFiles: number;
@@ -511,6 +512,14 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning: 'rotated access log files kept (the oldest beyond this are deleted)',
     fallback: '5',
     parse: integer(0, 1000),
+  },
+  {
+    key: 'gpuPlacement',
+    env: 'AGENT_GPU_PLACEMENT',
+    meaning:
+      "on an instance with several GPUs: pack (each model on the one GPU it fits best, written into the staged config's instance_group) or triton-default (every model on every GPU, as Triton places it); an artifact that names its own GPUs, or runs on the CPU, keeps that",
+    fallback: 'pack',
+    parse: oneOf('pack', 'triton-default'),
   },
   {
     key: 'logLevel',

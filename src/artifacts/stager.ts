@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { AgentError, ErrorCode, messageOf } from '../errors';
-import { isEnsemble, renameEnsembleSteps, setModelName, writePbtxt } from '../triton';
+import { isEnsemble, placeOnGpus, renameEnsembleSteps, setModelName, writePbtxt } from '../triton';
 import type { ArtifactLayout, ArtifactModel } from './artifact-layout';
 
 /** Marker written into every model directory the agent stages, so it only ever removes its own. */
@@ -39,7 +39,13 @@ export interface StagedModel {
 
 /** Places an artifact's models into Triton's repository under the agent's names. */
 export interface Stager {
-  stage(layout: ArtifactLayout, tritonName: string, info: Record<string, string>): Promise<StagedModel>;
+  /** Stages `layout` under `tritonName`; with `gpus`, its GPU instances are placed on those devices. */
+  stage(
+    layout: ArtifactLayout,
+    tritonName: string,
+    info: Record<string, string>,
+    gpus?: readonly number[],
+  ): Promise<StagedModel>;
   remove(staged: StagedModel): Promise<void>;
   /**
    * What staging `layout` under `tritonName` places in the repository, if an earlier run staged it and
@@ -98,10 +104,12 @@ export class RepositoryStager implements Stager {
     rename: Map<string, string>,
     dest: string,
     info: Record<string, string>,
+    gpus: readonly number[] | undefined,
   ) {
     await fs.mkdir(dest, { recursive: true });
     let config = setModelName(model.config, name);
     if (isEnsemble(model.summary)) config = renameEnsembleSteps(config, (n) => rename.get(n));
+    else if (gpus) config = placeOnGpus(config, gpus);
     await fs.writeFile(path.join(dest, 'config.pbtxt'), writePbtxt(config));
     await fs.writeFile(path.join(dest, STAGED_MARKER), JSON.stringify({ ...info, tritonName: name }));
     for (const entry of await fs.readdir(model.dir)) {
@@ -143,6 +151,7 @@ export class RepositoryStager implements Stager {
     layout: ArtifactLayout,
     tritonName: string,
     info: Record<string, string>,
+    gpus?: readonly number[],
   ): Promise<StagedModel> {
     const rename = new Map<string, string>();
     const names = this.names(layout, tritonName);
@@ -154,7 +163,7 @@ export class RepositoryStager implements Stager {
     const work = path.join(this.stagingDir, `${tritonName}.${randomBytes(4).toString('hex')}`);
     const placed: string[] = [];
     try {
-      for (const [m, n] of names) await this.assemble(m, n, rename, path.join(work, n), info);
+      for (const [m, n] of names) await this.assemble(m, n, rename, path.join(work, n), info, gpus);
       for (const [, n] of names) {
         const dest = path.join(this.repository, n);
         // A directory of the same name is a leftover of this agent (names are derived from the MME name).

@@ -2,7 +2,7 @@ import { AgentError, ErrorCode } from '../errors';
 import type { Logger } from '../observability';
 import { waitForChange, type Clock } from './clock';
 import type { EvictionPolicy } from './eviction';
-import type { GpuLedger } from './gpu-ledger';
+import type { Devices, GpuLedger } from './gpu-ledger';
 import type { ModelRecord } from './model-record';
 
 const MiB = 1024 * 1024;
@@ -38,65 +38,120 @@ export class Admission {
     private readonly seam: AdmissionSeam,
     private readonly clock: Clock,
     private readonly logger: Logger,
-    private readonly options: AdmissionOptions,
+    private readonly settings: AdmissionOptions,
   ) {}
 
-  /** Reserves `need` bytes for `record`, making room as needed, by `deadline` (clock time). */
-  async admit(record: ModelRecord, need: number, deadline: number, signal: AbortSignal): Promise<void> {
+  /**
+   * Reserves `need` bytes (on each device the model goes to) for `record`, making room as needed, by
+   * `deadline` (clock time). Resolves with the devices reserved on.
+   */
+  async admit(record: ModelRecord, need: number, deadline: number, signal: AbortSignal): Promise<Devices> {
     for (;;) {
-      if (this.decide(record, need)) return;
+      const devices = this.decide(record, need);
+      if (devices !== undefined) return devices;
       const left = deadline - this.clock.now();
       if (left <= 0) throw this.noCapacity(record, need, 'by the cold-load deadline');
       await waitForChange(this.clock, this.ledger.next(), left, signal);
     }
   }
 
-  /** One decision: true when reserved; false to wait for a change; throws 507 when waiting cannot help. */
-  private decide(record: ModelRecord, need: number): boolean {
+  /** The device sets a model may go to: every GPU, the ones its artifact names, or any single one. */
+  private options(record: ModelRecord): Devices[] {
+    const p = record.placement;
+    if (p.kind === 'all' || !this.ledger.known) return ['all'];
+    if (p.kind === 'fixed') return [p.devices];
+    if (p.kind === 'cpu') return [[]];
+    return this.ledger.devices.map((_, d) => [d]);
+  }
+
+  /**
+   * One decision: the devices reserved on; undefined to wait for a change; throws 507 when waiting cannot
+   * help.
+   */
+  private decide(record: ModelRecord, need: number): Devices | undefined {
     const { ledger, policy } = this;
-    const usable = ledger.usable();
-    if (need > usable) {
+    const options = this.options(record);
+    const indices = (o: Devices) => ledger.indices(o);
+    const usableFor = (o: Devices) => Math.min(...indices(o).map((d) => ledger.usable(d)));
+    if (options.every((o) => need > usableFor(o))) {
+      const usable = Math.max(...options.map(usableFor));
       throw new AgentError(
         ErrorCode.InsufficientCapacity,
         `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} a GPU here has for models (headroom ${mib(ledger.options.headroomBytes)} kept free)`,
       );
     }
-    if (Number.isFinite(usable)) policy.setCapacity?.(usable);
-    const free = ledger.free();
-    const { maxResident } = this.options;
+    if (ledger.known) policy.setCapacity?.(ledger.usable() * Math.max(1, ledger.devices.length));
+    const { maxResident } = this.settings;
     const countExcess = maxResident > 0 ? ledger.count() + 1 - maxResident : 0;
-    if (free >= need && countExcess <= 0) {
-      ledger.reserve(record.name, need);
-      return true;
+    const fits = options.filter(
+      (o) => need <= usableFor(o) && indices(o).every((d) => ledger.freeOn(d) >= need),
+    );
+    if (fits.length > 0 && countExcess <= 0) {
+      // Best fit: the option that leaves the least free, keeping large holes for large models.
+      const left = (o: Devices) => Math.min(...indices(o).map((d) => ledger.freeOn(d) - need), Infinity);
+      const best = fits.reduce((a, b) => (left(b) < left(a) ? b : a));
+      ledger.reserve(record.name, need, best);
+      return best;
     }
     // Memory already on its way out (unloads in flight, released memory still showing) counts before
     // more models are sent away.
-    const deficit = need - free - ledger.bytes('freeing') - ledger.lagging();
+    const deficits = (o: Devices) =>
+      new Map(
+        indices(o).map((d) => [
+          d,
+          need - ledger.freeOn(d) - ledger.charged(d, 'freeing') - ledger.lagging(d),
+        ]),
+      );
+    const waitSuffices = options.some(
+      (o) => need <= usableFor(o) && [...deficits(o).values()].every((x) => x <= 0),
+    );
+    if (waitSuffices && countExcess <= 0) return undefined;
     const now = this.clock.now();
     const evictable = (name: string) => this.seam.evictable(name, record);
-    const victims = new Set<string>();
-    if (deficit > 0) for (const v of policy.chooseVictims(deficit, now, evictable)) victims.add(v);
+    // The cheapest set of victims that covers some option's deficit on every device it needs.
+    let plan: string[] | undefined;
+    let planBytes = Infinity;
+    for (const o of options) {
+      if (need > usableFor(o)) continue;
+      const left = deficits(o);
+      if ([...left.values()].every((x) => x <= 0)) continue;
+      const onOption = (name: string) => evictable(name) && indices(o).some((d) => ledger.holds(name, d));
+      const chosen: string[] = [];
+      let bytes = 0;
+      for (const v of policy.chooseVictims(Number.MAX_SAFE_INTEGER, now, onOption)) {
+        if ([...left.values()].every((x) => x <= 0)) break;
+        const helps = [...left].some(([d, x]) => x > 0 && ledger.holds(v, d));
+        if (!helps) continue;
+        chosen.push(v);
+        bytes += ledger.chargeOf(v);
+        for (const [d, x] of left) if (ledger.holds(v, d)) left.set(d, x - ledger.chargeOf(v));
+      }
+      if ([...left.values()].every((x) => x <= 0) && bytes < planBytes) {
+        plan = chosen;
+        planBytes = bytes;
+      }
+    }
+    const victims = new Set(plan ?? []);
     for (let i = 0; i < countExcess; i++) {
       const [v] = policy.chooseVictims(1, now, (n) => evictable(n) && !victims.has(n));
       if (v === undefined) break;
       victims.add(v);
     }
     if (victims.size > 0) {
-      this.logger.info('evicting to make room', { model: record.name, need, free, victims: [...victims] });
+      this.logger.info('evicting to make room', { model: record.name, need, victims: [...victims] });
       for (const v of victims) this.seam.evict(v);
       record.victims.push(...victims);
-      return false;
+      return undefined;
     }
-    if (deficit <= 0 && countExcess <= 0) return false;
     // Nothing to evict now: wait only if something in flight can still make room.
     const pinned = this.seam.pinned(record);
     if (
       ledger.bytes('freeing') > 0 ||
       ledger.bytes('reserved') > 0 ||
-      ledger.lagging() > 0 ||
+      ledger.devices.some((_, d) => ledger.lagging(d) > 0) ||
       pinned.count > 0
     )
-      return false;
+      return undefined;
     throw this.noCapacity(record, need, 'and nothing more can be evicted');
   }
 
@@ -105,7 +160,7 @@ export class Admission {
     const pinned = this.seam.pinned(record);
     return new AgentError(
       ErrorCode.InsufficientCapacity,
-      `not enough GPU memory for model '${record.name}' ${when}: it needs ${mib(need)}, ${mib(Math.max(0, ledger.free()))} are free ` +
+      `not enough GPU memory for model '${record.name}' ${when}: it needs ${mib(need)}, ${mib(Math.max(0, ...ledger.devices.map((_, d) => ledger.freeOn(d))))} are free ` +
         `(${mib(ledger.bytes('resident'))} resident, ${mib(ledger.bytes('reserved'))} reserved by loads in flight, ` +
         `${mib(ledger.bytes('freeing'))} being unloaded, ${mib(ledger.unaccounted())} used outside the models, ` +
         `${mib(ledger.options.headroomBytes)} headroom); ${pinned.count} resident model(s) holding ${mib(pinned.bytes)} are pinned by requests in flight`,

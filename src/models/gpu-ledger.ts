@@ -4,8 +4,13 @@ import type { GpuSample } from './gpu-probe';
 /** What a model's GPU bytes are doing: held for a load in flight, resident, or on their way out. */
 export type ChargeState = 'reserved' | 'resident' | 'freeing';
 
+/** Where a model's instances live: every GPU (Triton's default placement), some GPUs, or none (CPU). */
+export type Devices = 'all' | readonly number[];
+
 interface Charge {
+  /** Bytes on each device the model occupies. */
   bytes: number;
+  devices: Devices;
   state: ChargeState;
 }
 
@@ -30,21 +35,19 @@ export interface DeviceAccount {
 }
 
 /**
- * Accounting-first GPU capacity. The plan is the ledger: every model's bytes (its learned footprint, else
- * an estimate) are charged while it loads (`reserved`), while it is resident, and while it unloads
- * (`freeing`, until Triton's index says the unload finished). Decisions read the ledger only, so no request
- * waits for a metrics sample. Triton's metrics, read in the background, *correct* the plan: used memory no
- * charge explains becomes `unaccounted` and is subtracted from what is free.
- *
- * Models are charged on every device (Triton's default placement gives each model an instance on every
- * GPU), so the free figure is the smallest over devices.
+ * Accounting-first GPU capacity, per device. The plan is the ledger: every model's bytes (its learned
+ * footprint, else an estimate) are charged on each device it occupies while it loads (`reserved`), while
+ * it is resident, and while it unloads (`freeing`, until Triton's index says the unload finished).
+ * Decisions read the ledger only, so no request waits for a metrics sample. Triton's metrics, read in the
+ * background, *correct* the plan: used memory no charge explains becomes a device's `unaccounted` bytes
+ * and is subtracted from what is free there.
  */
 export class GpuLedger {
   private readonly charges = new Map<string, Charge>();
   private accounts: DeviceAccount[] = [];
   private lastSample: GpuSample | undefined;
-  /** Bytes released, and when: a sample taken soon after may still show them. */
-  private released: { bytes: number; at: number }[] = [];
+  /** Bytes released, where, and when: a sample taken soon after may still show them. */
+  private released: { bytes: number; devices: Devices; at: number }[] = [];
   /** Loads and unloads in flight, and a counter of their starts and ends (for footprint measurement). */
   private moving = 0;
   private moves = 0;
@@ -85,31 +88,53 @@ export class GpuLedger {
     this.changed.notify();
   }
 
-  /** Bytes models may use on the smallest device (total less headroom). */
-  usable(): number {
-    if (!this.known) return Infinity;
-    return Math.max(0, Math.min(...this.accounts.map((a) => a.totalBytes)) - this.options.headroomBytes);
+  private static on(devices: Devices, d: number): boolean {
+    return devices === 'all' || devices.includes(d);
   }
 
-  private sum(state?: ChargeState): number {
+  /** Device indices a charge's `devices` stands for. */
+  indices(devices: Devices): number[] {
+    if (devices !== 'all') return [...devices];
+    return this.accounts.map((_, i) => i);
+  }
+
+  /** Bytes models may use on device `d` (total less headroom); the smallest device when `d` is omitted. */
+  usable(d?: number): number {
+    if (!this.known) return Infinity;
+    const totals =
+      d === undefined ? this.accounts.map((a) => a.totalBytes) : [this.accounts[d]?.totalBytes ?? 0];
+    return Math.max(0, Math.min(...totals) - this.options.headroomBytes);
+  }
+
+  /** Bytes charged on device `d` (in one state, or all). */
+  charged(d: number, state?: ChargeState): number {
     let total = 0;
-    for (const c of this.charges.values()) if (state === undefined || c.state === state) total += c.bytes;
+    for (const c of this.charges.values())
+      if ((state === undefined || c.state === state) && GpuLedger.on(c.devices, d)) total += c.bytes;
     return total;
   }
 
-  /** Bytes charged in each state. */
+  /** Bytes charged in a state, on the device where that is most (for messages and single-GPU callers). */
   bytes(state: ChargeState): number {
-    return this.sum(state);
+    if (!this.known) {
+      let total = 0;
+      for (const c of this.charges.values()) if (c.state === state) total += c.bytes;
+      return total;
+    }
+    return Math.max(0, ...this.accounts.map((_, d) => this.charged(d, state)));
   }
 
-  /** Bytes a new load may take now: usable less every charge and the device's unaccounted use. */
+  /** Bytes a new load may take now on device `d`: usable less every charge there and its unaccounted use. */
+  freeOn(d: number): number {
+    const a = this.accounts[d];
+    if (!a) return -Infinity;
+    return a.totalBytes - this.options.headroomBytes - this.charged(d) - a.unaccountedBytes;
+  }
+
+  /** The least free bytes over devices (what a model on every GPU may take). */
   free(): number {
     if (!this.known) return Infinity;
-    const charged = this.sum();
-    let free = Infinity;
-    for (const a of this.accounts)
-      free = Math.min(free, a.totalBytes - this.options.headroomBytes - charged - a.unaccountedBytes);
-    return free;
+    return Math.min(...this.accounts.map((_, d) => this.freeOn(d)));
   }
 
   /** The largest unaccounted figure over devices (for messages). */
@@ -117,25 +142,28 @@ export class GpuLedger {
     return Math.max(0, ...this.accounts.map((a) => a.unaccountedBytes));
   }
 
+  /** Bytes released on device `d` within the last `ms`. */
+  releasedWithin(ms: number, d?: number): number {
+    const since = this.now() - ms;
+    let total = 0;
+    for (const r of this.released)
+      if (r.at >= since && (d === undefined || GpuLedger.on(r.devices, d))) total += r.bytes;
+    return total;
+  }
+
   /** When memory was last released (-Infinity: never). */
   lastReleaseAt(): number {
     return this.released.length > 0 ? this.released[this.released.length - 1].at : -Infinity;
   }
 
-  /** Bytes released within the last `ms`. */
-  releasedWithin(ms: number): number {
-    const since = this.now() - ms;
-    let total = 0;
-    for (const r of this.released) if (r.at >= since) total += r.bytes;
-    return total;
-  }
-
   /**
-   * Used memory that is probably on its way back: unexplained use up to what unloads released within the
-   * release wait. Admission waits for it rather than evicting more.
+   * Used memory on device `d` that is probably on its way back: unexplained use up to what unloads there
+   * released within the release wait. Admission waits for it rather than evicting more.
    */
-  lagging(): number {
-    return Math.min(this.unaccounted(), this.releasedWithin(this.options.releaseWaitMs));
+  lagging(d = 0): number {
+    const a = this.accounts[d];
+    if (!a) return 0;
+    return Math.min(a.unaccountedBytes, this.releasedWithin(this.options.releaseWaitMs, d));
   }
 
   /** Models charged as reserved or resident (those leaving do not count against a resident limit). */
@@ -149,12 +177,23 @@ export class GpuLedger {
     return this.charges.get(model)?.state;
   }
 
+  /** Bytes a model holds on each device it occupies. */
   chargeOf(model: string): number {
     return this.charges.get(model)?.bytes ?? 0;
   }
 
-  reserve(model: string, bytes: number): void {
-    this.charges.set(model, { bytes, state: 'reserved' });
+  devicesOf(model: string): Devices | undefined {
+    return this.charges.get(model)?.devices;
+  }
+
+  /** True when `model` holds memory on device `d`. */
+  holds(model: string, d: number): boolean {
+    const c = this.charges.get(model);
+    return c !== undefined && GpuLedger.on(c.devices, d);
+  }
+
+  reserve(model: string, bytes: number, devices: Devices = 'all'): void {
+    this.charges.set(model, { bytes, devices, state: 'reserved' });
   }
 
   /** A load finished: its reservation becomes a resident charge. */
@@ -164,7 +203,7 @@ export class GpuLedger {
     this.changed.notify();
   }
 
-  /** A better figure for a model's bytes (a learned footprint). */
+  /** A better figure for a model's bytes per device (a learned footprint). */
   update(model: string, bytes: number): void {
     const c = this.charges.get(model);
     if (!c || c.bytes === bytes) return;
@@ -185,12 +224,12 @@ export class GpuLedger {
     this.changed.notify();
   }
 
-  /** The bytes are gone from the GPU (unload finished, load failed, Triton lost the model). */
+  /** The bytes are gone from the GPU (unload finished, Triton lost the model). */
   release(model: string): void {
     const c = this.charges.get(model);
     if (!c) return;
     this.charges.delete(model);
-    this.released.push({ bytes: c.bytes, at: this.now() });
+    this.released.push({ bytes: c.bytes, devices: c.devices, at: this.now() });
     this.changed.notify();
   }
 
@@ -207,26 +246,30 @@ export class GpuLedger {
   // --- corrections from Triton's metrics ------------------------------------------------------------
 
   /**
-   * A new sample: learn the devices, and what no charge explains. Memory released within a metrics
-   * interval may still show, so it counts as explained; a load still in flight may not show yet, which
-   * can only make the unaccounted figure smaller, and the out-of-memory backstop covers that.
+   * A new sample: learn the devices, and what no charge explains on each. Memory released within a
+   * metrics interval may still show, so it counts as explained; a load still in flight may not show yet,
+   * which can only make the unaccounted figure smaller, and the out-of-memory backstop covers that.
    */
   observe(sample: GpuSample): void {
     this.lastSample = sample;
     const horizon = sample.at - this.options.metricsIntervalMs;
-    this.released = this.released.filter(
-      (r) => r.at >= sample.at - Math.max(this.options.metricsIntervalMs, this.options.releaseWaitMs),
-    );
-    let recent = 0;
-    for (const r of this.released) if (r.at >= horizon) recent += r.bytes;
-    const charged = this.sum();
-    const before = this.free();
-    this.accounts = sample.devices.map((d) => ({
-      uuid: d.uuid,
-      totalBytes: d.totalBytes,
-      unaccountedBytes: Math.max(0, d.usedBytes - charged - recent),
+    const keep = sample.at - Math.max(this.options.metricsIntervalMs, this.options.releaseWaitMs);
+    this.released = this.released.filter((r) => r.at >= keep);
+    const before = this.accounts.map((_, d) => this.freeOn(d));
+    const previous = this.accounts;
+    this.accounts = sample.devices.map((dev) => ({
+      uuid: dev.uuid,
+      totalBytes: dev.totalBytes,
+      unaccountedBytes: 0,
     }));
-    if (this.free() !== before) this.changed.notify();
+    this.accounts.forEach((a, d) => {
+      let recent = 0;
+      for (const r of this.released) if (r.at >= horizon && GpuLedger.on(r.devices, d)) recent += r.bytes;
+      a.unaccountedBytes = Math.max(0, sample.devices[d].usedBytes - this.charged(d) - recent);
+    });
+    const moved =
+      previous.length !== this.accounts.length || this.accounts.some((_, d) => this.freeOn(d) !== before[d]);
+    if (moved) this.changed.notify();
     this.sampled.notify();
   }
 
@@ -246,8 +289,8 @@ export class GpuLedger {
   }
 
   /**
-   * A token for measuring a load by the change in used memory: valid (>= 0) only when the last sample
-   * postdates every earlier move by a metrics interval and nothing is moving now.
+   * A token for measuring a load by the change in used memory: valid only when the last sample postdates
+   * every earlier move by a metrics interval and nothing is moving now.
    */
   quietToken(): { token: number; before: GpuSample } | undefined {
     const before = this.lastSample;

@@ -1,6 +1,13 @@
 export { systemClock, waitForChange, type Clock } from './clock';
 export { TritonGpuProbe, type DeviceMemory, type GpuMemoryProbe, type GpuSample } from './gpu-probe';
-export { GpuLedger, type ChargeState, type DeviceAccount, type LedgerOptions } from './gpu-ledger';
+export {
+  GpuLedger,
+  type ChargeState,
+  type DeviceAccount,
+  type Devices,
+  type LedgerOptions,
+} from './gpu-ledger';
+export { placementOf, type Placement, type PlacementMode } from './placement';
 export { Footprints, type FootprintOptions } from './footprints';
 export { Admission, type AdmissionSeam, type AdmissionOptions } from './admission';
 export { Catalogue } from './catalogue';

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import {
   inspectArtifact,
   type ArtifactFetcher,
@@ -8,13 +9,14 @@ import {
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import type { Logger } from '../observability';
-import { TritonError, type TritonControl } from '../triton';
+import { TritonError, instanceGroups, isEnsemble, type TritonControl } from '../triton';
 import type { Admission } from './admission';
 import type { Catalogue } from './catalogue';
 import { waitForChange, type Clock } from './clock';
 import type { EvictionPolicy } from './eviction';
 import type { Footprints } from './footprints';
-import type { GpuLedger } from './gpu-ledger';
+import type { Devices, GpuLedger } from './gpu-ledger';
+import { placementOf, type PlacementMode } from './placement';
 import type { ModelRecord } from './model-record';
 
 /** The config `parameters` key in which an artifact may declare its GPU footprint. */
@@ -26,6 +28,8 @@ const OOM_GROWTH = 1.5;
 const FIRST_UNLOAD_POLL_MS = 2;
 
 export interface LifecycleOptions {
+  /** How models are placed on a multi-GPU instance. */
+  placement: PlacementMode;
   loadTimeoutMs: number;
   /** How long a load may wait for room on the GPU before answering 507. */
   admissionWaitMs: number;
@@ -111,7 +115,10 @@ export class Lifecycle {
   constructor(
     private readonly parts: LifecycleParts,
     private readonly options: LifecycleOptions,
-  ) {}
+  ) {
+    // Every wait in flight listens to it (one per loading model): no fixed bound applies.
+    setMaxListeners(0, this.stopping.signal);
+  }
 
   /** Cancels waits in flight (admission, unload polls); loads already sent to Triton finish on their own. */
   close(): void {
@@ -201,17 +208,30 @@ export class Lifecycle {
       const layout = await inspectArtifact(artifact.dir);
       const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
       record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
-      const staged: StagedModel = await stager.stage(layout, record.tritonName, {
-        mmeName: record.name,
-        url: record.url,
-      });
-      undo.push(() => stager.remove(staged));
-      record.staged = staged;
+      record.placement = placementOf(
+        isEnsemble(layout.top.summary)
+          ? layout.members.flatMap((m) => instanceGroups(m.config))
+          : instanceGroups(layout.top.config),
+        this.options.placement,
+      );
       undo.push(() => {
         record.staged = undefined;
       });
+      // Staged after admission, which chooses the devices its config places it on.
+      const stage = async (devices: Devices): Promise<void> => {
+        const gpus = devices !== 'all' && (capacity?.ledger.devices.length ?? 0) > 1 ? devices : undefined;
+        const staged: StagedModel = await stager.stage(
+          layout,
+          record.tritonName,
+          { mmeName: record.name, url: record.url },
+          gpus,
+        );
+        if (!record.staged) undo.push(() => (record.staged ? stager.remove(record.staged) : undefined));
+        record.staged = staged;
+        record.devices = devices;
+      };
 
-      const loadMs = await this.loadWithCapacity(record, undo);
+      const loadMs = await this.loadWithCapacity(record, undo, stage);
       record.io = await this.readModelIO(record);
       capacity?.ledger.settle(record.name);
       record.artifact = artifact;
@@ -265,16 +285,21 @@ export class Lifecycle {
    * Makes room, reserves, loads. A Triton out-of-memory failure despite the estimate learns a lower
    * bound, evicts more and tries again, a bounded number of times. Resolves with Triton's load time.
    */
-  private async loadWithCapacity(record: ModelRecord, undo: UndoList): Promise<number> {
+  private async loadWithCapacity(
+    record: ModelRecord,
+    undo: UndoList,
+    stage: (devices: Devices) => Promise<void>,
+  ): Promise<number> {
     const { triton, clock, capacity } = this.parts;
     const deadline = clock.now() + this.options.admissionWaitMs;
     let need = this.need(record);
     let lastOom: AgentError | undefined;
     for (let attempt = 0; ; attempt++) {
+      let devices: Devices = 'all';
       if (capacity) {
         record.phase = 'waiting-for-capacity';
         try {
-          await capacity.admission.admit(record, need, deadline, this.stopping.signal);
+          devices = await capacity.admission.admit(record, need, deadline, this.stopping.signal);
         } catch (err) {
           // Out of room after Triton's own out-of-memory failure: say both.
           if (lastOom && isAgentError(err, ErrorCode.InsufficientCapacity))
@@ -287,6 +312,13 @@ export class Lifecycle {
             );
           throw err;
         }
+      }
+      record.phase = 'staging';
+      try {
+        await stage(devices);
+      } catch (err) {
+        capacity?.ledger.cancel(record.name);
+        throw err;
       }
       record.phase = 'loading';
       const quiet = capacity?.ledger.quietToken();
@@ -352,12 +384,16 @@ export class Lifecycle {
     if (!capacity || !key) return;
     const names = [record.tritonName, ...(record.staged?.memberNames ?? [])];
     void (async () => {
-      let reported = 0;
+      // Bytes per device (the ensemble's models together); the footprint is the most any device holds.
+      const perDevice = new Map<number, number>();
       for (const n of names) {
         if (this.stopping.signal.aborted) return;
         const stats = await this.parts.triton.modelStatistics(n).catch(() => []);
-        for (const s of stats) for (const m of s.memory_usage) if (m.type === 'GPU') reported += m.byte_size;
+        for (const s of stats)
+          for (const m of s.memory_usage)
+            if (m.type === 'GPU') perDevice.set(m.id, (perDevice.get(m.id) ?? 0) + m.byte_size);
       }
+      const reported = Math.max(0, ...perDevice.values());
       if (reported > 0) {
         capacity.footprints.learn(key, reported);
         capacity.ledger.update(record.name, reported);

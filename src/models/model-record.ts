@@ -2,6 +2,8 @@ import type { LocalArtifact, StagedModel } from '../artifacts';
 import type { AgentError } from '../errors';
 import type { ModelIO } from '../inference';
 import { ChangeSignal } from './change-signal';
+import type { Devices } from './gpu-ledger';
+import type { Placement } from './placement';
 
 /**
  * `loading` (fetch, stage, make room, Triton load), `ready` (resident on the GPU), `unloading` (leaving
@@ -59,6 +61,10 @@ export interface ModelRecord {
   registered: boolean;
   /** Models evicted to make room for the current (or last) load. */
   victims: string[];
+  /** Where its instances may go (from its config and the placement setting). */
+  placement: Placement;
+  /** The devices it was loaded on ('all': every GPU). */
+  devices: Devices;
 }
 
 /** What http/ may read of a record. */
@@ -129,5 +135,7 @@ export function newRecord(fields: {
     versionSeen: '',
     registered: true,
     victims: [],
+    placement: { kind: 'all' },
+    devices: 'all',
   };
 }

@@ -12,6 +12,7 @@ import { GpuLedger } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
 import { Lifecycle, userText, type LifecycleEvents } from './lifecycle';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
+import type { PlacementMode } from './placement';
 
 export interface RegistryOptions {
   /** `s3://bucket/prefix/` or `file:///dir/`: invoking an unknown name loads `<prefix><name>`. */
@@ -29,6 +30,8 @@ export interface RegistryOptions {
   oomRetries: number;
   /** Unload models idle this long ahead of need (0: never). */
   idleUnloadMs: number;
+  /** How models are placed on a multi-GPU instance (default `pack`). */
+  placement?: PlacementMode;
 }
 
 /** GPU capacity settings; absent when eviction is off. */
@@ -185,6 +188,7 @@ export class ModelRegistry {
         events: parts.events,
       },
       {
+        placement: options.placement ?? 'pack',
         loadTimeoutMs: options.loadTimeoutMs,
         admissionWaitMs: options.coldLoadWaitMs,
         unloadTimeoutMs: options.unloadTimeoutMs,

@@ -626,3 +626,57 @@ export function renameEnsembleSteps(doc: PbMessage, rename: (name: string) => st
     ),
   };
 }
+
+/** One `instance_group` of a model config, as far as placement needs it. */
+export interface InstanceGroup {
+  /** KIND_AUTO (the default), KIND_GPU, KIND_CPU or KIND_MODEL. */
+  kind: string;
+  count: number;
+  /** GPU indices named by the group (empty: every GPU). */
+  gpus: number[];
+}
+
+/** The `instance_group`s of a config (none: Triton puts one instance on every GPU, or on the CPU without one). */
+export function instanceGroups(doc: PbMessage): InstanceGroup[] {
+  return fieldValues(doc, 'instance_group')
+    .filter((v): v is PbMessage => v.kind === 'message')
+    .map((g) => {
+      const kind = fieldValues(g, 'kind').at(-1);
+      const count = fieldValues(g, 'count').at(-1);
+      return {
+        kind: kind?.kind === 'ident' ? kind.text : 'KIND_AUTO',
+        count: count?.kind === 'number' ? Number(count.text) : 1,
+        gpus: fieldValues(g, 'gpus').flatMap((v) => (v.kind === 'number' ? [Number(v.text)] : [])),
+      };
+    });
+}
+
+/**
+ * Places a model's GPU instances on `gpus`: its GPU (or AUTO) instance groups become one KIND_GPU group
+ * with the same total count on those devices; CPU and MODEL groups stay as they are. Returns a new tree.
+ */
+export function placeOnGpus(doc: PbMessage, gpus: readonly number[]): PbMessage {
+  const groups = instanceGroups(doc);
+  const onGpu = groups.filter((g) => g.kind === 'KIND_GPU' || g.kind === 'KIND_AUTO');
+  const count = groups.length === 0 ? 1 : onGpu.reduce((a, g) => a + g.count, 0);
+  const kept = doc.fields.filter((f) => {
+    if (f.name !== 'instance_group' || f.value.kind !== 'message') return f.name !== 'instance_group';
+    const kind = fieldValues(f.value, 'kind').at(-1);
+    return kind?.kind === 'ident' && (kind.text === 'KIND_CPU' || kind.text === 'KIND_MODEL');
+  });
+  if (count === 0) return { kind: 'message', fields: kept };
+  const group: PbMessage = {
+    kind: 'message',
+    fields: [
+      { name: 'count', value: { kind: 'number', text: String(count) }, line: 0, column: 0 },
+      { name: 'kind', value: { kind: 'ident', text: 'KIND_GPU' }, line: 0, column: 0 },
+      {
+        name: 'gpus',
+        value: { kind: 'list', items: gpus.map((g) => ({ kind: 'number', text: String(g) }) as const) },
+        line: 0,
+        column: 0,
+      },
+    ],
+  };
+  return { kind: 'message', fields: [...kept, { name: 'instance_group', value: group, line: 0, column: 0 }] };
+}

@@ -395,7 +395,8 @@ describe('admission decisions alone', () => {
       silentLogger(),
       { maxResident: 0 },
     );
-    const rec = (name: string) => ({ name }) as ModelRecord;
+    const rec = (name: string) =>
+      ({ name, placement: { kind: 'all' }, victims: [] }) as unknown as ModelRecord;
     const ctl = new AbortController();
     await admission.admit(rec('x'), 60, clock.now() + 1000, ctl.signal);
     const second = admission.admit(rec('y'), 60, clock.now() + 1000, ctl.signal).catch((e: unknown) => e);
@@ -444,5 +445,89 @@ describe('failure memory', () => {
     expect(mem.recall('m')).toBeDefined();
     await clock.advance(1);
     expect(mem.recall('m')).toBeUndefined();
+  });
+});
+
+describe('placement on several GPUs', () => {
+  const MiB = 1;
+  function setup(devices: number, total = 100) {
+    const clock = new ManualClock();
+    const ledger = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 100, releaseWaitMs: 0 }, () =>
+      clock.now(),
+    );
+    ledger.observe({
+      at: 0,
+      devices: Array.from({ length: devices }, (_, i) => ({
+        uuid: `GPU-${i}`,
+        usedBytes: 0,
+        totalBytes: total,
+      })),
+    });
+    const policy = new LruPolicy({ churnGuard: 0 });
+    const evicted: string[] = [];
+    const admission = new Admission(
+      ledger,
+      policy,
+      {
+        evictable: (n) => ledger.stateOf(n) === 'resident',
+        evict: (n) => {
+          evicted.push(n);
+          ledger.startFreeing(n);
+        },
+        pinned: () => ({ count: 0, bytes: 0 }),
+      },
+      clock,
+      silentLogger(),
+      { maxResident: 0 },
+    );
+    const ctl = new AbortController();
+    const admit = async (name: string, bytes: number, placement: ModelRecord['placement']) => {
+      const rec = { name, placement, victims: [] } as unknown as ModelRecord;
+      policy.onAccess(name, bytes, 1000, clock.now());
+      const devices = await admission.admit(rec, bytes, clock.now() + 1000, ctl.signal);
+      ledger.settle(name);
+      policy.onAdmit(name, clock.now());
+      return devices;
+    };
+    return { ledger, admit, evicted, clock };
+  }
+
+  test('pack: a 4-GPU instance holds four times the models, each on one GPU, best fit first', async () => {
+    const { admit, evicted, ledger } = setup(4);
+    const placed: unknown[] = [];
+    for (let i = 0; i < 12; i++) placed.push(await admit(`m${i}`, 30 * MiB, { kind: 'choose' }));
+    expect(evicted).toEqual([]);
+    expect(placed).toEqual([[0], [0], [0], [1], [1], [1], [2], [2], [2], [3], [3], [3]]);
+    expect([0, 1, 2, 3].map((d) => ledger.charged(d))).toEqual([90, 90, 90, 90]);
+  });
+
+  test('triton-default: every model on every GPU, so the fourth model evicts', async () => {
+    const { admit, evicted } = setup(4);
+    for (let i = 0; i < 3; i++) expect(await admit(`m${i}`, 30, { kind: 'all' })).toBe('all');
+    const pending = admit('m3', 30, { kind: 'all' });
+    await settle();
+    expect(evicted).toEqual(['m0']);
+    expect(pending).toBeDefined();
+  });
+
+  test('eviction frees room on the device that needs it', async () => {
+    const { admit, evicted, ledger } = setup(2);
+    await admit('a', 60, { kind: 'fixed', devices: [0] });
+    await admit('b', 60, { kind: 'fixed', devices: [1] });
+    await admit('c', 30, { kind: 'fixed', devices: [1] });
+    // d must go on device 1 (its artifact says so): only models there are candidates, LRU first.
+    void admit('d', 50, { kind: 'fixed', devices: [1] });
+    await settle();
+    expect(evicted).toEqual(['b']);
+    expect(ledger.charged(0)).toBe(60);
+  });
+
+  test('a model that fits on no single GPU is refused at once; a CPU model takes no GPU memory', async () => {
+    const { admit, ledger } = setup(4);
+    await expect(admit('huge', 150, { kind: 'choose' })).rejects.toMatchObject({
+      code: ErrorCode.InsufficientCapacity,
+    });
+    expect(await admit('cpu', 500, { kind: 'cpu' })).toEqual([]);
+    expect([0, 1, 2, 3].map((d) => ledger.freeOn(d))).toEqual([100, 100, 100, 100]);
   });
 });
