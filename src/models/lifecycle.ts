@@ -219,7 +219,9 @@ export class Lifecycle {
       });
       // Staged after admission, which chooses the devices its config places it on.
       const stage = async (devices: Devices): Promise<void> => {
-        const gpus = devices !== 'all' && (capacity?.ledger.devices.length ?? 0) > 1 ? devices : undefined;
+        // Only a placement the agent chose is written; an artifact's own (or a CPU model's) stays as it is.
+        const chosen = record.placement.kind === 'choose' && devices !== 'all';
+        const gpus = chosen && (capacity?.ledger.devices.length ?? 0) > 1 ? devices : undefined;
         const staged: StagedModel = await stager.stage(
           layout,
           record.tritonName,

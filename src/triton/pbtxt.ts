@@ -659,11 +659,20 @@ export function placeOnGpus(doc: PbMessage, gpus: readonly number[]): PbMessage 
   const groups = instanceGroups(doc);
   const onGpu = groups.filter((g) => g.kind === 'KIND_GPU' || g.kind === 'KIND_AUTO');
   const count = groups.length === 0 ? 1 : onGpu.reduce((a, g) => a + g.count, 0);
-  const kept = doc.fields.filter((f) => {
-    if (f.name !== 'instance_group' || f.value.kind !== 'message') return f.name !== 'instance_group';
-    const kind = fieldValues(f.value, 'kind').at(-1);
+  // Groups may be written one per field or as a list (`instance_group [ {...}, {...} ]`).
+  const cpuOrModel = (v: PbScalar | PbMessage): boolean => {
+    if (v.kind !== 'message') return false;
+    const kind = fieldValues(v, 'kind').at(-1);
     return kind?.kind === 'ident' && (kind.text === 'KIND_CPU' || kind.text === 'KIND_MODEL');
-  });
+  };
+  const kept: PbField[] = [];
+  for (const f of doc.fields) {
+    if (f.name !== 'instance_group') kept.push(f);
+    else if (f.value.kind === 'list') {
+      const items = f.value.items.filter(cpuOrModel);
+      if (items.length > 0) kept.push({ ...f, value: { kind: 'list', items } });
+    } else if (cpuOrModel(f.value)) kept.push(f);
+  }
   if (count === 0) return { kind: 'message', fields: kept };
   const group: PbMessage = {
     kind: 'message',

@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import {
   parsePbtxt,
+  instanceGroups,
+  placeOnGpus,
   writePbtxt,
   readModelConfig,
   setModelName,
@@ -211,5 +213,30 @@ describe('pbtxt', () => {
         expect(readModelConfig(parsePbtxt(writePbtxt(doc))).name).toBe(s);
       }),
     );
+  });
+});
+
+describe('instance groups and placement', () => {
+  test('groups are read in either form, and placing keeps CPU groups and the GPU instance count', () => {
+    const doc = parsePbtxt(
+      'name: "m"\ninstance_group [{ kind: KIND_GPU count: 2 }, { kind: KIND_CPU count: 1 }]\ninstance_group { count: 3 }\n',
+    );
+    expect(instanceGroups(doc)).toEqual([
+      { kind: 'KIND_GPU', count: 2, gpus: [] },
+      { kind: 'KIND_CPU', count: 1, gpus: [] },
+      { kind: 'KIND_AUTO', count: 3, gpus: [] },
+    ]);
+    const placed = parsePbtxt(writePbtxt(placeOnGpus(doc, [2])));
+    expect(instanceGroups(placed)).toEqual([
+      { kind: 'KIND_CPU', count: 1, gpus: [] },
+      { kind: 'KIND_GPU', count: 5, gpus: [2] },
+    ]);
+    // No groups: Triton's one instance per GPU becomes one instance on the chosen GPU.
+    expect(instanceGroups(placeOnGpus(parsePbtxt('name: "m"'), [1]))).toEqual([
+      { kind: 'KIND_GPU', count: 1, gpus: [1] },
+    ]);
+    // A CPU-only model gets no GPU group.
+    const cpu = parsePbtxt('instance_group [{ kind: KIND_CPU }]');
+    expect(instanceGroups(placeOnGpus(cpu, [0]))).toEqual([{ kind: 'KIND_CPU', count: 1, gpus: [] }]);
   });
 });

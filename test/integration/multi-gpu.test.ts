@@ -1,0 +1,112 @@
+/**
+ * Placement and per-device accounting on an emulated 4-GPU instance: each model on one GPU by default,
+ * an artifact's own instance_group respected, per-device out of memory, eviction on the right device.
+ */
+import { tritonNameFor } from '../../src/artifacts';
+import { identityConfig } from '../support/model-repo';
+import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
+
+const GPUS = 4;
+
+function spec(name: string, opts: { gpuMiB: number; declaredMiB?: number; groups?: string }) {
+  const params = [
+    `parameters { key: "emulator_gpu_bytes" value { string_value: "${opts.gpuMiB * MiB}" } }`,
+    `parameters { key: "gpu_memory_bytes" value { string_value: "${(opts.declaredMiB ?? opts.gpuMiB) * MiB}" } }`,
+    opts.groups ?? '',
+  ];
+  return {
+    config: identityConfig(name, [{ type: 'TYPE_INT32', dims: [1] }], 0, params.join('\n')),
+    versions: { '1': { 'model.py': 100 } },
+  };
+}
+
+describe('several GPUs', () => {
+  let stack: Stack;
+  const start = async (env: Record<string, string> = {}) => {
+    stack = await startStack({
+      env: { AGENT_EVICTION_POLICY: 'lru', ...env },
+      emulator: { gpuCount: GPUS, gpuMemoryBytes: 100 * MiB },
+    });
+  };
+  afterEach(async () => {
+    await stack.stop();
+  });
+
+  const add = async (name: string, opts: Parameters<typeof spec>[1]) => {
+    const url = await sagemakerArtifact(stack.models, `h-${name}`, name, spec(name, opts));
+    return request(stack.url, 'POST', '/models', { model_name: name, url });
+  };
+  const invoke = (name: string) =>
+    request(stack.url, 'POST', `/models/${name}/invoke`, {
+      inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [1] }],
+    });
+  /** The devices a model holds memory on, in the emulator. */
+  const on = (name: string) =>
+    stack.emulator.placement(tritonNameFor(name)).flatMap((bytes, d) => (bytes > 0 ? [d] : []));
+  const peaks = () => stack.emulator.gpus.map((g) => g.peakBytes() / MiB);
+
+  test('by default each model goes on one GPU: four GPUs hold four times the models', async () => {
+    await start();
+    for (let i = 0; i < 12; i++) expect((await add(`m${i}`, { gpuMiB: 30 })).status).toBe(200);
+    expect(stack.emulator.loadedModels()).toHaveLength(12);
+    for (let i = 0; i < 12; i++) expect(on(`m${i}`)).toHaveLength(1);
+    expect(peaks().every((p) => p <= 100)).toBe(true);
+    for (let i = 0; i < 12; i++) expect((await invoke(`m${i}`)).status).toBe(200);
+  });
+
+  test('triton-default puts every model on every GPU, so the fourth model evicts', async () => {
+    await start({ AGENT_GPU_PLACEMENT: 'triton-default' });
+    for (let i = 0; i < 4; i++) expect((await add(`m${i}`, { gpuMiB: 30 })).status).toBe(200);
+    expect(stack.emulator.loadedModels()).toHaveLength(3);
+    expect(on('m3')).toEqual([0, 1, 2, 3]);
+  });
+
+  test("an artifact's own instance_group is respected: its GPUs, and no GPU for a CPU model", async () => {
+    await start();
+    expect(
+      (await add('pinned', { gpuMiB: 30, groups: 'instance_group [{ kind: KIND_GPU, gpus: [2] }]' })).status,
+    ).toBe(200);
+    expect(on('pinned')).toEqual([2]);
+    expect((await add('cpu', { gpuMiB: 30, groups: 'instance_group [{ kind: KIND_CPU }]' })).status).toBe(
+      200,
+    );
+    expect(on('cpu')).toEqual([]);
+    expect((await invoke('cpu')).status).toBe(200);
+  });
+
+  test('eviction frees room on the device that needs it', async () => {
+    await start();
+    for (let i = 0; i < 12; i++) expect((await add(`m${i}`, { gpuMiB: 30 })).status).toBe(200);
+    const onThree = [...Array(12).keys()].map((i) => `m${i}`).filter((m) => on(m)[0] === 3);
+    // Pinned to GPU 3 by its artifact: only a model on GPU 3 may go, the least recently used there.
+    expect(
+      (await add('late', { gpuMiB: 30, groups: 'instance_group [{ kind: KIND_GPU, gpus: [3] }]' })).status,
+    ).toBe(200);
+    expect(on('late')).toEqual([3]);
+    const gone = onThree.filter((m) => !stack.emulator.loadedModels().includes(tritonNameFor(m)));
+    expect(gone).toEqual([onThree[0]]);
+    expect(stack.emulator.loadedModels()).toHaveLength(12);
+    expect(peaks().every((p) => p <= 100)).toBe(true);
+  });
+
+  test('out of memory on one device: evict there and retry, the other devices untouched', async () => {
+    await start();
+    for (let i = 0; i < 3; i++)
+      expect(
+        (await add(`g${i}`, { gpuMiB: 30, groups: 'instance_group [{ kind: KIND_GPU, gpus: [1] }]' })).status,
+      ).toBe(200);
+    expect((await add('other', { gpuMiB: 30 })).status).toBe(200);
+    const otherOn = on('other');
+    // Declares 5 MiB but takes 40 on GPU 1, which holds 90: Triton refuses it there once.
+    const r = await add('liar', {
+      gpuMiB: 40,
+      declaredMiB: 5,
+      groups: 'instance_group [{ kind: KIND_GPU, gpus: [1] }]',
+    });
+    expect(r.status).toBe(200);
+    expect(on('liar')).toEqual([1]);
+    expect(stack.emulator.counters(tritonNameFor('liar')).loadFailures).toBe(1);
+    expect(on('other')).toEqual(otherOn);
+    expect(peaks()[1]).toBeLessThanOrEqual(100);
+  });
+});
