@@ -41,6 +41,9 @@ const CUSTOM_ATTRIBUTES = 'x-amzn-sagemaker-custom-attributes';
 const CONTROL_BODY_LIMIT = 1024 * 1024;
 const CONTROL_LIMIT_NAME = 'the fixed limit of POST /models';
 const PING_DEADLINE_MS = 1500;
+/** Requests and responses at least this large yield to the event loop between their heavy steps. */
+const LARGE_BYTES = 1024 * 1024;
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const bad = (message: string) => new AgentError(ErrorCode.BadRequest, message);
 
@@ -232,6 +235,10 @@ export function createApp(deps: AppDeps): RequestListener {
     const contentType = header(req, 'content-type');
     bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
     const body = await readBody(req, settings.maxBodyBytes, 'AGENT_MAX_BODY_BYTES');
+    // A large request's synchronous steps (the last body copy, the gRPC serialisation, the response's
+    // decoding) each take milliseconds: let other requests in between them.
+    const large = body.length >= LARGE_BYTES;
+    if (large) await nextTurn();
     const lease = await registry.acquire(target);
     try {
       if (ctx) {
@@ -246,6 +253,7 @@ export function createApp(deps: AppDeps): RequestListener {
       const t0 = performance.now();
       const result = await registry.infer(lease, decoded.request);
       if (ctx) ctx.tritonMs = performance.now() - t0;
+      if (large || result.raw_output_contents.some((r) => r.length >= LARGE_BYTES)) await nextTurn();
       return await encodeInvokeResponseParts(result, lease.record.name, decoded.binaryOutputs, encodeOptions);
     } finally {
       lease.release();

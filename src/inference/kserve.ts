@@ -454,9 +454,9 @@ function decodeRawInput(body: Buffer, io: ModelIO): DecodedInvoke['request'] {
 // --- responses ------------------------------------------------------------------------------------
 
 /** Elements of one output written per piece of JSON text. */
-const PIECE_ELEMENTS = 16384;
-/** JSON text gathered before it becomes a Buffer (and the encoder may yield to the event loop). */
-const FLUSH_CHARS = 1 << 20;
+const PIECE_ELEMENTS = 8192;
+/** JSON text gathered before it becomes a Buffer. */
+const FLUSH_CHARS = 1 << 18;
 
 export interface EncodeOptions {
   /** Largest JSON text of a response; above it the answer is a 400 asking for binary outputs. */
@@ -624,8 +624,8 @@ function tooLargeForJson(
 }
 
 /**
- * Encodes a response step by step: each step produces about FLUSH_CHARS of JSON text, so a caller can
- * yield to the event loop between steps. Never builds one string for the whole response, and stops as
+ * Encodes a response step by step: each step produces one piece (at most PIECE_ELEMENTS elements) of
+ * JSON text, so a caller can yield to the event loop between steps. Never builds one string for the whole response, and stops as
  * soon as the JSON passes `maxJsonBytes` (before anything is sent).
  */
 function* encodeSteps(
@@ -653,8 +653,8 @@ function* encodeSteps(
       bytes += b.length;
       if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, true);
       parts.push(b);
-      yield;
     }
+    yield;
   }
   if (text !== '') {
     const b = Buffer.from(text, 'utf8');
