@@ -472,8 +472,8 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'releaseWaitMs',
     env: 'AGENT_GPU_RELEASE_WAIT_MS',
     meaning:
-      'how long memory an unload released may take to show as free (allocators return it late) before more models are evicted for it',
-    fallback: '10000',
+      'how long memory an unload released may take to show as free (allocators return it late): a load refused for lack of memory this soon after a release is retried with backoff before more models are evicted for it',
+    fallback: '2000',
     parse: integer(0),
   },
   {

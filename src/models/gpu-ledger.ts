@@ -54,6 +54,8 @@ export class GpuLedger {
   private lastMoveAt = -Infinity;
   private readonly changed = new ChangeSignal();
   private readonly sampled = new ChangeSignal();
+  /** How long released memory has been seen to take before a load could use it (learned). */
+  private releaseLagMs = 0;
 
   constructor(
     readonly options: LedgerOptions,
@@ -124,11 +126,38 @@ export class GpuLedger {
     return Math.max(0, ...this.accounts.map((_, d) => this.charged(d, state)));
   }
 
-  /** Bytes a new load may take now on device `d`: usable less every charge there and its unaccounted use. */
+  /**
+   * Bytes a new load may take now on device `d`: usable less every charge there, its unaccounted use, and
+   * memory released too recently to be free yet (by the release lag learned so far).
+   */
   freeOn(d: number): number {
     const a = this.accounts[d];
     if (!a) return -Infinity;
-    return a.totalBytes - this.options.headroomBytes - this.charged(d) - a.unaccountedBytes;
+    return (
+      a.totalBytes - this.options.headroomBytes - this.charged(d) - a.unaccountedBytes - this.settling(d)
+    );
+  }
+
+  /** Bytes released on device `d` within the learned release lag: on their way back, not free yet. */
+  settling(d: number): number {
+    return this.releaseLagMs > 0 ? this.releasedWithin(this.releaseLagMs, d) : 0;
+  }
+
+  /** Milliseconds until some settling memory counts as free again (Infinity: none is settling). */
+  untilSettled(): number {
+    if (this.releaseLagMs <= 0) return Infinity;
+    const since = this.now() - this.releaseLagMs;
+    const first = this.released.find((r) => r.at >= since);
+    return first ? first.at + this.releaseLagMs - this.now() : Infinity;
+  }
+
+  /**
+   * A load succeeded `ms` after the last release, having been refused for lack of memory before: released
+   * memory takes about that long to come back. Kept as the larger of it and a slowly decaying past figure,
+   * at most the release wait.
+   */
+  learnReleaseLag(ms: number): void {
+    this.releaseLagMs = Math.min(this.options.releaseWaitMs, Math.max(ms, this.releaseLagMs * 0.9));
   }
 
   /** The least free bytes over devices (what a model on every GPU may take). */

@@ -22,6 +22,8 @@ import type { ModelRecord } from './model-record';
 /** The config `parameters` key in which an artifact may declare its GPU footprint. */
 export const DECLARED_GPU_BYTES_PARAMETER = 'gpu_memory_bytes';
 
+/** First pause before loading again when Triton ran out of memory right after memory was released. */
+const LAG_RETRY_FIRST_MS = 25;
 /** Growth of a model's reservation after Triton ran out of memory loading it with the last one. */
 const OOM_GROWTH = 1.5;
 /** First and longest pause between RepositoryIndex polls while an unload finishes. */
@@ -296,7 +298,10 @@ export class Lifecycle {
     const deadline = clock.now() + this.options.admissionWaitMs;
     let need = this.need(record);
     let lastOom: AgentError | undefined;
-    for (let attempt = 0; ; attempt++) {
+    let grown = 0;
+    let lagRetries = 0;
+    let firstOomAt: number | undefined;
+    for (;;) {
       let devices: Devices = 'all';
       if (capacity) {
         record.phase = 'waiting-for-capacity';
@@ -334,23 +339,24 @@ export class Lifecycle {
         await triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
         capacity?.ledger.cancel(record.name);
         const e = this.loadFailure(record, err);
-        if (
-          !isAgentError(e, ErrorCode.InsufficientCapacity) ||
-          !capacity ||
-          attempt >= this.options.oomRetries
-        )
-          throw e;
+        if (!isAgentError(e, ErrorCode.InsufficientCapacity) || !capacity) throw e;
         lastOom = e;
         const { ledger, footprints } = capacity;
-        if (ledger.releasedWithin(capacity.releaseWaitMs) > 0) {
-          // Memory an unload just released may not be free yet. Let a sample that cannot be stale about
-          // the release show it (then admission waits for the lagging memory), without blaming the model.
-          const fresh = ledger.lastReleaseAt() + ledger.options.metricsIntervalMs - clock.now();
-          if (fresh > 0)
-            await clock.sleep(Math.min(fresh, Math.max(0, deadline - clock.now())), this.stopping.signal);
-          await waitForChange(clock, ledger.nextSample(), deadline - clock.now(), this.stopping.signal);
+        const now = clock.now();
+        firstOomAt ??= now;
+        // Memory an unload just released may not be free yet (allocators hand it back late): try again
+        // soon, backing off, for up to the release wait — without blaming the model's size.
+        const lagDelay = LAG_RETRY_FIRST_MS * 2 ** lagRetries;
+        if (
+          now - ledger.lastReleaseAt() < capacity.releaseWaitMs &&
+          now + lagDelay - firstOomAt <= capacity.releaseWaitMs &&
+          now + lagDelay < deadline
+        ) {
+          lagRetries++;
+          await clock.sleep(lagDelay, this.stopping.signal);
           continue;
         }
+        if (grown++ >= this.options.oomRetries) throw e;
         // The estimate was too small: the load failed with `need` reserved and `free` more available.
         const free = ledger.free();
         const failedWith = need + (Number.isFinite(free) ? Math.max(0, free) : 0);
@@ -358,12 +364,15 @@ export class Lifecycle {
         need = Math.max(Math.ceil(need * OOM_GROWTH), failedWith + 1, this.need(record));
         this.parts.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
           model: record.name,
-          attempt: attempt + 1,
+          attempt: grown,
           need,
         });
         continue;
       }
       moved?.();
+      // It loaded once released memory had come back: remember how long that took.
+      if (lagRetries > 0 && capacity)
+        capacity.ledger.learnReleaseLag(clock.now() - capacity.ledger.lastReleaseAt());
       undo.push(() => this.parts.capacity?.ledger.release(record.name));
       undo.push(() => triton.unload(record.tritonName, { unloadDependents: true }));
       const loadMs = clock.now() - t0;

@@ -166,9 +166,10 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     expect(resident()).toHaveLength(3);
     expect(resident()).toContain(t('d'));
     for (const m of ['a', 'b', 'c']) expect(stack.emulator.counters(t(m)).loadFailures).toBe(0);
-    // Accounting first: d is tried as soon as the ledger frees room; the memory still showing as used
-    // makes Triton refuse it once, and the agent then waits for it instead of evicting more.
-    expect(stack.emulator.counters(t('d')).loadFailures).toBeLessThanOrEqual(1);
+    // Accounting first: d is tried as soon as the ledger frees room; while the released memory still
+    // shows as used Triton refuses it, and the agent retries with backoff (25, 50, 100, 200 ms) for the
+    // release wait instead of evicting more: at most four refusals for a 300 ms lag.
+    expect(stack.emulator.counters(t('d')).loadFailures).toBeLessThanOrEqual(4);
   });
 
   test('the resident-count limit evicts even when memory would fit', async () => {

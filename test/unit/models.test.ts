@@ -367,6 +367,26 @@ describe('the GPU ledger', () => {
     expect(l.lagging()).toBe(30);
   });
 
+  test('a learned release lag keeps just-released memory out of what is free until it comes back', () => {
+    now = 0;
+    const l = ledger();
+    l.observe({ at: 0, devices: [{ uuid: 'a', usedBytes: 0, totalBytes: 100 }] });
+    l.reserve('m', 30);
+    l.settle('m');
+    now = 100;
+    l.release('m');
+    expect(l.free()).toBe(90); // nothing learned yet: free at once
+    l.learnReleaseLag(150);
+    now = 120;
+    l.release('x'); // unknown: no effect
+    expect(l.settling(0)).toBe(30);
+    expect(l.free()).toBe(60);
+    expect(l.untilSettled()).toBe(130);
+    now = 251;
+    expect(l.free()).toBe(90);
+    expect(l.untilSettled()).toBe(Infinity);
+  });
+
   test('every model is charged on every device: free is the smallest over devices', () => {
     const l = ledger();
     l.observe({
