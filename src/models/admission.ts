@@ -51,7 +51,8 @@ export class Admission {
       if (devices !== undefined) return devices;
       const left = deadline - this.clock.now();
       if (left <= 0) throw this.noCapacity(record, need, 'by the cold-load deadline');
-      await waitForChange(this.clock, this.ledger.next(), left, signal);
+      // Wake at the next change, or when memory released recently counts as free again.
+      await waitForChange(this.clock, this.ledger.next(), Math.min(left, this.ledger.untilSettled()), signal);
     }
   }
 
@@ -99,7 +100,7 @@ export class Admission {
       new Map(
         indices(o).map((d) => [
           d,
-          need - ledger.freeOn(d) - ledger.charged(d, 'freeing') - ledger.lagging(d),
+          need - ledger.freeOn(d) - ledger.charged(d, 'freeing') - ledger.lagging(d) - ledger.settling(d),
         ]),
       );
     const waitSuffices = options.some(
@@ -148,7 +149,7 @@ export class Admission {
     if (
       ledger.bytes('freeing') > 0 ||
       ledger.bytes('reserved') > 0 ||
-      ledger.devices.some((_, d) => ledger.lagging(d) > 0) ||
+      ledger.devices.some((_, d) => ledger.lagging(d) > 0 || ledger.settling(d) > 0) ||
       pinned.count > 0
     )
       return undefined;
