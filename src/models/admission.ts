@@ -46,13 +46,18 @@ export class Admission {
    * `deadline` (clock time). Resolves with the devices reserved on.
    */
   async admit(record: ModelRecord, need: number, deadline: number, signal: AbortSignal): Promise<Devices> {
+    // Used memory no model explains may be a sample's staleness rather than another process: before a 507
+    // blames it, one sample taken after this admission began must still show it.
+    const startedAt = this.clock.now();
     for (;;) {
-      const devices = this.decide(record, need);
+      const sampleAt = this.ledger.sample?.at ?? -Infinity;
+      const devices = this.decide(record, need, sampleAt < startedAt);
       if (devices !== undefined) return devices;
       const left = deadline - this.clock.now();
       if (left <= 0) throw this.noCapacity(record, need, 'by the cold-load deadline');
       // Wake at the next change, or when memory released recently counts as free again.
-      await waitForChange(this.clock, this.ledger.next(), Math.min(left, this.ledger.untilSettled()), signal);
+      const change = Promise.race([this.ledger.next(), this.ledger.nextSample()]);
+      await waitForChange(this.clock, change, Math.min(left, this.ledger.untilSettled()), signal);
     }
   }
 
@@ -69,7 +74,7 @@ export class Admission {
    * One decision: the devices reserved on; undefined to wait for a change; throws 507 when waiting cannot
    * help.
    */
-  private decide(record: ModelRecord, need: number): Devices | undefined {
+  private decide(record: ModelRecord, need: number, unaccountedMayChange = false): Devices | undefined {
     const { ledger, policy } = this;
     const options = this.options(record);
     const indices = (o: Devices) => ledger.indices(o);
@@ -150,7 +155,8 @@ export class Admission {
       ledger.bytes('freeing') > 0 ||
       ledger.bytes('reserved') > 0 ||
       ledger.devices.some((_, d) => ledger.lagging(d) > 0 || ledger.settling(d) > 0) ||
-      pinned.count > 0
+      pinned.count > 0 ||
+      (unaccountedMayChange && ledger.unaccounted() > 0)
     )
       return undefined;
     throw this.noCapacity(record, need, 'and nothing more can be evicted');
