@@ -301,6 +301,7 @@ export class Lifecycle {
     let grown = 0;
     let lagRetries = 0;
     let firstOomAt: number | undefined;
+    let sampledAfterOom = false;
     for (;;) {
       let devices: Devices = 'all';
       if (capacity) {
@@ -356,7 +357,14 @@ export class Lifecycle {
           await clock.sleep(lagDelay, this.stopping.signal);
           continue;
         }
-        if (grown++ >= this.options.oomRetries) throw e;
+        if (grown++ >= this.options.oomRetries) {
+          // Before answering 507, let one fresh sample correct the ledger (memory it did not know about)
+          // and decide once more with it; admission then waits or evicts by what the device says.
+          if (sampledAfterOom || now >= deadline) throw e;
+          sampledAfterOom = true;
+          await waitForChange(clock, ledger.nextSample(), deadline - now, this.stopping.signal);
+          continue;
+        }
         // The estimate was too small: the load failed with `need` reserved and `free` more available.
         const free = ledger.free();
         const failedWith = need + (Number.isFinite(free) ? Math.max(0, free) : 0);
