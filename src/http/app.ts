@@ -8,7 +8,7 @@ import { AgentMetrics, type Logger } from '../observability';
 import type { TritonControl } from '../triton';
 import { readBody } from './body';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
-import { asAgentError, sendError, sendJson, statusOf } from './status';
+import { ANSWER_BY_CODE, asAgentError, sendError, sendJson, statusOf } from './status';
 
 export interface AppSettings {
   /** Single-model mode: the model /ping waits for ('' while unknown); undefined in multi-model mode. */
@@ -110,31 +110,19 @@ export function runtimeError(err: AgentError): {
   type: string;
   body: Record<string, unknown>;
 } {
+  const answer = ANSWER_BY_CODE[err.code].runtime;
+  if (answer !== 'ModelError') return { ...answer, body: { Message: err.message } };
+  // What the model container answered: SageMaker wraps it as ModelError with the original status.
   const status = statusOf(err);
-  switch (err.code) {
-    case ErrorCode.ModelNotFound:
-    case ErrorCode.ArtifactNotFound:
-    case ErrorCode.PayloadTooLarge:
-      return { status: 400, type: 'ValidationError', body: { Message: err.message } };
-    case ErrorCode.ModelNotReady:
-      return { status: 429, type: 'ModelNotReadyException', body: { Message: err.message } };
-    case ErrorCode.TritonUnavailable:
-    case ErrorCode.SourceUnavailable:
-      return { status: 503, type: 'ServiceUnavailable', body: { Message: err.message } };
-    case ErrorCode.Internal:
-      return { status: 500, type: 'InternalFailure', body: { Message: err.message } };
-    default:
-      // What the model container answered: SageMaker wraps it as ModelError with the original status.
-      return {
-        status: 424,
-        type: 'ModelError',
-        body: {
-          Message: `Received client error (${status}) from primary with message "${err.message}"`,
-          OriginalStatusCode: status,
-          OriginalMessage: JSON.stringify({ error: err.message }),
-        },
-      };
-  }
+  return {
+    status: 424,
+    type: 'ModelError',
+    body: {
+      Message: `Received client error (${status}) from primary with message "${err.message}"`,
+      OriginalStatusCode: status,
+      OriginalMessage: JSON.stringify({ error: err.message }),
+    },
+  };
 }
 
 /** Paths without their query string. */

@@ -1,3 +1,10 @@
 export { createApp, checkModelName, runtimeError, type AppDeps, type AppSettings } from './app';
-export { STATUS_BY_CODE, asAgentError, sendError, statusOf } from './status';
+export {
+  ANSWER_BY_CODE,
+  STATUS_BY_CODE,
+  asAgentError,
+  sendError,
+  statusOf,
+  type RuntimeAnswer,
+} from './status';
 export { readBody } from './body';

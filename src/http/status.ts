@@ -1,27 +1,41 @@
 import type { ServerResponse } from 'node:http';
 import { AgentError, ErrorCode } from '../errors';
 
-/** The one place error codes become HTTP statuses. */
-export const STATUS_BY_CODE: Record<ErrorCode, number> = {
-  [ErrorCode.BadRequest]: 400,
-  [ErrorCode.InvalidModel]: 400,
-  [ErrorCode.ModelNotFound]: 404,
-  [ErrorCode.ArtifactNotFound]: 404,
-  [ErrorCode.ModelAlreadyLoaded]: 409,
-  [ErrorCode.PayloadTooLarge]: 413,
-  [ErrorCode.UnsupportedMediaType]: 415,
+/**
+ * How SageMaker Runtime's InvokeEndpoint reports a failure (restJson1: the type in `x-amzn-ErrorType`):
+ * its own error, or `ModelError` wrapping what the model container answered (424 with the original status).
+ */
+export type RuntimeAnswer = { status: number; type: string } | 'ModelError';
+
+/**
+ * The one place error codes become HTTP answers, with a column per route family: `mme` for the model
+ * container routes (SageMaker's MME contract, `/invocations`), `runtime` for `/endpoints/<ep>/invocations`.
+ */
+export const ANSWER_BY_CODE: Record<ErrorCode, { mme: number; runtime: RuntimeAnswer }> = {
+  [ErrorCode.BadRequest]: { mme: 400, runtime: 'ModelError' },
+  [ErrorCode.InvalidModel]: { mme: 400, runtime: 'ModelError' },
+  [ErrorCode.ModelNotFound]: { mme: 404, runtime: { status: 400, type: 'ValidationError' } },
+  [ErrorCode.ArtifactNotFound]: { mme: 404, runtime: { status: 400, type: 'ValidationError' } },
+  [ErrorCode.ModelAlreadyLoaded]: { mme: 409, runtime: 'ModelError' },
+  [ErrorCode.PayloadTooLarge]: { mme: 413, runtime: { status: 400, type: 'ValidationError' } },
+  [ErrorCode.UnsupportedMediaType]: { mme: 415, runtime: 'ModelError' },
   // Retryable: the model is loading (SageMaker's own answer is ModelNotReadyException).
-  [ErrorCode.ModelNotReady]: 503,
-  [ErrorCode.TritonUnavailable]: 503,
-  [ErrorCode.SourceUnavailable]: 503,
-  [ErrorCode.DeadlineExceeded]: 504,
+  [ErrorCode.ModelNotReady]: { mme: 503, runtime: { status: 429, type: 'ModelNotReadyException' } },
+  [ErrorCode.TritonUnavailable]: { mme: 503, runtime: { status: 503, type: 'ServiceUnavailable' } },
+  [ErrorCode.SourceUnavailable]: { mme: 503, runtime: { status: 503, type: 'ServiceUnavailable' } },
+  [ErrorCode.DeadlineExceeded]: { mme: 504, runtime: 'ModelError' },
   // SageMaker's signal to unload other models and retry.
-  [ErrorCode.InsufficientCapacity]: 507,
+  [ErrorCode.InsufficientCapacity]: { mme: 507, runtime: 'ModelError' },
   // Triton (the upstream) failed or answered out of protocol: not the caller's fault, nor an agent bug.
-  [ErrorCode.TritonInternal]: 502,
-  [ErrorCode.TritonProtocol]: 502,
-  [ErrorCode.Internal]: 500,
+  [ErrorCode.TritonInternal]: { mme: 502, runtime: 'ModelError' },
+  [ErrorCode.TritonProtocol]: { mme: 502, runtime: 'ModelError' },
+  [ErrorCode.Internal]: { mme: 500, runtime: { status: 500, type: 'InternalFailure' } },
 };
+
+/** The MME column, as a plain map (kept for callers that want only statuses). */
+export const STATUS_BY_CODE = Object.fromEntries(
+  Object.entries(ANSWER_BY_CODE).map(([code, a]) => [code, a.mme]),
+) as Record<ErrorCode, number>;
 
 /** Turns anything thrown into an AgentError (an unknown throw is a bug: 500). */
 export function asAgentError(err: unknown): AgentError {
