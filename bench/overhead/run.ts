@@ -15,6 +15,7 @@
  *   npm run bench:overhead -- --rounds 1 --seconds 1
  *   npm run bench:overhead -- --profile            CPU profile of the agent under binary c16 load, by function
  *   npm run bench:overhead -- --agent-root DIR     run the agent from another checkout (for before/after)
+ *   npm run bench:overhead -- --micro              JSON decode/encode and the request log line against bare baselines
  *
  * The stand-in is the test emulator as its own process; its inference is a cheap documented function, so
  * the numbers are the protocol and process overheads, which is what this bench is about.
@@ -27,6 +28,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { tritonServiceDefinition } from '../../src/triton/client';
+import { runMicro } from './micro';
 import { summariseProfile } from './profile-summary';
 import { resnetPtConfig, writeModel } from '../../test/support/model-repo';
 
@@ -61,8 +63,11 @@ function start(script: string, argv: string[], env: Record<string, string> = {},
   });
   process.on('exit', () => child.kill());
   const waiters: { pattern: RegExp; resolve: (s: string) => void }[] = [];
+  // Lines seen so far, so a waiter registered after its line arrived still finds it.
+  const seen: string[] = [];
   const lines = readline.createInterface({ input: child.stdout! });
   lines.on('line', (line) => {
+    if (seen.length < 100) seen.push(line);
     for (let i = waiters.length - 1; i >= 0; i--) {
       const m = waiters[i].pattern.exec(line);
       if (m) {
@@ -75,6 +80,10 @@ function start(script: string, argv: string[], env: Record<string, string> = {},
     child,
     waitFor: (pattern) =>
       new Promise((resolve, reject) => {
+        for (const line of seen) {
+          const m = pattern.exec(line);
+          if (m) return resolve(m[1]);
+        }
         waiters.push({ pattern, resolve });
         child.once('exit', (code) => reject(new Error(`${script} exited (${code}) before ${pattern}`)));
       }),
@@ -231,6 +240,10 @@ const median = (xs: number[]) => {
 // --- main ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  if (flag('micro')) {
+    await runMicro();
+    return;
+  }
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-overhead-'));
   const repository = path.join(work, 'repository');
   const models = path.join(work, 'models');
@@ -267,13 +280,22 @@ async function main(): Promise<void> {
     },
     flag('profile') ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
   );
+  process.stderr.write('waiting for the agent\n');
   const agentPort = Number(await agent.waitFor(/"message":"agent listening".*"port":(\d+)/));
+  // Ready when /ping answers 200 (the agent answers 503 while it starts).
+  for (let i = 0; ; i++) {
+    const ping = await fetch(`http://127.0.0.1:${agentPort}/ping`).catch(() => undefined);
+    if (ping?.status === 200) break;
+    if (i > 300) throw new Error('the agent did not become ready');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   const load = await fetch(`http://127.0.0.1:${agentPort}/models`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model_name: 'resnet', url: path.join(modelDir, 'resnet') }),
   });
   if (load.status !== 200) throw new Error(`load failed: ${load.status} ${await load.text()}`);
+  process.stderr.write('model loaded\n');
 
   // The Triton name the agent gave the model, for the baselines that talk to the stand-in directly.
   const tritonName = await (async () => {
@@ -310,6 +332,7 @@ async function main(): Promise<void> {
         }
       }),
     );
+    process.stderr.write(`profiled ${n} requests; stopping the agent\n`);
     await stopAll();
     const files = await fs.readdir(profileDir);
     const profile = JSON.parse(await fs.readFile(path.join(profileDir, files[0]), 'utf8')) as Parameters<
