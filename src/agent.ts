@@ -223,6 +223,9 @@ export class Agent {
         listPageSize: this.config.listPageSize,
         tritonReady: managed ? () => managed.ready() : undefined,
         maxJsonResponseBytes: this.config.maxJsonResponseBytes,
+        emf: this.config.cloudwatchEmf
+          ? { namespace: this.config.cloudwatchEmfNamespace, intervalMs: this.config.cloudwatchEmfIntervalMs }
+          : undefined,
       },
       metrics: this.metrics,
     });

@@ -63,6 +63,9 @@ export interface AgentConfig {
   drainTimeoutMs: number;
   maxJsonResponseBytes: number;
   metricsModelLabels: number;
+  cloudwatchEmf: boolean;
+  cloudwatchEmfNamespace: string;
+  cloudwatchEmfIntervalMs: number;
 }
 
 type Parser<T> = (raw: string, name: string) => T;
@@ -610,6 +613,28 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
       'how many model names get their own model label on /metrics (the first seen); all others are counted as `__other__`',
     fallback: '20',
     parse: integer(0, 1000),
+  },
+  {
+    key: 'cloudwatchEmf',
+    env: 'AGENT_CLOUDWATCH_EMF',
+    meaning:
+      "also write the metrics as CloudWatch Embedded Metric Format lines on stdout, with SageMaker's names (CloudWatch Logs turns them into metrics)",
+    fallback: 'false',
+    parse: boolean,
+  },
+  {
+    key: 'cloudwatchEmfNamespace',
+    env: 'AGENT_CLOUDWATCH_EMF_NAMESPACE',
+    meaning: 'the CloudWatch namespace of the EMF metrics',
+    fallback: 'SageMakerMMEAgent',
+    parse: text,
+  },
+  {
+    key: 'cloudwatchEmfIntervalMs',
+    env: 'AGENT_CLOUDWATCH_EMF_INTERVAL_MS',
+    meaning: 'how often an EMF line is written (counts are per interval, times averaged over it)',
+    fallback: '60000',
+    parse: integer(1000),
   },
 ];
 

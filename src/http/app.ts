@@ -4,7 +4,7 @@ import { localPath, parseS3Url } from '../artifacts';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
 import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
 import { checkModelName, type ModelRegistry, type ModelView } from '../models';
-import { AgentMetrics, type Logger } from '../observability';
+import { AgentMetrics, EmfPublisher, type Logger } from '../observability';
 import type { TritonControl } from '../triton';
 import { readBody } from './body';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
@@ -18,6 +18,8 @@ export interface AppSettings {
   listPageSize: number;
   /** Largest JSON text of an invoke response (AGENT_MAX_JSON_RESPONSE_BYTES); unlimited when unset. */
   maxJsonResponseBytes?: number;
+  /** CloudWatch EMF lines on stdout (AGENT_CLOUDWATCH_EMF): written every interval while the process lives. */
+  emf?: { namespace: string; intervalMs: number };
   /** Managed mode: false while the supervised tritonserver is starting or restarting (/ping answers 503). */
   tritonReady?: () => boolean;
 }
@@ -151,6 +153,7 @@ function decodeSegment(raw: string): string {
 export function createApp(deps: AppDeps): RequestListener {
   const { registry, triton, settings, logger } = deps;
   const metrics = deps.metrics ?? new AgentMetrics();
+  if (settings.emf) new EmfPublisher(metrics, settings.emf).start();
   const decoder = new DecodePool();
   const app = express();
   app.disable('x-powered-by');

@@ -18,3 +18,4 @@ export {
   type StateSource,
 } from './metrics';
 export * from './access-log';
+export { EmfPublisher, type EmfOptions } from './emf-publisher';

@@ -312,6 +312,35 @@ export class AgentMetrics implements LifecycleMetrics {
     }
   }
 
+  /**
+   * Every metric summed over its labels (histograms as `<name>_sum` and `<name>_count`; gauges averaged,
+   * as over GPUs), gauges read from the state source first. For the CloudWatch EMF publisher.
+   */
+  async totals(): Promise<Map<string, number>> {
+    await this.refresh();
+    const out = new Map<string, number>();
+    for (const m of await this.registry.getMetricsAsJSON()) {
+      const values = m.values as { value: number; metricName?: string }[];
+      // The runtime type is a string ('counter', 'gauge', 'histogram'), whatever the typings' enum says.
+      const type = String(m.type as unknown);
+      if (type === 'histogram') {
+        for (const v of values) {
+          const key = v.metricName;
+          if (key === `${m.name}_sum` || key === `${m.name}_count`)
+            out.set(key, (out.get(key) ?? 0) + v.value);
+        }
+      } else if (type === 'gauge') {
+        if (values.length > 0) out.set(m.name, values.reduce((a, v) => a + v.value, 0) / values.length);
+      } else {
+        out.set(
+          m.name,
+          values.reduce((a, v) => a + v.value, 0),
+        );
+      }
+    }
+    return out;
+  }
+
   /** The Prometheus text exposition, gauges read from the state source first. */
   async text(): Promise<string> {
     await this.refresh();
