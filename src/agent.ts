@@ -120,6 +120,7 @@ export class Agent {
         unloadPollMs: config.unloadPollMs,
         oomRetries: config.oomRetries,
         placement: config.gpuPlacement,
+        scalePeriodMs: config.scalePeriodMs,
         idleUnloadMs: config.idleUnloadMs,
       },
     );

@@ -47,7 +47,8 @@ export interface AgentConfig {
   releaseWaitMs: number;
   churnGuardMs: number;
   idleUnloadMs: number;
-  gpuPlacement: 'pack' | 'triton-default';
+  gpuPlacement: 'adaptive' | 'pack' | 'triton-default';
+  scalePeriodMs: number;
   accessLogFile: string | undefined;
   accessLogMaxBytes: number;
   accessLogFiles: number;
@@ -520,9 +521,17 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'gpuPlacement',
     env: 'AGENT_GPU_PLACEMENT',
     meaning:
-      "on an instance with several GPUs: pack (each model on the one GPU it fits best, written into the staged config's instance_group) or triton-default (every model on every GPU, as Triton places it); an artifact that names its own GPUs, or runs on the CPU, keeps that",
-    fallback: 'pack',
-    parse: oneOf('pack', 'triton-default'),
+      "on an instance with several GPUs: adaptive (each model on the one GPU it fits best, written into the staged config's instance_group; a model its one instance cannot keep up with gets instances on more GPUs, and gives them back when it cools), pack (one GPU each, never more) or triton-default (every model on every GPU, as Triton places it); an artifact that names its own GPUs, or runs on the CPU, keeps that",
+    fallback: 'adaptive',
+    parse: oneOf('adaptive', 'pack', 'triton-default'),
+  },
+  {
+    key: 'scalePeriodMs',
+    env: 'AGENT_SCALE_PERIOD_MS',
+    meaning:
+      "adaptive placement: how often it looks at how busy each model's instances are (time in Triton per instance over the period: above 0.7 a model gets one more GPU, below 0.3 on one fewer for two periods it gives one back)",
+    fallback: '2000',
+    parse: integer(100),
   },
   {
     key: 'logLevel',

@@ -25,7 +25,9 @@ const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 /** Load time grows with size, as it does for real engines: 100 ms per GiB. */
 const LOAD_MS_PER_GIB = 100;
-const CONCURRENCY = 4;
+const CONCURRENCY = 8;
+/** Each inference takes this long in the emulated GPU. */
+const INFER_MS = 20;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -40,7 +42,7 @@ interface Family {
   metrics: { value?: string; count?: string; sum?: string }[];
 }
 
-async function run(placement: 'pack' | 'triton-default', sizes: number[], trace: number[]) {
+async function run(placement: 'adaptive' | 'pack' | 'triton-default', sizes: number[], trace: number[]) {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'multigpu-'));
   const repository = path.join(root, 'repository');
   const models = path.join(root, 'models');
@@ -57,6 +59,7 @@ async function run(placement: 'pack' | 'triton-default', sizes: number[], trace:
       `parameters { key: "emulator_gpu_bytes" value { string_value: "${bytes}" } }`,
       `parameters { key: "gpu_memory_bytes" value { string_value: "${bytes}" } }`,
       `parameters { key: "emulator_load_ms" value { string_value: "${Math.round((bytes / GiB) * LOAD_MS_PER_GIB)}" } }`,
+      `parameters { key: "emulator_infer_ms" value { string_value: "${INFER_MS}" } }`,
     ].join('\n');
     await writeModel(path.join(models, `m${i}`), `m${i}`, {
       config: identityConfig(`m${i}`, [{ type: 'TYPE_INT32', dims: [1] }], 0, params),
@@ -101,8 +104,20 @@ async function run(placement: 'pack' | 'triton-default', sizes: number[], trace:
     families.get('sagemaker_model_cache_hit_total')?.metrics.reduce((a, m) => a + Number(m.value ?? 0), 0) ??
       0,
   );
+  const spread = emulator
+    .loadedModels()
+    .map((n) => emulator.placement(n).filter((b) => b > 0).length)
+    .filter((k) => k > 1);
+  const counts = new Map<number, number>();
+  for (const m of trace) counts.set(m, (counts.get(m) ?? 0) + 1);
+  const top = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+  const hottest = emulator
+    .placement(agent.registry.get(`m${top}`)?.tritonName ?? '')
+    .filter((b) => b > 0).length;
   const result = {
     placement,
+    spread: spread.length,
+    hottest,
     residentEnd: emulator.loadedModels().length,
     residentMean: residentSamples.reduce((a, b) => a + b, 0) / Math.max(1, residentSamples.length),
     loads: Number(loading?.count ?? 0),
@@ -133,7 +148,8 @@ async function main(): Promise<void> {
     return rank[k];
   });
   const rows = [];
-  for (const placement of ['triton-default', 'pack'] as const) rows.push(await run(placement, sizes, trace));
+  for (const placement of ['triton-default', 'pack', 'adaptive'] as const)
+    rows.push(await run(placement, sizes, trace));
   const base = rows[0];
   console.log(
     `\n${GPUS} × 16 GiB emulated GPUs, ${MODELS} models of 0.5–3 GiB, ${REQUESTS} Zipf 1.0 requests at concurrency ${CONCURRENCY}, agent defaults\n`,
@@ -144,7 +160,7 @@ async function main(): Promise<void> {
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const x of rows) {
     console.log(
-      `| ${x.placement} | ${x.residentEnd} | ${x.residentMean.toFixed(1)} | ${(x.residentMean / base.residentMean).toFixed(2)}× | ${x.loads} | ${x.coldLoadSeconds.toFixed(1)} | ${(x.coldLoadSeconds / base.coldLoadSeconds).toFixed(2)}× | ${x.hitRatio.toFixed(3)} | ${x.failed} | ${x.peakGiB.toFixed(2)} |`,
+      `| ${x.placement} | ${x.residentEnd} | ${x.residentMean.toFixed(1)} | ${(x.residentMean / base.residentMean).toFixed(2)}× | ${x.loads} | ${x.coldLoadSeconds.toFixed(1)} | ${(x.coldLoadSeconds / base.coldLoadSeconds).toFixed(2)}× | ${x.hitRatio.toFixed(3)} | ${x.failed} | ${x.peakGiB.toFixed(2)} | ${x.spread} | ${x.hottest} |`,
     );
   }
 }

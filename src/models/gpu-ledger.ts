@@ -240,6 +240,16 @@ export class GpuLedger {
     this.changed.notify();
   }
 
+  /** The model now occupies `devices` (it gained or gave back instances); bytes left behind are released. */
+  move(model: string, devices: readonly number[]): void {
+    const c = this.charges.get(model);
+    if (!c || c.devices === 'all') return;
+    const left = c.devices.filter((d) => !devices.includes(d));
+    if (left.length > 0) this.released.push({ bytes: c.bytes, devices: left, at: this.now() });
+    c.devices = [...devices];
+    this.changed.notify();
+  }
+
   /** An unload started: the bytes stay charged until it finishes. */
   startFreeing(model: string): void {
     const c = this.charges.get(model);

@@ -502,6 +502,64 @@ export class Lifecycle {
     }
   }
 
+  /**
+   * Moves a resident model's GPU instances to `devices` (more GPUs when it is busy, fewer when it cools):
+   * its staged config is rewritten and Triton reloads it, serving the old instances until the new ones are
+   * up. Room is needed on every device of `devices` for one copy (a new instance, or the reload's second
+   * copy beside the old one), held in the ledger while it happens. Single-flight with the model's other
+   * transitions; if any step fails, the model stays as it was. Resolves true when it moved.
+   */
+  rescale(record: ModelRecord, devices: number[]): Promise<boolean> {
+    const { capacity, stager, triton, logger } = this.parts;
+    const old = record.devices;
+    if (!capacity || record.state !== 'ready' || record.transition || !record.artifact || old === 'all')
+      return Promise.resolve(false);
+    const { ledger } = capacity;
+    const bytes = ledger.chargeOf(record.name);
+    if (devices.length === 0 || devices.some((d) => ledger.freeOn(d) < bytes)) return Promise.resolve(false);
+    const transient = `${record.name}\u0000rescale`;
+    ledger.reserve(transient, bytes, devices);
+    const artifactDir = record.artifact.dir;
+    const restage = async (to: readonly number[]) => {
+      const layout = await inspectArtifact(artifactDir);
+      record.staged = await stager.stage(
+        layout,
+        record.tritonName,
+        { mmeName: record.name, url: record.url },
+        to,
+      );
+    };
+    const work = (async (): Promise<boolean> => {
+      try {
+        await restage(devices);
+        await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
+      } catch (err) {
+        ledger.cancel(transient);
+        await restage(old).catch(() => undefined);
+        logger.warn('could not move a model to other GPUs; it stays where it was', {
+          model: record.name,
+          devices,
+          error: messageOf(err),
+        });
+        return false;
+      }
+      ledger.cancel(transient);
+      ledger.move(record.name, devices);
+      record.devices = devices;
+      logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });
+      return true;
+    })();
+    record.transition = work.then(
+      () => {
+        record.transition = undefined;
+      },
+      () => {
+        record.transition = undefined;
+      },
+    );
+    return work;
+  }
+
   // --- off the GPU ----------------------------------------------------------------------------------
 
   /**

@@ -65,6 +65,10 @@ export interface ModelRecord {
   placement: Placement;
   /** The devices it was loaded on ('all': every GPU). */
   devices: Devices;
+  /** Time its requests spent in Triton since the scaler last looked, ms (how busy its instances are). */
+  busyMs: number;
+  /** Scaler periods in a row its traffic would fit on one GPU fewer. */
+  coolPeriods: number;
 }
 
 /** What http/ may read of a record. */
@@ -137,5 +141,7 @@ export function newRecord(fields: {
     victims: [],
     placement: { kind: 'all' },
     devices: 'all',
+    busyMs: 0,
+    coolPeriods: 0,
   };
 }

@@ -30,8 +30,10 @@ export interface RegistryOptions {
   oomRetries: number;
   /** Unload models idle this long ahead of need (0: never). */
   idleUnloadMs: number;
-  /** How models are placed on a multi-GPU instance (default `pack`). */
+  /** How models are placed on a multi-GPU instance (default `adaptive`). */
   placement?: PlacementMode;
+  /** How often the adaptive placement looks at how busy each model's instances are (default 2000 ms). */
+  scalePeriodMs?: number;
 }
 
 /** GPU capacity settings; absent when eviction is off. */
@@ -72,6 +74,14 @@ const REMEMBERED: ErrorCode[] = [
 
 /** A remembered failure's artifact is looked at again at most this often. */
 const RECHECK_MS = 1000;
+/** How often the adaptive placement looks at how busy each model's instances are, by default. */
+const SCALE_PERIOD_MS = 2000;
+/** Busy fraction per instance above which a model gets an instance on one more GPU. */
+const SCALE_OUT_LOAD = 0.7;
+/** Busy fraction per instance (on one GPU fewer) below which it gives one back ... */
+const SCALE_IN_LOAD = 0.3;
+/** ... after this many periods in a row. */
+const SCALE_IN_PERIODS = 2;
 /** How long the first GPU sample is waited for before loads go ahead without capacity checks. */
 const FIRST_SAMPLE_WAIT_MS = 2000;
 
@@ -112,6 +122,7 @@ export class ModelRegistry {
   private readonly probe: GpuMemoryProbe | undefined;
   private readonly timers: (() => void)[] = [];
   private firstSample: Promise<void> | undefined;
+  private readonly scalePeriodMs: number;
   private sampling = false;
   private metricsWarned = false;
 
@@ -125,6 +136,7 @@ export class ModelRegistry {
     this.fetcher = parts.fetcher;
     this.events = parts.events;
     this.failures = new FailureMemory(options.failureTtlMs, this.clock);
+    this.scalePeriodMs = options.scalePeriodMs ?? SCALE_PERIOD_MS;
     const cap = parts.capacity;
     let capacity: ConstructorParameters<typeof Lifecycle>[0]['capacity'];
     if (cap) {
@@ -188,7 +200,7 @@ export class ModelRegistry {
         events: parts.events,
       },
       {
-        placement: options.placement ?? 'pack',
+        placement: options.placement ?? 'adaptive',
         loadTimeoutMs: options.loadTimeoutMs,
         admissionWaitMs: options.coldLoadWaitMs,
         unloadTimeoutMs: options.unloadTimeoutMs,
@@ -197,6 +209,8 @@ export class ModelRegistry {
         oomRetries: options.oomRetries,
       },
     );
+    if (cap && (options.placement ?? 'adaptive') === 'adaptive')
+      this.timers.push(this.clock.every(this.scalePeriodMs, () => this.scale()));
     if (options.idleUnloadMs > 0 && this.policy) {
       const period = Math.min(60_000, Math.max(100, options.idleUnloadMs / 4));
       this.timers.push(this.clock.every(period, () => this.unloadIdle()));
@@ -431,11 +445,18 @@ export class ModelRegistry {
     const record = this.catalogue.get(lease.record.name);
     if (!record || record !== lease.record)
       throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
-    const call = () =>
-      this.triton.infer(
-        { ...request, model_name: record.tritonName },
-        { deadlineMs: this.options.invokeTimeoutMs },
-      );
+    const call = async () => {
+      const t0 = this.clock.now();
+      try {
+        return await this.triton.infer(
+          { ...request, model_name: record.tritonName },
+          { deadlineMs: this.options.invokeTimeoutMs },
+        );
+      } finally {
+        // How busy its instances are, for the adaptive placement.
+        record.busyMs += this.clock.now() - t0;
+      }
+    };
     try {
       const res = await call();
       record.invocations++;
@@ -529,6 +550,41 @@ export class ModelRegistry {
     if (!failed) return undefined;
     const url = this.options.modelDataUrl ? lazyUrl(this.options.modelDataUrl, name) : '';
     return { modelName: name, modelUrl: url, state: 'failed', error: failed.error.message };
+  }
+
+  /**
+   * Adaptive placement, every scaler period: a model whose requests kept its instances busy more than
+   * `SCALE_OUT_LOAD` each (time in Triton over the period, per instance) gets an instance on one more GPU
+   * where there is room; one whose traffic would fit on one GPU fewer at `SCALE_IN_LOAD` for
+   * `SCALE_IN_PERIODS` periods in a row gives one back.
+   */
+  private scale(): void {
+    const ledger = this.ledger;
+    if (!ledger || ledger.devices.length < 2) return;
+    for (const r of this.catalogue.values()) {
+      const demand = r.busyMs / this.scalePeriodMs;
+      r.busyMs = 0;
+      if (r.state !== 'ready' || r.placement.kind !== 'choose' || r.devices === 'all' || r.transition)
+        continue;
+      const n = r.devices.length;
+      if (demand > SCALE_OUT_LOAD * n && n < ledger.devices.length) {
+        r.coolPeriods = 0;
+        const current = r.devices;
+        const bytes = ledger.chargeOf(r.name);
+        const spare = ledger.devices
+          .map((_, d) => d)
+          .filter((d) => !current.includes(d) && ledger.freeOn(d) >= bytes)
+          .sort((a, b) => ledger.freeOn(b) - ledger.freeOn(a));
+        if (spare.length > 0) void this.lifecycle.rescale(r, [...current, spare[0]]);
+      } else if (n > 1 && demand < SCALE_IN_LOAD * (n - 1)) {
+        if (++r.coolPeriods >= SCALE_IN_PERIODS) {
+          r.coolPeriods = 0;
+          void this.lifecycle.rescale(r, r.devices.slice(0, -1));
+        }
+      } else {
+        r.coolPeriods = 0;
+      }
+    }
   }
 
   /** Keep-alive: evicts models nobody used for `idleUnloadMs`, ahead of need. */

@@ -54,6 +54,39 @@ describe('several GPUs', () => {
     for (let i = 0; i < 12; i++) expect((await invoke(`m${i}`)).status).toBe(200);
   });
 
+  test('adaptive: a model its one instance cannot keep up with gets more GPUs, and gives them back when it cools', async () => {
+    await start({ AGENT_SCALE_PERIOD_MS: '200' });
+    const hot = await add('hot', {
+      gpuMiB: 30,
+      groups: 'parameters { key: "emulator_infer_ms" value { string_value: "40" } }',
+    });
+    expect(hot.status).toBe(200);
+    expect(on('hot')).toHaveLength(1);
+    // Four clients keep four requests in Triton at all times: four instances' worth of work.
+    let busy = true;
+    let answered = 0;
+    const client = async () => {
+      while (busy) {
+        const r = await invoke('hot');
+        expect(r.status).toBe(200);
+        answered++;
+      }
+    };
+    const clients = Array.from({ length: 4 }, client);
+    const deadline = Date.now() + 10_000;
+    while (on('hot').length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(on('hot').length).toBeGreaterThanOrEqual(3);
+    busy = false;
+    await Promise.all(clients);
+    expect(answered).toBeGreaterThan(0);
+    // No traffic: after two quiet periods per step it gives the GPUs back, one at a time.
+    while (on('hot').length > 1 && Date.now() < deadline + 10_000)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(on('hot')).toHaveLength(1);
+    expect(peaks().every((p) => p <= 100)).toBe(true);
+    expect((await invoke('hot')).status).toBe(200);
+  });
+
   test('triton-default puts every model on every GPU, so the fourth model evicts', async () => {
     await start({ AGENT_GPU_PLACEMENT: 'triton-default' });
     for (let i = 0; i < 4; i++) expect((await add(`m${i}`, { gpuMiB: 30 })).status).toBe(200);
