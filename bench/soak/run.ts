@@ -133,7 +133,7 @@ async function main(): Promise<void> {
           stats.retries++;
           await new Promise((res2) => setTimeout(res2, 100));
         } else {
-          const key = `${res.status} ${text.slice(0, 160)}`;
+          const key = `${res.status} ${text.slice(0, 700)}`;
           failures.set(key, (failures.get(key) ?? 0) + 1);
           stats.other++;
           stats.retries++;

@@ -47,11 +47,13 @@ export class Admission {
    */
   async admit(record: ModelRecord, need: number, deadline: number, signal: AbortSignal): Promise<Devices> {
     // Used memory no model explains may be a sample's staleness rather than another process: before a 507
-    // blames it, one sample taken after this admission began must still show it.
+    // blames it, a sample that cannot predate this admission must still show it.
     const startedAt = this.clock.now();
     for (;;) {
+      // Triton's figures can be a metrics interval older than the moment they are read.
       const sampleAt = this.ledger.sample?.at ?? -Infinity;
-      const devices = this.decide(record, need, sampleAt < startedAt);
+      const fresh = sampleAt >= startedAt + this.ledger.options.metricsIntervalMs;
+      const devices = this.decide(record, need, !fresh);
       if (devices !== undefined) return devices;
       const left = deadline - this.clock.now();
       if (left <= 0) throw this.noCapacity(record, need, 'by the cold-load deadline');
