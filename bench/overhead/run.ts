@@ -15,6 +15,7 @@
  *   npm run bench:overhead -- --rounds 1 --seconds 1
  *   npm run bench:overhead -- --profile            CPU profile of the agent under binary c16 load, by function
  *   npm run bench:overhead -- --agent-root DIR     run the agent from another checkout (for before/after)
+ *   npm run bench:overhead -- --payloads 0 --concurrency 1,16 --rounds 5 --seconds 3   a subset, longer
  *   npm run bench:overhead -- --micro              JSON decode/encode and the request log line against bare baselines
  *
  * The stand-in is the test emulator as its own process; its inference is a cheap documented function, so
@@ -349,7 +350,13 @@ async function main(): Promise<void> {
     jsonPayload('image, JSON'),
     binaryPayload('batch of 8, binary+json', 8),
   ];
-  const concurrencies = [1, 16, 64];
+  // --payloads 0,2 keeps some payloads (0: image binary+json, 1: image JSON, 2: batch of 8).
+  const keep = option('payloads', '');
+  if (keep !== '') {
+    const wanted = new Set(keep.split(',').map(Number));
+    for (let i = payloads.length - 1; i >= 0; i--) if (!wanted.has(i)) payloads.splice(i, 1);
+  }
+  const concurrencies = option('concurrency', '1,16,64').split(',').map(Number);
   const contenders = ['direct', 'bare', 'agent'] as const;
   type Key = `${string}|${number}|${string}`;
   const results = new Map<Key, CellResult[]>();

@@ -150,6 +150,67 @@ function leaves(data: unknown, input: string): readonly unknown[] {
   return out;
 }
 
+/** True for an array holding at least one array (checked on its first element, as tensors are regular). */
+function isNested(data: unknown): data is unknown[] {
+  return Array.isArray(data) && data.length > 0 && Array.isArray(data[0]);
+}
+
+/**
+ * Nested FP32/FP64 `data` written straight into the typed array during one iterative walk (depth-limited),
+ * with the same answers as the flat path: a wrong element count is reported first, then the first element
+ * of the wrong type.
+ */
+function nestedFloats(
+  datatype: 'FP32' | 'FP64',
+  data: unknown[],
+  count: number,
+  shape: number[],
+  input: string,
+): Buffer {
+  const out = datatype === 'FP32' ? new Float32Array(count) : new Float64Array(count);
+  let n = 0;
+  let firstBad = -1;
+  let badValue: unknown;
+  const arrays: unknown[][] = [data];
+  const positions: number[] = [0];
+  while (arrays.length > 0) {
+    const top = arrays.length - 1;
+    const arr = arrays[top];
+    const i = positions[top];
+    if (i >= arr.length) {
+      arrays.pop();
+      positions.pop();
+      continue;
+    }
+    positions[top] = i + 1;
+    const v: unknown = arr[i];
+    if (typeof v === 'number') {
+      if (n < count) out[n] = v;
+      n++;
+    } else if (Array.isArray(v)) {
+      if (arrays.length >= MAX_DATA_DEPTH)
+        throw bad(`input '${input}': data is nested more than ${MAX_DATA_DEPTH} deep`);
+      arrays.push(v);
+      positions.push(0);
+    } else {
+      if (firstBad < 0) {
+        firstBad = n;
+        badValue = v;
+      }
+      n++;
+    }
+  }
+  if (n !== count) {
+    throw bad(`input '${input}': shape ${JSON.stringify(shape)} needs ${count} elements, "data" has ${n}`);
+  }
+  if (firstBad >= 0) {
+    throw bad(
+      `input '${input}': element ${firstBad} is ${describeValue(badValue)}, expected a number for ${datatype}`,
+    );
+  }
+  return bytesOf(out);
+}
+
 const SMALL_INT_ARRAY = {
   UINT8: Uint8Array,
   UINT16: Uint16Array,
@@ -364,6 +425,14 @@ export function decodeInvokeBody(
     } else {
       if (entry.data === undefined)
         throw bad(`input '${name}' has no "data" and no parameters.binary_data_size`);
+      if ((datatype === 'FP32' || datatype === 'FP64') && isNested(entry.data)) {
+        // Nested float data (an image as [[[...]]]): straight into the typed array, no flat copy.
+        raw.push(nestedFloats(datatype, entry.data, count, shape, name));
+        const input: ModelInferRequest['inputs'][number] = { name, datatype, shape };
+        const fwd = forwardable(params);
+        if (fwd) input.parameters = fwd;
+        return input;
+      }
       const flat = leaves(entry.data, name);
       if (flat.length !== count) {
         throw bad(

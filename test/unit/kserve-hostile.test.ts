@@ -117,6 +117,37 @@ describe('JSON data decoding matches a brute-force oracle', () => {
   });
 });
 
+describe('nested float data', () => {
+  test('the same refusals as flat data: the count first, then the first element of the wrong type', () => {
+    const doc = (data: unknown, shape = [2, 2]) =>
+      JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape, data }] });
+    expect(
+      decodeError(
+        doc([
+          [1, 2],
+          [3, 'x'],
+        ]),
+      ).message,
+    ).toMatch(/element 3 is "x", expected a number for FP32/);
+    expect(
+      decodeError(
+        doc([
+          [1, 2],
+          [3, 'x', 5],
+        ]),
+      ).message,
+    ).toMatch(/shape \[2,2\] needs 4 elements, "data" has 5/);
+    expect(
+      decodeError(
+        doc([
+          [1, 2],
+          [null, {}],
+        ]),
+      ).message,
+    ).toMatch(/element 2 is null/);
+  });
+});
+
 function fp32Response(values: number[]): ModelInferResponse {
   return {
     model_name: 'x',
