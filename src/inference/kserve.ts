@@ -550,7 +550,19 @@ export interface EncodedResponse {
  * A view of raw little-endian tensor bytes as a typed array (platform order: every platform Node supports
  * for this agent is little-endian). gRPC hands out slices at any offset, so unaligned ones are copied.
  */
-function typedView(datatype: Exclude<Datatype, 'BYTES'>, raw: Buffer): ArrayLike<number | bigint> {
+type TypedView =
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | BigUint64Array
+  | BigInt64Array
+  | Float32Array
+  | Float64Array;
+
+function typedView(datatype: Exclude<Datatype, 'BYTES'>, raw: Buffer): TypedView {
   const size = ELEMENT_SIZE[datatype];
   const n = Math.floor(raw.length / size);
   let buffer: ArrayBufferLike = raw.buffer;
@@ -594,7 +606,7 @@ function typedView(datatype: Exclude<Datatype, 'BYTES'>, raw: Buffer): ArrayLike
  * -Infinity as those words, as Triton's own JSON writer does (rapidjson with kWriteNanAndInfFlag) where
  * JSON.stringify would silently write null.
  */
-function pieceText(datatype: Datatype, view: ArrayLike<number | bigint>, start: number, end: number): string {
+function pieceText(datatype: Datatype, view: TypedView, start: number, end: number): string {
   let s: string;
   switch (datatype) {
     case 'BOOL':
@@ -610,9 +622,8 @@ function pieceText(datatype: Datatype, view: ArrayLike<number | bigint>, start: 
       for (let i = start + 1; i < end; i++) s += `,${bf16ToNumber(view[i] as number)}`;
       return s;
     default:
-      s = String(view[start]);
-      for (let i = start + 1; i < end; i++) s += `,${view[i]}`;
-      return s;
+      // The typed array's own join: each element as String() writes it, without a JS loop.
+      return view.subarray(start, end).join(',');
   }
 }
 
