@@ -376,10 +376,12 @@ export class ModelRegistry {
   private pin(record: ModelRecord, started: number, cold: boolean): Lease {
     record.pins++;
     record.lastUsedAt = this.clock.now();
+    // A model that was resident was not waited for, however long the lookup took.
+    const waitedMs = cold ? this.clock.now() - started : 0;
     this.events?.acquired?.({
       model: record.name,
       hit: !cold,
-      waitMs: this.clock.now() - started,
+      waitMs: waitedMs,
       footprintBytes: this.lifecycle.need(record),
       loadMs: record.loadMs,
       downloadMs: record.fetchMs,
@@ -388,7 +390,7 @@ export class ModelRegistry {
     let released = false;
     return {
       record,
-      waitedMs: this.clock.now() - started,
+      waitedMs,
       cold,
       release: () => {
         if (released) return;
