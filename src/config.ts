@@ -267,8 +267,9 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
   {
     key: 'maxBodyBytes',
     env: 'AGENT_MAX_BODY_BYTES',
-    meaning: "largest request body accepted (413 above); Triton's own HTTP default is 64 MiB",
-    fallback: String(64 * 1024 * 1024),
+    meaning:
+      "largest request body accepted (413 above): SageMaker's real-time invocations carry at most 6 MB; raise it for larger local requests (Triton's own HTTP limit is 64 MiB)",
+    fallback: String(8 * 1024 * 1024),
     parse: integer(1),
   },
   {

@@ -13,7 +13,7 @@ describe('loadConfig', () => {
       modelRepository: '/models',
       stagingDir: '/models/.staging',
       stageMode: 'symlink',
-      maxBodyBytes: 64 * 1024 * 1024,
+      maxBodyBytes: 8 * 1024 * 1024,
       invokeTimeoutMs: 60000,
       unloadTimeoutMs: 350000,
       logLevel: 'info',
