@@ -45,6 +45,7 @@ export class Catalogue {
     now: number;
   }): ModelRecord {
     checkModelName(fields.name, 'model name');
+    if (this.records.has(fields.name)) throw new Error(`model '${fields.name}' is already registered`);
     const record = newRecord({ ...fields, tritonName: this.tritonNames.claim(fields.name) });
     this.records.set(record.name, record);
     if (record.targetModel) this.byTarget.set(record.targetModel, record);

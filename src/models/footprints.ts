@@ -51,10 +51,12 @@ export class Footprints {
 
   /** The GPU bytes a model will need. */
   estimate(key: string, declaredBytes: number | undefined, artifactBytes: number): number {
+    // A lower bound from an out-of-memory failure wins over a measurement that was too small.
+    const bound = this.lowerBounds.get(key) ?? 0;
     const measured = this.learnedBytes.get(key);
-    if (measured !== undefined) return measured;
+    if (measured !== undefined) return Math.max(measured, bound);
     const base = declaredBytes ?? Math.ceil(Math.max(1, artifactBytes) * this.options.factor);
-    return Math.max(base, this.lowerBounds.get(key) ?? 0);
+    return Math.max(base, bound);
   }
 
   /** A load ran out of memory with `bytes` reserved: it needs more than that (until measured). */

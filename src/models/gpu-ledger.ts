@@ -12,6 +12,8 @@ interface Charge {
   bytes: number;
   devices: Devices;
   state: ChargeState;
+  /** Memory held for a while on a model's behalf (a reload's second copy): not a model of its own. */
+  transient: boolean;
 }
 
 export interface LedgerOptions {
@@ -198,7 +200,7 @@ export class GpuLedger {
   /** Models charged as reserved or resident (those leaving do not count against a resident limit). */
   count(): number {
     let n = 0;
-    for (const c of this.charges.values()) if (c.state !== 'freeing') n++;
+    for (const c of this.charges.values()) if (c.state !== 'freeing' && !c.transient) n++;
     return n;
   }
 
@@ -221,8 +223,13 @@ export class GpuLedger {
     return c !== undefined && GpuLedger.on(c.devices, d);
   }
 
-  reserve(model: string, bytes: number, devices: Devices = 'all'): void {
-    this.charges.set(model, { bytes, devices, state: 'reserved' });
+  reserve(
+    model: string,
+    bytes: number,
+    devices: Devices = 'all',
+    options: { transient?: boolean } = {},
+  ): void {
+    this.charges.set(model, { bytes, devices, state: 'reserved', transient: options.transient ?? false });
   }
 
   /** A load finished: its reservation becomes a resident charge. */
@@ -245,7 +252,7 @@ export class GpuLedger {
     const c = this.charges.get(model);
     if (!c || c.devices === 'all') return;
     const left = c.devices.filter((d) => !devices.includes(d));
-    if (left.length > 0) this.released.push({ bytes: c.bytes, devices: left, at: this.now() });
+    if (left.length > 0) this.remember({ bytes: c.bytes, devices: left, at: this.now() });
     c.devices = [...devices];
     this.changed.notify();
   }
@@ -268,8 +275,16 @@ export class GpuLedger {
     const c = this.charges.get(model);
     if (!c) return;
     this.charges.delete(model);
-    this.released.push({ bytes: c.bytes, devices: c.devices, at: this.now() });
+    this.remember({ bytes: c.bytes, devices: c.devices, at: this.now() });
     this.changed.notify();
+  }
+
+  /** Records a release, forgetting those too old to matter (bounded even when no sample comes). */
+  private remember(r: { bytes: number; devices: Devices; at: number }): void {
+    const keep = r.at - Math.max(this.options.metricsIntervalMs, this.options.releaseWaitMs);
+    if (this.released.length > 0 && this.released[0].at < keep)
+      this.released = this.released.filter((x) => x.at >= keep);
+    this.released.push(r);
   }
 
   /** A reservation whose load never took memory (it failed): dropped without counting as released. */

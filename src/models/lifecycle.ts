@@ -1,4 +1,6 @@
 import { setMaxListeners } from 'node:events';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 import {
   inspectArtifact,
   type ArtifactFetcher,
@@ -9,14 +11,14 @@ import {
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import type { Logger } from '../observability';
-import { TritonError, instanceGroups, isEnsemble, type TritonControl } from '../triton';
+import { TritonError, instanceGroups, isEnsemble, parsePbtxt, type TritonControl } from '../triton';
 import type { Admission } from './admission';
 import type { Catalogue } from './catalogue';
 import { waitForChange, type Clock } from './clock';
 import type { EvictionPolicy } from './eviction';
 import type { Footprints } from './footprints';
 import type { Devices, GpuLedger } from './gpu-ledger';
-import { placementOf, type PlacementMode } from './placement';
+import { placementOf, type Placement, type PlacementMode } from './placement';
 import type { ModelRecord } from './model-record';
 
 /** The config `parameters` key in which an artifact may declare its GPU footprint. */
@@ -158,9 +160,12 @@ export class Lifecycle {
         record.transition = undefined;
       },
       (err: unknown) => {
-        const e = isAgentError(err)
+        // What the caller hears names their model, never the internal Triton name.
+        const raw = isAgentError(err)
           ? err
           : new AgentError(ErrorCode.Internal, messageOf(err), { cause: err });
+        const text = userText(record, raw.message);
+        const e = text === raw.message ? raw : new AgentError(raw.code, text, { cause: raw });
         record.lastFailure = e;
         record.phase = undefined;
         record.progress = undefined;
@@ -486,7 +491,15 @@ export class Lifecycle {
       const staged = await stager.findIntact(layout, record.tritonName);
       if (!staged)
         throw new AgentError(ErrorCode.InvalidModel, `the staged files of '${record.name}' are not intact`);
-      capacity?.ledger.reserve(record.name, this.need(record));
+      // Where the previous run placed it: its staged config says which GPUs (none named: every GPU).
+      record.placement = placementOf(
+        isEnsemble(layout.top.summary)
+          ? layout.members.flatMap((m) => instanceGroups(m.config))
+          : instanceGroups(layout.top.config),
+        this.options.placement,
+      );
+      record.devices = await this.stagedDevices(staged, record.placement);
+      capacity?.ledger.reserve(record.name, this.need(record), record.devices);
       capacity?.ledger.settle(record.name);
       undo.push(() => capacity?.ledger.cancel(record.name));
       record.io = await this.readModelIO(record);
@@ -518,7 +531,7 @@ export class Lifecycle {
     const bytes = ledger.chargeOf(record.name);
     if (devices.length === 0 || devices.some((d) => ledger.freeOn(d) < bytes)) return Promise.resolve(false);
     const transient = `${record.name}\u0000rescale`;
-    ledger.reserve(transient, bytes, devices);
+    ledger.reserve(transient, bytes, devices, { transient: true });
     const artifactDir = record.artifact.dir;
     const restage = async (to: readonly number[]) => {
       const layout = await inspectArtifact(artifactDir);
@@ -530,11 +543,15 @@ export class Lifecycle {
       );
     };
     const work = (async (): Promise<boolean> => {
+      // A reload moves memory: no footprint is measured across it.
+      const moved = ledger.beginMove();
       try {
         await restage(devices);
         await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
       } catch (err) {
-        ledger.cancel(transient);
+        moved();
+        // Triton may have allocated before failing: what it held is released, late perhaps.
+        ledger.release(transient);
         await restage(old).catch(() => undefined);
         logger.warn('could not move a model to other GPUs; it stays where it was', {
           model: record.name,
@@ -543,7 +560,9 @@ export class Lifecycle {
         });
         return false;
       }
-      ledger.cancel(transient);
+      moved();
+      // The old copy Triton freed after the swap may show as used for a while: a release, not a cancel.
+      ledger.release(transient);
       ledger.move(record.name, devices);
       record.devices = devices;
       logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });
@@ -558,6 +577,23 @@ export class Lifecycle {
       },
     );
     return work;
+  }
+
+  /** The GPUs a staged model's config places it on ('all' when it names none). */
+  private async stagedDevices(staged: StagedModel, placement: Placement): Promise<Devices> {
+    if (placement.kind === 'fixed') return placement.devices;
+    if (placement.kind === 'cpu') return [];
+    if (placement.kind === 'all') return 'all';
+    const gpus = new Set<number>();
+    for (const dir of staged.dirs) {
+      const text = await fsp.readFile(path.join(dir, 'config.pbtxt'), 'utf8').catch(() => '');
+      try {
+        for (const g of instanceGroups(parsePbtxt(text))) for (const d of g.gpus) gpus.add(d);
+      } catch {
+        // unreadable: counted on every GPU
+      }
+    }
+    return gpus.size > 0 ? [...gpus].sort((a, b) => a - b) : 'all';
   }
 
   // --- off the GPU ----------------------------------------------------------------------------------
@@ -587,16 +623,30 @@ export class Lifecycle {
   private async unload(record: ModelRecord, outcome: 'evicted' | 'forgotten'): Promise<void> {
     const { triton, clock, capacity, logger } = this.parts;
     const started = clock.now();
-    await this.drain(record);
-    const moved = capacity?.ledger.beginMove();
+    let moved: (() => void) | undefined;
     try {
+      await this.drain(record);
+      moved = capacity?.ledger.beginMove();
       await triton.unload(record.tritonName, { unloadDependents: true });
-      await this.waitUnloaded([record.tritonName, ...(record.staged?.memberNames ?? [])], record.name);
     } catch (err) {
+      // Triton was not told: the model stays resident and served.
+      moved?.();
       record.state = 'ready';
       capacity?.ledger.stopFreeing(record.name);
-      if (isAgentError(err)) throw err;
-      throw new AgentError(ErrorCode.TritonUnavailable, messageOf(err), { cause: err });
+      const e = isAgentError(err)
+        ? err
+        : new AgentError(ErrorCode.TritonUnavailable, messageOf(err), { cause: err });
+      const text = userText(record, e.message);
+      throw text === e.message ? e : new AgentError(e.code, text, { cause: e });
+    }
+    try {
+      await this.waitUnloaded([record.tritonName, ...(record.staged?.memberNames ?? [])], record.name);
+    } catch (err) {
+      // Triton accepted the unload: it is going whatever the poll says.
+      logger.warn('could not confirm the unload; counting the model as gone', {
+        model: record.name,
+        error: messageOf(err),
+      });
     } finally {
       moved?.();
     }
@@ -631,8 +681,16 @@ export class Lifecycle {
 
   /** Triton lost the model (it restarted): account for it as evicted, so the next use loads it again. */
   markLost(record: ModelRecord): void {
-    if (record.state !== 'ready') return;
-    void this.forgetResidency(record);
+    if (record.state !== 'ready' || record.transition) return;
+    // The staged files go before anything reloads it (the reload stages into the same directory).
+    record.transition = this.forgetResidency(record).then(
+      () => {
+        record.transition = undefined;
+      },
+      () => {
+        record.transition = undefined;
+      },
+    );
   }
 
   /** Waits (bounded) for the model's requests in flight to finish. */

@@ -290,6 +290,9 @@ export class ModelRegistry {
     if (this.catalogue.has(name))
       throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
     await this.firstSample;
+    // Another load of the same name may have started while this one waited.
+    if (this.catalogue.has(name))
+      throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
     const record = this.catalogue.add({ name, url, targetModel, lazy: false, now: this.clock.now() });
     this.lifecycle.startLoad(record);
     await this.lifecycle.ensureResident(record);
@@ -447,6 +450,8 @@ export class ModelRegistry {
     const record = this.catalogue.get(lease.record.name);
     if (!record || record !== lease.record)
       throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
+    // A NotFound from before a reload finished must not send the reloaded model away again.
+    const loadsAtCall = record.loads;
     const call = async () => {
       const t0 = this.clock.now();
       try {
@@ -467,7 +472,7 @@ export class ModelRegistry {
       // Triton no longer has the model (it restarted): reload it, unless it is on its way out.
       const lost = err instanceof TritonError && err.kind === 'NotFound' && record.registered;
       if (lost && record.state !== 'unloading') {
-        if (record.state === 'ready') {
+        if (record.state === 'ready' && record.loads === loadsAtCall) {
           this.logger.warn('model missing from Triton; reloading', {
             model: record.name,
             tritonName: record.tritonName,
@@ -503,7 +508,7 @@ export class ModelRegistry {
           .reverse()
       : resident.map((r) => r.name);
     for (const r of resident) if (!order.includes(r.name)) order.unshift(r.name);
-    this.ledger?.releaseAll();
+    // Only the resident models' charges go (markLost): loads in flight keep their reservations.
     this.footprints?.forgetPending();
     for (const r of resident) this.lifecycle.markLost(r);
     for (const name of order) {

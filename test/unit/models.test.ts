@@ -242,6 +242,49 @@ describe('lifecycle: the one load path', () => {
   });
 });
 
+describe('regressions found in review', () => {
+  test('a Triton restart during a load keeps that load reserved; it ends resident and charged', async () => {
+    const b = build();
+    await open(b);
+    await b.registry.load('old', url('old', 20));
+    const release = b.triton.holdNextLoad(tritonNameFor('a'));
+    const loading = b.registry.load('a', url('a', 60));
+    await until(b, 'a', 'loading');
+    b.triton.restart();
+    await b.registry.restoreAfterTritonRestart();
+    release();
+    await loading;
+    expect(b.registry.ledger?.chargeOf('a')).toBe(60);
+    expect(b.registry.ledger?.stateOf('a')).toBe('resident');
+  });
+
+  test('two loads of one name in the same turn: the second is a 409, not a second Triton load', async () => {
+    const b = build();
+    await open(b);
+    const [x, y] = await Promise.allSettled([
+      b.registry.load('a', url('a', 10)),
+      b.registry.load('a', url('a', 10)),
+    ]);
+    expect([x.status, y.status].sort()).toEqual(['fulfilled', 'rejected']);
+    expect(b.triton.count(`load:${tritonNameFor('a')}`)).toBe(1);
+  });
+
+  test('an out-of-memory lower bound wins over a footprint measured too small', () => {
+    const fp = new Footprints({ factor: 1, file: path.join(work.dir, 'fp3.json'), metricsIntervalMs: 100 });
+    fp.learn('k', 10);
+    fp.needsMoreThan('k', 50);
+    expect(fp.estimate('k', undefined, 1)).toBe(51);
+  });
+
+  test("a reload's transient second copy is not counted as a model against the resident limit", () => {
+    const l = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 100, releaseWaitMs: 0 }, () => 0);
+    l.reserve('m', 10, [0]);
+    l.settle('m');
+    l.reserve('m\u0000rescale', 10, [0, 1], { transient: true });
+    expect(l.count()).toBe(1);
+  });
+});
+
 describe('admission: accounting first', () => {
   test('a swap evicts the least recently used model and never waits for a metrics sample', async () => {
     const b = build();

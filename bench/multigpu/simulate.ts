@@ -1,0 +1,154 @@
+/**
+ * bench/multigpu/simulate: the agent's own admission, GPU ledger and default eviction policy replayed over
+ * the simulator's traces on several devices, to show what placement costs and what fragmentation costs.
+ * Loads and unloads take no time here; cold-load seconds are the models' load costs.
+ *
+ *   npm run bench:multigpu-sim              4 GPUs, 200,000 requests per trace
+ *   npm run bench:multigpu-sim -- --quick   40,000
+ *
+ * Placements, all on 4 devices of the same size:
+ *   one pool      an ideal GPU of 4× the memory: what no fragmentation would give
+ *   pack          each model on one device, best fit, victims from the device that needs the room (the agent)
+ *   triton-default  every model on every device: the instance holds what one device holds
+ */
+import { loadConfig } from '../../src/config';
+import { silentLogger } from '../../src/observability';
+import {
+  Admission,
+  GpuLedger,
+  policyFromSettings,
+  type Clock,
+  type ModelRecord,
+  type Placement,
+} from '../../src/models';
+import { driftTrace, makeModels, zipfTrace, type SimModel, type Trace } from '../eviction-sim/traces';
+
+const quick = process.argv.includes('--quick');
+const COUNT = quick ? 40_000 : 200_000;
+const DEVICES = 4;
+const MODELS = 1000;
+const RATE = 100;
+
+/** Time from the trace; sleeps never end (every decision here is made at once or not at all). */
+class TraceClock implements Clock {
+  t = 0;
+  now(): number {
+    return this.t;
+  }
+  sleep(): Promise<void> {
+    return new Promise(() => undefined);
+  }
+  every(): () => void {
+    return () => undefined;
+  }
+}
+
+interface Outcome {
+  coldSeconds: number;
+  hits: number;
+  refused: number;
+}
+
+async function replay(
+  trace: Trace,
+  models: SimModel[],
+  deviceBytes: number,
+  devices: number,
+  placement: Placement['kind'],
+): Promise<Outcome> {
+  const clock = new TraceClock();
+  const ledger = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 1000, releaseWaitMs: 0 }, () =>
+    clock.now(),
+  );
+  ledger.observe({
+    at: 0,
+    devices: Array.from({ length: devices }, (_, i) => ({
+      uuid: `GPU-${i}`,
+      usedBytes: 0,
+      totalBytes: deviceBytes,
+    })),
+  });
+  const policy = policyFromSettings(loadConfig({ TRITON_MODEL_REPOSITORY: '/models' }));
+  if (!policy) throw new Error('the default settings have eviction on');
+  const admission = new Admission(
+    ledger,
+    policy,
+    {
+      evictable: (name, exclude) => name !== exclude.name && ledger.stateOf(name) === 'resident',
+      // Unloads finish at once here (after the decision, as they do in the agent).
+      evict: (name) => {
+        ledger.startFreeing(name);
+        queueMicrotask(() => {
+          ledger.release(name);
+          policy.onEvict(name, clock.now());
+        });
+      },
+      pinned: () => ({ count: 0, bytes: 0 }),
+    },
+    clock,
+    silentLogger(),
+    { maxResident: 0 },
+  );
+  const records = models.map(
+    (m) => ({ name: m.name, placement: { kind: placement }, victims: [] }) as unknown as ModelRecord,
+  );
+  const never = new AbortController().signal;
+  const out: Outcome = { coldSeconds: 0, hits: 0, refused: 0 };
+  for (let i = 0; i < trace.requests.length; i++) {
+    clock.t = trace.times[i];
+    const m = models[trace.requests[i]];
+    policy.onAccess(m.name, m.sizeBytes, m.loadCostMs, clock.t);
+    if (ledger.stateOf(m.name) === 'resident') {
+      out.hits++;
+      continue;
+    }
+    out.coldSeconds += m.loadCostMs / 1000;
+    const admitted = await Promise.race([
+      admission.admit(records[trace.requests[i]], m.sizeBytes, Infinity, never).then(
+        () => true,
+        () => false,
+      ),
+      // A decision that would wait (nothing evictable covers it) counts as refused.
+      new Promise<boolean>((r) => setImmediate(() => r(false))),
+    ]);
+    if (!admitted) {
+      out.refused++;
+      continue;
+    }
+    ledger.settle(m.name);
+    policy.onAdmit(m.name, clock.t);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const models = makeModels(MODELS, 1);
+  const total = models.reduce((a, m) => a + m.sizeBytes, 0);
+  const traces = [zipfTrace(MODELS, 1.0, COUNT, RATE, 2), driftTrace(MODELS, COUNT, RATE, 3)];
+  console.log(
+    `\n${DEVICES} devices, ${MODELS} models (50 MB – 5 GB), ${COUNT} requests at ${RATE}/s, the agent's default policy; cold-load seconds\n`,
+  );
+  console.log(
+    '| trace | each device holds | one pool (ideal) | pack | triton-default | pack vs triton-default | fragmentation (pack vs one pool) |',
+  );
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const trace of traces) {
+    for (const share of [0.02, 0.05]) {
+      const deviceBytes = Math.round(total * share);
+      const pool = await replay(trace, models, deviceBytes * DEVICES, 1, 'all');
+      const pack = await replay(trace, models, deviceBytes, DEVICES, 'choose');
+      const all = await replay(trace, models, deviceBytes, DEVICES, 'all');
+      console.log(
+        `| ${trace.name} | ${(share * 100).toFixed(0)}% of the models' bytes | ${pool.coldSeconds.toFixed(0)} | ${pack.coldSeconds.toFixed(0)} | ${all.coldSeconds.toFixed(0)} | ${(pack.coldSeconds / all.coldSeconds).toFixed(2)}× | ${(pack.coldSeconds / pool.coldSeconds).toFixed(2)}× |`,
+      );
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
