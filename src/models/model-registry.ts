@@ -350,16 +350,18 @@ export class ModelRegistry {
   async acquire(nameOrTarget: string): Promise<Lease> {
     const started = this.clock.now();
     const deadline = started + this.options.coldLoadWaitMs;
-    let counted = false;
+    let cost: number | undefined;
     let cold = false;
     for (;;) {
       const record = this.catalogue.get(nameOrTarget) ?? (await this.startLazyLoad(nameOrTarget));
-      if (!counted && this.policy) {
-        counted = true;
-        const cost = (record.loadMs ?? 1000) + (record.artifact ? 0 : record.fetchMs);
-        this.policy.onAccess(record.name, Math.max(1, this.lifecycle.need(record)), cost, this.clock.now());
+      // What this access would cost if it misses, as it stands now (the download counts if not on disk).
+      cost ??= (record.loadMs ?? 1000) + (record.artifact ? 0 : record.fetchMs);
+      if (record.state === 'ready') {
+        // Counted once the model answers: names that never load (a bad TargetModel) leave no trace in the
+        // policy, so arbitrary names cannot grow its memory.
+        this.policy?.onAccess(record.name, Math.max(1, this.lifecycle.need(record)), cost, this.clock.now());
+        return this.pin(record, started, cold);
       }
-      if (record.state === 'ready') return this.pin(record, started, cold);
       cold = true;
       const left = deadline - this.clock.now();
       const notReady = () =>

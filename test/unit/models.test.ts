@@ -258,6 +258,18 @@ describe('regressions found in review', () => {
     expect(b.registry.ledger?.stateOf('a')).toBe('resident');
   });
 
+  test('names that never load (a bad TargetModel) leave no trace in the eviction policy', async () => {
+    const b = build({ registry: { modelDataUrl: 'mem://' } });
+    await open(b);
+    b.fetcher.fetch = async (u: string) => {
+      throw new AgentError(ErrorCode.ArtifactNotFound, `model artifact not found: ${u}`);
+    };
+    for (let i = 0; i < 50; i++) await expect(b.registry.acquire(`junk-${i}`)).rejects.toBeDefined();
+    const facts = (b.registry.policy as unknown as { facts: Map<string, unknown> }).facts;
+    expect(facts.size).toBe(0);
+    expect(b.registry.size).toBe(0);
+  });
+
   test('two loads of one name in the same turn: the second is a 409, not a second Triton load', async () => {
     const b = build();
     await open(b);
