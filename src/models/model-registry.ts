@@ -452,6 +452,7 @@ export class ModelRegistry {
     const record = this.catalogue.get(lease.record.name);
     if (!record || record !== lease.record)
       throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
+    checkTensorNames(record, request);
     // A NotFound from before a reload finished must not send the reloaded model away again.
     const loadsAtCall = record.loads;
     const call = async () => {
@@ -634,6 +635,28 @@ export class ModelRegistry {
       return;
     }
   }
+}
+
+/** Longest tensor name quoted back in an error. */
+const QUOTED_NAME_CHARS = 64;
+
+/**
+ * Every input and requested output must be one the model has: checked here, so a bad (or huge) name is a
+ * 400 naming the model's tensors, and never reaches Triton (which quotes names back in its errors).
+ */
+function checkTensorNames(record: ModelRecord, request: Omit<ModelInferRequest, 'model_name'>): void {
+  const io = record.io;
+  if (!io) return;
+  const quote = (n: string) => (n.length > QUOTED_NAME_CHARS ? `${n.slice(0, QUOTED_NAME_CHARS)}…` : n);
+  const bad = (kind: string, name: string, known: { name: string }[]) =>
+    new AgentError(
+      ErrorCode.BadRequest,
+      `model '${record.name}' has no ${kind} '${quote(name)}'; its ${kind}s are ${known.map((t) => `'${t.name}'`).join(', ') || 'none'}`,
+    );
+  for (const t of request.inputs)
+    if (!io.inputs.some((x) => x.name === t.name)) throw bad('input', t.name, io.inputs);
+  for (const t of request.outputs ?? [])
+    if (!io.outputs.some((x) => x.name === t.name)) throw bad('output', t.name, io.outputs);
 }
 
 /** Awaits `p` for at most `ms`; calls `onTimeout` (and resolves) when time runs out first. Rejections pass. */

@@ -276,6 +276,9 @@ export class TritonClient implements TritonControl {
     this.client = new Ctor(options.address, grpc.credentials.createInsecure(), {
       'grpc.max_send_message_length': maxBytes,
       'grpc.max_receive_message_length': maxBytes,
+      // Triton echoes names from a request in its error texts (trailers): a long one must fail that call,
+      // never the connection every request shares.
+      'grpc.max_metadata_size': 16 * 1024 * 1024,
       'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 300_000,
       'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? 20_000,
       'grpc.keepalive_permit_without_calls': 0,

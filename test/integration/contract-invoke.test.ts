@@ -123,7 +123,26 @@ describe('SageMaker MME invoke', () => {
       inputs: [{ name: 'input', shape: [1, 3, 224, 224], datatype: 'FP32', data: Array.from(resnetItem) }],
     });
     expect(wrong.status).toBe(400);
-    expect(wrong.json().error).toMatch(/unexpected inference input 'input'/);
+    expect(wrong.json().error).toMatch(
+      /model 'resnet_pt_v0.tar.gz' has no input 'input'; its inputs are 'INPUT__0'/,
+    );
+  });
+
+  test('regression: a 100 KB tensor name is a 400 and never reaches Triton (it would break the shared connection)', async () => {
+    const long = 'x'.repeat(100_000);
+    for (const body of [
+      { inputs: [{ name: long, datatype: 'FP32', shape: [1], data: [1] }] },
+      { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }], outputs: [{ name: long }] },
+    ]) {
+      const r = await invoke('one', body);
+      expect(r.status).toBe(400);
+      expect(String(r.json().error).length).toBeLessThan(300);
+    }
+    expect((await request(stack.url, 'GET', '/ping')).status).toBe(200);
+    const ok = await invoke('one', {
+      inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [7] }],
+    });
+    expect(ok.status).toBe(200);
   });
 
   test('every datatype through JSON, nested data, and back', async () => {
@@ -260,7 +279,7 @@ describe('SageMaker MME invoke', () => {
     [
       'unknown output',
       { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }], outputs: [{ name: 'NOPE' }] },
-      /unexpected inference output 'NOPE'/,
+      /model 'one' has no output 'NOPE'; its outputs are 'OUTPUT0'/,
     ],
   ])('400 naming the input: %s', async (_label, body, message) => {
     const r = await invoke('one', body);
