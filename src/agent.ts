@@ -231,6 +231,22 @@ export class Agent {
       metrics: this.metrics,
     });
     const server = http.createServer((req, res) => this.admit(req, res, app));
+    // What Node's HTTP parser refuses (headers too large, a bad method or header, a broken chunk) is
+    // answered in JSON too, like every other error, then the connection closes.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      const body = JSON.stringify({
+        error: tooLarge ? 'request headers are too large' : `malformed HTTP request: ${err.message}`,
+      });
+      socket.end(
+        `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    });
     // SageMaker keeps connections open between invocations; stay above its idle timeout.
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 66_000;

@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { parsePbtxt, readModelConfig } from '../../src/triton';
@@ -359,6 +360,25 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
   });
 
   describe('errors are always JSON (issue 8)', () => {
+    test("regression: what Node's HTTP parser refuses is JSON too (headers too large, a bad method)", async () => {
+      const raw = (text: string) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = net.connect(Number(new URL(stack.url).port), '127.0.0.1', () => socket.end(text));
+          let data = '';
+          socket.on('data', (c) => (data += c.toString()));
+          socket.on('end', () => resolve(data));
+          socket.on('error', reject);
+        });
+      const big = await raw(
+        `GET /models/${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\nX: ${'b'.repeat(20_000)}\r\n\r\n`,
+      );
+      expect(big).toMatch(/^HTTP\/1.1 431 /);
+      expect(JSON.parse(big.split('\r\n\r\n')[1])).toEqual({ error: 'request headers are too large' });
+      const bad = await raw('FOO /models HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(bad).toMatch(/^HTTP\/1.1 400 /);
+      expect(JSON.parse(bad.split('\r\n\r\n')[1]).error).toMatch(/^malformed HTTP request/);
+    });
+
     test('regression: a malformed percent-escape in the path is a 400 JSON error, not an HTML stack trace', async () => {
       for (const [method, p] of [
         ['GET', '/models/%ZZ'],
