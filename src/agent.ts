@@ -120,6 +120,7 @@ export class Agent {
         unloadPollMs: config.unloadPollMs,
         oomRetries: config.oomRetries,
         placement: config.gpuPlacement,
+        ownDirs: [config.modelRepository, config.stagingDir, config.cacheDir],
         scalePeriodMs: config.scalePeriodMs,
         idleUnloadMs: config.idleUnloadMs,
       },

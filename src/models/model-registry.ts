@@ -1,4 +1,6 @@
-import type { ArtifactFetcher, Stager } from '../artifacts';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { localPath, type ArtifactFetcher, type Stager } from '../artifacts';
 import { AgentError, ErrorCode, messageOf } from '../errors';
 import type { Logger } from '../observability';
 import { TritonError, type ModelInferRequest, type ModelInferResponse, type TritonControl } from '../triton';
@@ -34,6 +36,8 @@ export interface RegistryOptions {
   placement?: PlacementMode;
   /** How often the adaptive placement looks at how busy each model's instances are (default 2000 ms). */
   scalePeriodMs?: number;
+  /** The agent's own directories (repository, staging, cache): no model may be loaded from inside them. */
+  ownDirs?: string[];
 }
 
 /** GPU capacity settings; absent when eviction is off. */
@@ -289,6 +293,7 @@ export class ModelRegistry {
   async load(name: string, url: string, targetModel?: string): Promise<ModelView> {
     if (this.catalogue.has(name))
       throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
+    await this.refuseOwnDirs(url);
     await this.firstSample;
     // Another load of the same name may have started while this one waited.
     if (this.catalogue.has(name))
@@ -305,6 +310,25 @@ export class ModelRegistry {
         this.clock.now(),
       );
     return record;
+  }
+
+  /**
+   * A model loaded from inside the agent's own repository or cache would share files the agent removes
+   * on its own (a staged model's links, an evictable cache entry): refused, judged by the real path.
+   */
+  private async refuseOwnDirs(url: string): Promise<void> {
+    const own = this.options.ownDirs ?? [];
+    if (own.length === 0 || !(url.startsWith('/') || url.startsWith('file://'))) return;
+    const real = await fsp.realpath(localPath(url)).catch(() => undefined);
+    if (real === undefined) return; // the load itself says it is missing
+    for (const dir of own) {
+      const ownReal = await fsp.realpath(dir).catch(() => dir);
+      if (real === ownReal || real.startsWith(ownReal + path.sep))
+        throw new AgentError(
+          ErrorCode.BadRequest,
+          `model url '${url}' is inside the agent's own directory ${dir}; load the artifact from where it came from`,
+        );
+    }
   }
 
   /**

@@ -167,6 +167,22 @@ describe('hostile input', () => {
     expect(book.claim('third')).toBe('same-000000000000');
   });
 
+  test("a model cannot be loaded from the agent's own repository or cache (their files come and go)", async () => {
+    const dir = path.join(stack.models, 'own', 'model');
+    await writeModel(dir, 'resnet', { config: resnetPtConfig(), versions: { '1': { 'model.pt': 10 } } });
+    expect((await request(stack.url, 'POST', '/models', { model_name: 'own', url: dir })).status).toBe(200);
+    const [staged] = await repositoryDirs(stack.repository);
+    for (const url of [
+      path.join(stack.repository, staged),
+      `file://${path.join(stack.repository, staged)}`,
+    ]) {
+      const r = await request(stack.url, 'POST', '/models', { model_name: 'copy', url });
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(/inside the agent's own directory/);
+    }
+    expect((await request(stack.url, 'DELETE', '/models/own')).status).toBe(200);
+  });
+
   test('item 7: a config.pbtxt nested 100,000 deep is a 400, not a stack overflow', async () => {
     const depth = 100_000;
     const config = `name: "resnet"\nplatform: "pytorch_libtorch"\nparameters ${'{ key: "k" value '.repeat(depth)}${'}'.repeat(depth)}`;
