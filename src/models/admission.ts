@@ -6,7 +6,13 @@ import type { Devices, GpuLedger } from './gpu-ledger';
 import type { ModelRecord } from './model-record';
 
 const MiB = 1024 * 1024;
-const mib = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
+/** Bytes for a message: MiB, or KiB and bytes below one MiB (a tiny model is not '0 MiB'). */
+const mib = (b: number) =>
+  b >= MiB || b === 0
+    ? `${(b / MiB).toFixed(0)} MiB`
+    : b >= 1024
+      ? `${(b / 1024).toFixed(0)} KiB`
+      : `${Math.round(b)} bytes`;
 
 /** What admission needs to know of the other models, and how it sends one away. */
 export interface AdmissionSeam {
@@ -85,7 +91,9 @@ export class Admission {
       const usable = Math.max(...options.map(usableFor));
       throw new AgentError(
         ErrorCode.InsufficientCapacity,
-        `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} a GPU here has for models (headroom ${mib(ledger.options.headroomBytes)} kept free)`,
+        usable <= 0
+          ? `model '${record.name}' cannot be loaded: all of this GPU's memory is kept free as headroom (AGENT_GPU_HEADROOM_BYTES = ${mib(ledger.options.headroomBytes)}); lower it`
+          : `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} a GPU here has for models (headroom ${mib(ledger.options.headroomBytes)} kept free)`,
       );
     }
     if (ledger.known) policy.setCapacity?.(ledger.usable() * Math.max(1, ledger.devices.length));

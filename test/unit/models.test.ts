@@ -349,9 +349,19 @@ describe('admission: accounting first', () => {
     await b.clock.advance(200);
     const err = (await loading) as AgentError;
     expect(err.code).toBe(ErrorCode.InsufficientCapacity);
-    expect(err.message).toMatch(/by the cold-load deadline: it needs 30 B|it needs 0 MiB/);
-    expect(err.message).toMatch(/3 resident model\(s\) holding 0 MiB are pinned/);
+    expect(err.message).toMatch(/by the cold-load deadline: it needs 30 bytes, 10 bytes are free/);
+    expect(err.message).toMatch(/3 resident model\(s\) holding 90 bytes are pinned/);
     for (const l of leases) l.release();
+  });
+
+  test('all memory kept as headroom: the 507 says so instead of "needs 0 MiB, more than 0 MiB"', async () => {
+    const b = build({ total: 100 });
+    await open(b);
+    const l = b.registry.ledger as GpuLedger;
+    (l.options as { headroomBytes: number }).headroomBytes = 100;
+    await expect(b.registry.load('a', url('a', 10))).rejects.toThrow(
+      /all of this GPU's memory is kept free as headroom/,
+    );
   });
 
   test('a model larger than the GPU is refused at once and evicts nobody', async () => {
