@@ -242,7 +242,13 @@ export function createApp(deps: AppDeps): RequestListener {
         throw new AgentError(ErrorCode.Internal, `model '${target}' is ready but has no tensor metadata`);
       const decoded = await decoder.decode(body, contentType, io, header(req, 'accept'));
       const t0 = performance.now();
-      const result = await registry.infer(lease, decoded.request);
+      // A client that goes away cancels its call: Triton stops, and the model is no longer held for it.
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      req.socket.once('close', onClose);
+      const result = await registry.infer(lease, decoded.request, { signal: gone.signal }).finally(() => {
+        req.socket.off('close', onClose);
+      });
       if (ctx) ctx.tritonMs = performance.now() - t0;
       if (large || result.raw_output_contents.some((r) => r.length >= LARGE_BYTES)) await nextTurn();
       return await encodeInvokeResponseParts(result, lease.record.name, decoded.binaryOutputs, encodeOptions);

@@ -472,7 +472,11 @@ export class ModelRegistry {
    * Runs one inference on a pinned model. If Triton no longer has the model (it restarted), the model is
    * loaded again through the one load path and the request is retried once. Errors name the user's model.
    */
-  async infer(lease: Lease, request: Omit<ModelInferRequest, 'model_name'>): Promise<ModelInferResponse> {
+  async infer(
+    lease: Lease,
+    request: Omit<ModelInferRequest, 'model_name'>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ModelInferResponse> {
     const record = this.catalogue.get(lease.record.name);
     if (!record || record !== lease.record)
       throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
@@ -484,7 +488,7 @@ export class ModelRegistry {
       try {
         return await this.triton.infer(
           { ...request, model_name: record.tritonName },
-          { deadlineMs: this.options.invokeTimeoutMs },
+          { deadlineMs: this.options.invokeTimeoutMs, signal: options.signal },
         );
       } finally {
         // How busy its instances are, for the adaptive placement.

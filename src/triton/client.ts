@@ -102,6 +102,8 @@ export interface CallOptions {
   noRetry?: boolean;
   /** Wait (within the deadline) for the channel to connect instead of failing fast while it reconnects. */
   waitForReady?: boolean;
+  /** Cancels the call (its caller went away): Triton stops working on it and the call fails CANCELLED. */
+  signal?: AbortSignal;
 }
 
 export interface LoadOptions extends CallOptions {
@@ -292,8 +294,13 @@ export class TritonClient implements TritonControl {
     this.client.close();
   }
 
-  private callOnce(rpc: string, request: Raw, deadlineMs: number, waitForReady = false): Promise<Raw> {
+  private callOnce(rpc: string, request: Raw, deadlineMs: number, opts: CallOptions = {}): Promise<Raw> {
+    const { waitForReady = false, signal } = opts;
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new TritonError(rpc, grpc.status.CANCELLED, 'the call was cancelled by its caller'));
+        return;
+      }
       const method = (this.client as unknown as Record<string, grpc.requestCallback<Raw> | undefined>)[rpc];
       if (typeof method !== 'function') {
         reject(new AgentError(ErrorCode.Internal, `unknown Triton RPC ${rpc}`));
@@ -302,20 +309,23 @@ export class TritonClient implements TritonControl {
       const deadline = new Date(Date.now() + deadlineMs);
       // grpc-js takes wait-for-ready as a metadata option, not a call option.
       const metadata = new grpc.Metadata({ waitForReady });
-      (
+      const onAbort = () => call.cancel();
+      const call = (
         method as unknown as (
           req: Raw,
           md: grpc.Metadata,
           opts: grpc.CallOptions,
           cb: (err: grpc.ServiceError | null, res?: Raw) => void,
-        ) => void
+        ) => grpc.ClientUnaryCall
       ).call(this.client, request, metadata, { deadline }, (err, res) => {
+        signal?.removeEventListener('abort', onAbort);
         if (err) {
           // The model's own name is not evidence of anything (a model may be called 'BLOOM-560m').
           const names = typeof request.model_name === 'string' ? [request.model_name] : [];
           reject(new TritonError(rpc, err.code, err.details ?? err.message, { cause: err, names }));
         } else resolve(res ?? {});
       });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -324,7 +334,7 @@ export class TritonClient implements TritonControl {
     let delay = this.retry.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.callOnce(rpc, request, deadlineMs, opts.waitForReady);
+        return await this.callOnce(rpc, request, deadlineMs, opts);
       } catch (err) {
         const retryable = err instanceof TritonError && err.grpcCode === grpc.status.UNAVAILABLE;
         if (!retryable || attempt >= attempts) throw err;
@@ -435,7 +445,12 @@ export class TritonClient implements TritonControl {
   }
 
   async infer(request: ModelInferRequest, opts: CallOptions = {}): Promise<ModelInferResponse> {
-    const r = await this.call('ModelInfer', toWireRequest(request), opts.deadlineMs ?? this.deadlines.infer);
+    const r = await this.call(
+      'ModelInfer',
+      toWireRequest(request),
+      opts.deadlineMs ?? this.deadlines.infer,
+      opts,
+    );
     return convertInferResponse(r);
   }
 

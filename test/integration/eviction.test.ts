@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { tritonNameFor } from '../../src/artifacts';
@@ -187,6 +188,23 @@ describe('capacity-based eviction against a small emulated GPU', () => {
 
     expect(resident()).toHaveLength(3);
     expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
+  });
+
+  test('a client that goes away cancels its call: the model is not held for it until the invoke deadline', async () => {
+    await start();
+    expect((await add('slow', { gpuMiB: 10, inferMs: 8_000 })).status).toBe(200);
+    const port = Number(new URL(stack.url).port);
+    const body = JSON.stringify({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [1] }] });
+    const socket = net.connect(port, '127.0.0.1', () =>
+      socket.write(
+        `POST /models/slow/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      ),
+    );
+    socket.on('error', () => undefined);
+    await waitFor(() => pinnedCount() === 1);
+    socket.destroy();
+    // Without cancellation the pin would last the 8 s inference (waitFor gives up after 5 s).
+    await waitFor(() => pinnedCount() === 0);
   });
 
   test('DELETE of an evicted model forgets it', async () => {
