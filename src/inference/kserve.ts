@@ -171,6 +171,8 @@ function nestedFloats(
   let n = 0;
   let firstBad = -1;
   let badValue: unknown;
+  let firstOut = -1;
+  let outValue = 0;
   const arrays: unknown[][] = [data];
   const positions: number[] = [0];
   while (arrays.length > 0) {
@@ -185,7 +187,16 @@ function nestedFloats(
     positions[top] = i + 1;
     const v: unknown = arr[i];
     if (typeof v === 'number') {
-      if (n < count) out[n] = v;
+      if (n < count) {
+        out[n] = v;
+        // Beyond the type's range (FP32 overflows to ±Infinity; JSON's 1e999 parses as Infinity).
+        if (out[n] === Infinity || out[n] === -Infinity) {
+          if (firstOut < 0) {
+            firstOut = n;
+            outValue = v;
+          }
+        }
+      }
       n++;
     } else if (Array.isArray(v)) {
       if (arrays.length >= MAX_DATA_DEPTH)
@@ -206,6 +217,11 @@ function nestedFloats(
   if (firstBad >= 0) {
     throw bad(
       `input '${input}': element ${firstBad} is ${describeValue(badValue)}, expected a number for ${datatype}`,
+    );
+  }
+  if (firstOut >= 0) {
+    throw bad(
+      `input '${input}': element ${firstOut} (${String(outValue)}) is out of the range of ${datatype}`,
     );
   }
   return bytesOf(out);
@@ -251,21 +267,16 @@ function encodeJsonData(datatype: Datatype, values: readonly unknown[], input: s
       }
       return out;
     }
-    case 'FP32': {
-      const arr = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = values[i];
-        if (typeof v !== 'number') throw wrong(i, 'a number');
-        arr[i] = v;
-      }
-      return bytesOf(arr);
-    }
+    case 'FP32':
     case 'FP64': {
-      const arr = new Float64Array(n);
+      const arr = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
       for (let i = 0; i < n; i++) {
         const v = values[i];
         if (typeof v !== 'number') throw wrong(i, 'a number');
         arr[i] = v;
+        // Beyond the type's range (FP32 overflows to ±Infinity; JSON's 1e999 parses as Infinity).
+        if (arr[i] === Infinity || arr[i] === -Infinity)
+          throw bad(`input '${input}': element ${i} (${String(v)}) is out of the range of ${datatype}`);
       }
       return bytesOf(arr);
     }

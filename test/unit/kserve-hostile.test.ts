@@ -200,3 +200,20 @@ describe('JSON responses', () => {
     expect(parsed.outputs[0].data[7]).toBe(Math.fround(1));
   });
 });
+
+describe('float values beyond the type', () => {
+  test('regression: an FP32 value out of range is a 400, not a silent Infinity', () => {
+    const doc = (data: unknown[]) =>
+      JSON.stringify({ inputs: [{ name: 'IN', datatype: 'FP32', shape: [data.length], data }] });
+    expect(decodeError(doc([1, 1e300])).message).toMatch(/element 1 \(1e\+300\) is out of the range of FP32/);
+    expect(decodeError(doc([-1e39])).message).toMatch(/element 0 \(-1e\+39\) is out of the range of FP32/);
+    // JSON's 1e999 parses as Infinity: out of range for any float type.
+    expect(
+      decodeError('{"inputs":[{"name":"IN","datatype":"FP32","shape":[1],"data":[1e999]}]}').message,
+    ).toMatch(/out of the range of FP32/);
+    // The largest FP32 and tiny values (rounded to zero, as Triton would) are accepted.
+    expect(() =>
+      decodeInvokeBody(Buffer.from(doc([3.4028234663852886e38, 1e-50])), 'application/json', io),
+    ).not.toThrow();
+  });
+});
