@@ -395,7 +395,12 @@ export class ModelRegistry {
         );
       if (left <= 0) throw notReady();
       let timedOut = false;
-      await waitOrTimeout(this.lifecycle.ensureResident(record), this.clock, left, () => {
+      const loaded = this.lifecycle.ensureResident(record).catch((err: unknown) => {
+        // Deleted while this request waited (not failed): with MODEL_DATA_URL the next turn loads it anew.
+        if (!record.registered && !record.lastFailure && this.options.modelDataUrl) return;
+        throw err;
+      });
+      await waitOrTimeout(loaded, this.clock, left, () => {
         timedOut = true;
       });
       if (timedOut) throw notReady();

@@ -270,6 +270,25 @@ describe('regressions found in review', () => {
     expect(b.registry.size).toBe(0);
   });
 
+  test('a lazy model deleted while a request waits for it is loaded anew for that request, not a 404', async () => {
+    const b = build({ registry: { modelDataUrl: 'mem://' } });
+    await open(b);
+    b.fetcher.fetch = (async (u: string) => {
+      const a = await new FakeFetcher().fetch(`${u}/10`);
+      return { ...a, info: { ...a.info, url: u } };
+    }) as FakeFetcher['fetch'];
+    const release = b.triton.holdNextLoad(tritonNameFor('lazy'));
+    const waiting = b.registry.acquire('lazy');
+    await until(b, 'lazy', 'loading');
+    const deleting = b.registry.unload('lazy');
+    release();
+    await deleting;
+    const lease = await waiting;
+    expect(lease.record.name).toBe('lazy');
+    expect(lease.cold).toBe(true);
+    lease.release();
+  });
+
   test('two loads of one name in the same turn: the second is a 409, not a second Triton load', async () => {
     const b = build();
     await open(b);
