@@ -14,15 +14,13 @@
  *   pressure  300 random invokes, concurrency 5, ten 16 MiB models on a 64 MiB GPU (every one fits alone):
  *             requests that fail, and loads the emulated GPU refused for lack of memory
  */
-import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Agent } from '../../src/agent';
 import { loadConfig } from '../../src/config';
 import { silentLogger } from '../../src/observability';
 import { TritonClient } from '../../src/triton';
-import { TritonEmulator } from '../../test/support/triton-emulator';
 import { identityConfig, writeModel } from '../../test/support/model-repo';
+import { startEmulatedTriton, type EmulatedTriton } from '../support/emulated-triton';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 5 : 15;
@@ -37,26 +35,14 @@ const median = (xs: number[]) => {
 };
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
-interface Side {
-  emulator: TritonEmulator;
-  root: string;
-  repository: string;
-  models: string;
-}
+type Side = EmulatedTriton;
 
-async function side(gpuMiB: number): Promise<Side> {
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'coldload-'));
-  const repository = path.join(root, 'repository');
-  const models = path.join(root, 'models');
-  await fs.mkdir(repository);
-  await fs.mkdir(models);
-  const emulator = await TritonEmulator.start({
-    modelRepository: repository,
+function side(gpuMiB: number): Promise<Side> {
+  return startEmulatedTriton('coldload-', {
     metricsIntervalMs: TRITON_METRICS_MS,
     loadLatencyMs: LOAD_MS,
     gpuMemoryBytes: gpuMiB * MiB,
   });
-  return { emulator, root, repository, models };
 }
 
 /** A model whose weights file is `mib` MiB: the agent estimates its footprint from that, as for real. */
@@ -146,7 +132,7 @@ async function main(): Promise<void> {
     });
     await agent.stop(100);
     client.close();
-    for (const s of [a, b]) await stopSide(s);
+    for (const s of [a, b]) await s.stop();
   }
 
   // --- swap: five models round-robin on a GPU that holds three -------------------------------------
@@ -201,7 +187,7 @@ async function main(): Promise<void> {
     });
     await agent.stop(100);
     client.close();
-    for (const s of [a, b]) await stopSide(s);
+    for (const s of [a, b]) await s.stop();
   }
 
   // --- parallel: 20 loads that all fit ----------------------------------------------------------------
@@ -229,7 +215,7 @@ async function main(): Promise<void> {
     });
     await agent.stop(100);
     client.close();
-    for (const s of [a, b]) await stopSide(s);
+    for (const s of [a, b]) await s.stop();
   }
 
   // --- pressure: every model fits alone ---------------------------------------------------------------
@@ -275,7 +261,7 @@ async function main(): Promise<void> {
       unit: 'MiB',
     });
     await agent.stop(100);
-    await stopSide(a);
+    await a.stop();
   }
 
   console.log(
@@ -293,11 +279,6 @@ async function main(): Promise<void> {
 
 function expect200(status: number): void {
   if (status !== 200) throw new Error(`expected 200, got ${status}`);
-}
-
-async function stopSide(s: Side): Promise<void> {
-  await s.emulator.stop();
-  await fs.rm(s.root, { recursive: true, force: true });
 }
 
 main().then(

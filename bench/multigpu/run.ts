@@ -7,14 +7,12 @@
  *   npm run bench:multigpu              3,000 requests per placement
  *   npm run bench:multigpu -- --quick   800
  */
-import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { Agent } from '../../src/agent';
 import { loadConfig } from '../../src/config';
 import { silentLogger } from '../../src/observability';
-import { TritonEmulator } from '../../test/support/triton-emulator';
+import { startEmulatedTriton } from '../support/emulated-triton';
 import { identityConfig, writeModel } from '../../test/support/model-repo';
 
 const quick = process.argv.includes('--quick');
@@ -43,16 +41,8 @@ interface Family {
 }
 
 async function run(placement: 'adaptive' | 'pack' | 'triton-default', sizes: number[], trace: number[]) {
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'multigpu-'));
-  const repository = path.join(root, 'repository');
-  const models = path.join(root, 'models');
-  await fs.mkdir(repository);
-  await fs.mkdir(models);
-  const emulator = await TritonEmulator.start({
-    modelRepository: repository,
-    gpuCount: GPUS,
-    gpuMemoryBytes: 16 * GiB,
-  });
+  const side = await startEmulatedTriton('multigpu-', { gpuCount: GPUS, gpuMemoryBytes: 16 * GiB });
+  const { emulator, repository, models } = side;
   for (let i = 0; i < MODELS; i++) {
     const bytes = sizes[i];
     const params = [
@@ -128,8 +118,7 @@ async function run(placement: 'adaptive' | 'pack' | 'triton-default', sizes: num
     seconds,
   };
   await agent.stop(100);
-  await emulator.stop();
-  await fs.rm(root, { recursive: true, force: true });
+  await side.stop();
   return result;
 }
 
