@@ -52,6 +52,12 @@ export interface Stager {
    * every file is still there (each directory ours, each link resolving); undefined otherwise.
    */
   findIntact(layout: ArtifactLayout, tritonName: string): Promise<StagedModel | undefined>;
+  /**
+   * Moves a staged model's GPU instances to `gpus` by replacing only its `config.pbtxt` (atomically), so
+   * Triton updates the instances in place instead of reloading the model (model management docs: a change
+   * to the instance configuration alone is an update).
+   */
+  place(layout: ArtifactLayout, staged: StagedModel, gpus: readonly number[]): Promise<void>;
 }
 
 async function copyTree(src: string, dest: string): Promise<void> {
@@ -184,6 +190,30 @@ export class RepositoryStager implements Stager {
       await fs.rm(work, { recursive: true, force: true });
     }
     return { tritonName, memberNames: names.slice(1).map(([, n]) => n), dirs: placed };
+  }
+
+  async place(layout: ArtifactLayout, staged: StagedModel, gpus: readonly number[]): Promise<void> {
+    const names = this.names(layout, staged.tritonName);
+    await fs.mkdir(this.stagingDir, { recursive: true });
+    for (const [[m, n], dir] of names.map((e, i) => [e, staged.dirs[i]] as const)) {
+      if (dir === undefined || isEnsemble(m.summary)) continue;
+      const config = placeOnGpus(setModelName(m.config, n), gpus);
+      // Written beside, not inside, the model directory: a stray file there would make Triton reload it.
+      const tmp = path.join(this.stagingDir, `${n}.${randomBytes(4).toString('hex')}.pbtxt`);
+      try {
+        await fs.writeFile(tmp, writePbtxt(config));
+        await fs.rename(tmp, path.join(dir, 'config.pbtxt'));
+      } catch (err) {
+        await fs.rm(tmp, { force: true });
+        throw new AgentError(
+          ErrorCode.Internal,
+          `cannot place model on GPUs ${gpus.join(', ')}: ${messageOf(err)}`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
   }
 
   async remove(staged: StagedModel): Promise<void> {

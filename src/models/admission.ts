@@ -131,18 +131,9 @@ export class Admission {
       if (need > usableFor(o)) continue;
       const left = deficits(o);
       if ([...left.values()].every((x) => x <= 0)) continue;
-      const onOption = (name: string) => evictable(name) && indices(o).some((d) => ledger.holds(name, d));
-      const chosen: string[] = [];
-      let bytes = 0;
-      for (const v of policy.chooseVictims(Number.MAX_SAFE_INTEGER, now, onOption)) {
-        if ([...left.values()].every((x) => x <= 0)) break;
-        const helps = [...left].some(([d, x]) => x > 0 && ledger.holds(v, d));
-        if (!helps) continue;
-        chosen.push(v);
-        bytes += ledger.chargeOf(v);
-        for (const [d, x] of left) if (ledger.holds(v, d)) left.set(d, x - ledger.chargeOf(v));
-      }
-      if ([...left.values()].every((x) => x <= 0) && bytes < planBytes) {
+      const chosen = this.victimsFor(left, evictable);
+      const bytes = chosen?.reduce((a, v) => a + ledger.chargeOf(v), 0) ?? Infinity;
+      if (chosen && bytes < planBytes) {
         plan = chosen;
         planBytes = bytes;
       }
@@ -170,6 +161,49 @@ export class Admission {
     )
       return undefined;
     throw this.noCapacity(record, need, 'and nothing more can be evicted');
+  }
+
+  /**
+   * The policy's victims, in its order, that cover `left` (bytes still missing per device); undefined when
+   * the evictable models cannot.
+   */
+  private victimsFor(left: Map<number, number>, evictable: (name: string) => boolean): string[] | undefined {
+    const { ledger } = this;
+    const onDevices = (name: string) =>
+      evictable(name) && [...left.keys()].some((d) => ledger.holds(name, d));
+    const chosen: string[] = [];
+    for (const v of this.policy.chooseVictims(Number.MAX_SAFE_INTEGER, this.clock.now(), onDevices)) {
+      if ([...left.values()].every((x) => x <= 0)) break;
+      if (![...left].some(([d, x]) => x > 0 && ledger.holds(v, d))) continue;
+      chosen.push(v);
+      for (const [d, x] of left) if (ledger.holds(v, d)) left.set(d, x - ledger.chargeOf(v));
+    }
+    return [...left.values()].every((x) => x <= 0) ? chosen : undefined;
+  }
+
+  /**
+   * A dry run for a resident model that wants `need` more bytes on device `d` (an instance on one more
+   * GPU): the victims the policy would send away for it (none when the room is free or on its way), or
+   * undefined when they cannot make it. Nothing changes.
+   */
+  roomOn(record: ModelRecord, d: number, need: number): string[] | undefined {
+    const { ledger } = this;
+    if (need > ledger.usable(d)) return undefined;
+    const missing =
+      need - ledger.freeOn(d) - ledger.charged(d, 'freeing') - ledger.lagging(d) - ledger.settling(d);
+    if (missing <= 0) return [];
+    return this.victimsFor(new Map([[d, missing]]), (name) => this.seam.evictable(name, record));
+  }
+
+  /** Sends away those of `victims` that are still evictable (a plan of `roomOn`, carried out). */
+  evictFor(record: ModelRecord, victims: readonly string[]): void {
+    const going = victims.filter((v) => this.seam.evictable(v, record));
+    if (going.length === 0) return;
+    this.logger.info('evicting to place a busy model on one more GPU', {
+      model: record.name,
+      victims: going,
+    });
+    for (const v of going) this.seam.evict(v);
   }
 
   private noCapacity(record: ModelRecord, need: number, when: string): AgentError {

@@ -516,43 +516,67 @@ export class Lifecycle {
   }
 
   /**
-   * Moves a resident model's GPU instances to `devices` (more GPUs when it is busy, fewer when it cools):
-   * its staged config is rewritten and Triton reloads it, serving the old instances until the new ones are
-   * up. Room is needed on every device of `devices` for one copy (a new instance, or the reload's second
-   * copy beside the old one), held in the ledger while it happens. Single-flight with the model's other
+   * Moves a resident model's GPU instances to `devices` (more GPUs when it is busy, fewer when it cools).
+   * Only its staged `config.pbtxt` changes, so Triton updates the instances in place: the old ones keep
+   * serving, and room is needed for one copy on each added device only, held in the ledger while it
+   * happens. `victims` (chosen by the caller, still evictable) are sent away first to make that room, and
+   * the move waits for their memory, at most `admissionWaitMs`. Single-flight with the model's other
    * transitions; if any step fails, the model stays as it was. Resolves true when it moved.
    */
-  rescale(record: ModelRecord, devices: number[]): Promise<boolean> {
-    const { capacity, stager, triton, logger } = this.parts;
+  rescale(record: ModelRecord, devices: number[], victims: readonly string[] = []): Promise<boolean> {
+    const { capacity, stager, triton, logger, clock } = this.parts;
     const old = record.devices;
-    if (!capacity || record.state !== 'ready' || record.transition || !record.artifact || old === 'all')
+    const staged = record.staged;
+    if (
+      !capacity ||
+      record.state !== 'ready' ||
+      record.transition ||
+      !record.artifact ||
+      !staged ||
+      old === 'all' ||
+      devices.length === 0
+    )
       return Promise.resolve(false);
-    const { ledger } = capacity;
+    const { ledger, admission } = capacity;
     const bytes = ledger.chargeOf(record.name);
-    if (devices.length === 0 || devices.some((d) => ledger.freeOn(d) < bytes)) return Promise.resolve(false);
+    const added = devices.filter((d) => !old.includes(d));
+    const roomNow = added.every((d) => ledger.freeOn(d) >= bytes);
+    if (!roomNow && victims.length === 0) return Promise.resolve(false);
+    // The victims' charges turn `freeing` now, and the room they leave is this model's from here on.
+    if (!roomNow) admission.evictFor(record, victims);
     const transient = `${record.name}\u0000rescale`;
-    ledger.reserve(transient, bytes, devices, { transient: true });
+    if (added.length > 0) ledger.reserve(transient, bytes, added, { transient: true });
     const artifactDir = record.artifact.dir;
-    const restage = async (to: readonly number[]) => {
-      const layout = await inspectArtifact(artifactDir);
-      record.staged = await stager.stage(
-        layout,
-        record.tritonName,
-        { mmeName: record.name, url: record.url },
-        to,
-      );
-    };
     const work = (async (): Promise<boolean> => {
+      const deadline = clock.now() + this.options.admissionWaitMs;
+      // Held room is usable once nothing on an added device is charged beyond its capacity.
+      while (!added.every((d) => ledger.freeOn(d) >= 0)) {
+        const left = deadline - clock.now();
+        if (left <= 0 || this.stopping.signal.aborted) {
+          ledger.cancel(transient);
+          logger.info('no room freed in time to place a busy model on more GPUs', {
+            model: record.name,
+            devices,
+          });
+          return false;
+        }
+        const change = Promise.race([ledger.next(), ledger.nextSample()]);
+        await waitForChange(clock, change, Math.min(left, ledger.untilSettled()), this.stopping.signal).catch(
+          () => undefined,
+        );
+      }
       // A reload moves memory: no footprint is measured across it.
       const moved = ledger.beginMove();
+      let layout: Awaited<ReturnType<typeof inspectArtifact>> | undefined;
       try {
-        await restage(devices);
+        layout = await inspectArtifact(artifactDir);
+        await stager.place(layout, staged, devices);
         await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
       } catch (err) {
         moved();
         // Triton may have allocated before failing: what it held is released, late perhaps.
         ledger.release(transient);
-        await restage(old).catch(() => undefined);
+        if (layout && old.length > 0) await stager.place(layout, staged, old).catch(() => undefined);
         logger.warn('could not move a model to other GPUs; it stays where it was', {
           model: record.name,
           devices,
@@ -561,8 +585,8 @@ export class Lifecycle {
         return false;
       }
       moved();
-      // The old copy Triton freed after the swap may show as used for a while: a release, not a cancel.
-      ledger.release(transient);
+      // The held room is now the model's own charge; devices it left are released.
+      ledger.cancel(transient);
       ledger.move(record.name, devices);
       record.devices = devices;
       logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });

@@ -69,6 +69,8 @@ export interface ModelRecord {
   busyMs: number;
   /** Scaler periods in a row its traffic would fit on one GPU fewer. */
   coolPeriods: number;
+  /** `invocations` when the scaler last looked (its request rate since). */
+  invocationsSeen: number;
 }
 
 /** What http/ may read of a record. */
@@ -143,5 +145,6 @@ export function newRecord(fields: {
     devices: 'all',
     busyMs: 0,
     coolPeriods: 0,
+    invocationsSeen: 0,
   };
 }

@@ -121,6 +121,7 @@ export class ModelRegistry {
   private readonly fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe'>;
   private readonly events: LifecycleEvents | undefined;
   readonly ledger: GpuLedger | undefined;
+  private readonly admission: Admission | undefined;
   readonly footprints: Footprints | undefined;
   readonly policy: EvictionPolicy | undefined;
   private readonly probe: GpuMemoryProbe | undefined;
@@ -188,6 +189,7 @@ export class ModelRegistry {
         { maxResident: cap.maxResident },
       );
       this.ledger = ledger;
+      this.admission = admission;
       this.footprints = footprints;
       capacity = { ledger, admission, footprints, policy: cap.policy, releaseWaitMs: cap.releaseWaitMs };
       this.timers.push(this.clock.every(cap.metricsIntervalMs, () => void this.sample()));
@@ -597,15 +599,27 @@ export class ModelRegistry {
 
   /**
    * Adaptive placement, every scaler period: a model whose requests kept its instances busy more than
-   * `SCALE_OUT_LOAD` each (time in Triton over the period, per instance) gets an instance on one more GPU
-   * where there is room; one whose traffic would fit on one GPU fewer at `SCALE_IN_LOAD` for
-   * `SCALE_IN_PERIODS` periods in a row gives one back.
+   * `SCALE_OUT_LOAD` each (time in Triton over the period, queueing included, per instance) gets an
+   * instance on one more GPU. Free room is taken first; where there is none, the policy's victims on the
+   * device that needs the fewest are sent away, but only if what they cost (their request rate times
+   * their load time: cold-load time per unit of time, were they never back) is less than what the busy
+   * model gains (its time in Triton beyond `SCALE_OUT_LOAD` per instance, per unit of time). One whose
+   * traffic would fit on one GPU fewer at `SCALE_IN_LOAD` for `SCALE_IN_PERIODS` periods in a row gives
+   * one back.
    */
   private scale(): void {
     const ledger = this.ledger;
-    if (!ledger || ledger.devices.length < 2) return;
+    const admission = this.admission;
+    if (!ledger || !admission || ledger.devices.length < 2) return;
+    const period = this.scalePeriodMs;
+    // Requests per ms over the last period, for every model (the cost of sending one away).
+    const rate = new Map<string, number>();
     for (const r of this.catalogue.values()) {
-      const demand = r.busyMs / this.scalePeriodMs;
+      rate.set(r.name, (r.invocations - r.invocationsSeen) / period);
+      r.invocationsSeen = r.invocations;
+    }
+    for (const r of this.catalogue.values()) {
+      const demand = r.busyMs / period;
       r.busyMs = 0;
       if (r.state !== 'ready' || r.placement.kind !== 'choose' || r.devices === 'all' || r.transition)
         continue;
@@ -614,11 +628,28 @@ export class ModelRegistry {
         r.coolPeriods = 0;
         const current = r.devices;
         const bytes = ledger.chargeOf(r.name);
-        const spare = ledger.devices
-          .map((_, d) => d)
-          .filter((d) => !current.includes(d) && ledger.freeOn(d) >= bytes)
+        const others = ledger.devices.map((_, d) => d).filter((d) => !current.includes(d));
+        const spare = others
+          .filter((d) => ledger.freeOn(d) >= bytes)
           .sort((a, b) => ledger.freeOn(b) - ledger.freeOn(a));
-        if (spare.length > 0) void this.lifecycle.rescale(r, [...current, spare[0]]);
+        if (spare.length > 0) {
+          void this.lifecycle.rescale(r, [...current, spare[0]]);
+          continue;
+        }
+        const gain = demand - SCALE_OUT_LOAD * n;
+        const costOf = (victims: string[]) =>
+          victims.reduce((sum, v) => {
+            const m = this.catalogue.get(v);
+            return sum + (rate.get(v) ?? 0) * (m?.loadMs ?? r.loadMs ?? 0);
+          }, 0);
+        let best: { d: number; victims: string[]; cost: number } | undefined;
+        for (const d of others) {
+          const victims = admission.roomOn(r, d, bytes);
+          if (!victims || victims.length === 0) continue;
+          const cost = costOf(victims);
+          if (!best || cost < best.cost) best = { d, victims, cost };
+        }
+        if (best && best.cost < gain) void this.lifecycle.rescale(r, [...current, best.d], best.victims);
       } else if (n > 1 && demand < SCALE_IN_LOAD * (n - 1)) {
         if (++r.coolPeriods >= SCALE_IN_PERIODS) {
           r.coolPeriods = 0;

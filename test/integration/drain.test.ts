@@ -19,7 +19,9 @@ function modelSpec(name: string, inferMs: number) {
       name,
       [{ type: 'TYPE_INT32', dims: [1] }],
       0,
-      `parameters { key: "emulator_infer_ms" value { string_value: "${inferMs}" } }`,
+      // Enough instances that the requests in flight run at once rather than queue.
+      `parameters { key: "emulator_infer_ms" value { string_value: "${inferMs}" } }\n` +
+        'instance_group { kind: KIND_CPU count: 32 }',
     ),
     versions: { '1': { 'model.py': 1000 } },
   };

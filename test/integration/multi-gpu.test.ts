@@ -87,6 +87,67 @@ describe('several GPUs', () => {
     expect((await invoke('hot')).status).toBe(200);
   });
 
+  /** Keeps `n` requests in flight for `name` until the returned function is called; counts failures. */
+  const load = (name: string, n: number) => {
+    let busy = true;
+    let failed = 0;
+    const client = async () => {
+      while (busy) if ((await invoke(name)).status !== 200) failed++;
+    };
+    const clients = Array.from({ length: n }, client);
+    return async () => {
+      busy = false;
+      await Promise.all(clients);
+      return failed;
+    };
+  };
+  const waitFor = async (cond: () => boolean, ms: number) => {
+    const deadline = Date.now() + ms;
+    while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  };
+
+  test('adaptive on full GPUs: a busy model gets a second GPU by evicting a model nobody uses', async () => {
+    await start({ AGENT_SCALE_PERIOD_MS: '200' });
+    const infer40 = 'parameters { key: "emulator_infer_ms" value { string_value: "40" } }';
+    expect((await add('hot', { gpuMiB: 30, groups: infer40 })).status).toBe(200);
+    for (let i = 0; i < 11; i++) expect((await add(`idle${i}`, { gpuMiB: 30 })).status).toBe(200);
+    // Three 30 MiB models on each 100 MiB GPU: no device has room for another instance.
+    expect(stack.emulator.loadedModels()).toHaveLength(12);
+    const stop = load('hot', 4);
+    await waitFor(() => on('hot').length >= 2, 10_000);
+    expect(on('hot').length).toBeGreaterThanOrEqual(2);
+    expect(await stop()).toBe(0);
+    // Room was made by sending idle models away, never by overfilling a device.
+    expect(stack.emulator.loadedModels().length).toBeLessThan(12);
+    expect(peaks().every((p) => p <= 100)).toBe(true);
+  });
+
+  test('adaptive on full GPUs: no model in use is sent away for a busy one when its reload would cost more', async () => {
+    await start({ AGENT_SCALE_PERIOD_MS: '200' });
+    const infer40 = 'parameters { key: "emulator_infer_ms" value { string_value: "40" } }';
+    const slowLoad = 'parameters { key: "emulator_load_ms" value { string_value: "1000" } }';
+    expect((await add('hot', { gpuMiB: 30, groups: infer40 })).status).toBe(200);
+    const others = Array.from({ length: 11 }, (_, i) => `warm${i}`);
+    const added = await Promise.all(others.map((m) => add(m, { gpuMiB: 30, groups: slowLoad })));
+    expect(added.map((r) => r.status)).toEqual(others.map(() => 200));
+    // The others are used all the time (one client cycling through them), and each takes a second to load:
+    // sending one away costs more cold-load time than a second instance of 'hot' saves.
+    let cycling = true;
+    let warmFailed = 0;
+    const cycle = (async () => {
+      for (let i = 0; cycling; i++)
+        if ((await invoke(others[i % others.length])).status !== 200) warmFailed++;
+    })();
+    const stop = load('hot', 2);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(on('hot')).toHaveLength(1);
+    expect(stack.emulator.loadedModels()).toHaveLength(12);
+    expect(await stop()).toBe(0);
+    cycling = false;
+    await cycle;
+    expect(warmFailed).toBe(0);
+  });
+
   test('triton-default puts every model on every GPU, so the fourth model evicts', async () => {
     await start({ AGENT_GPU_PLACEMENT: 'triton-default' });
     for (let i = 0; i < 4; i++) expect((await add(`m${i}`, { gpuMiB: 30 })).status).toBe(200);

@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { TritonClient } from '../../src/triton/client';
 import { TritonError } from '../../src/triton/triton-error';
 import { parseTritonMetrics } from '../../src/triton/metrics';
 import { TritonEmulator, emulatedGpuUuid, texts } from '../support/triton-emulator';
-import { resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
+import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
 
 const MiB = 1024 * 1024;
 /** Each emulated device: 16 MiB, so a few 4 MiB instances fill one. */
@@ -70,8 +71,10 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     await client.load('everywhere');
     expect(emulator.placement('everywhere')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
     expect(used()).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
-    // Reloading replaces the model's memory on each device rather than adding to it (the old
-    // allocation still shows as used on each device for the release lag).
+    // Reloading changed files replaces the model's memory on each device rather than adding to it (the
+    // old allocation still shows as used on each device for the release lag).
+    const later = new Date(Date.now() + 5000);
+    await fs.utimes(path.join(repo.dir, 'everywhere', '1', 'model.pt'), later, later);
     await client.load('everywhere');
     expect(emulator.placement('everywhere')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
     expect(used()).toEqual([8 * MiB, 8 * MiB, 8 * MiB, 8 * MiB]);
@@ -233,6 +236,70 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     };
     await client.load('moved', { config });
     expect(emulator.placement('moved')).toEqual([0, 0, 0, INSTANCE]);
+  });
+
+  test('an instance_group change alone is an update in place: only added instances take memory and time', async () => {
+    await model('grow', 'instance_group { kind: KIND_GPU gpus: [0] }', INSTANCE);
+    const cfg = path.join(repo.dir, 'grow', 'config.pbtxt');
+    const text = await fs.readFile(cfg, 'utf8');
+    await fs.writeFile(cfg, text + '\nparameters { key: "emulator_load_ms" value { string_value: "300" } }');
+    await client.load('grow');
+    expect(emulator.placement('grow')).toEqual([INSTANCE, 0, 0, 0]);
+    // Two more GPUs: no second copy on GPU 0, one instance each on 1 and 2, two instances' load time.
+    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0]', 'gpus: [0, 1, 2]'));
+    const t0 = Date.now();
+    await client.load('grow');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * 300 - 5);
+    expect(emulator.placement('grow')).toEqual([INSTANCE, INSTANCE, INSTANCE, 0]);
+    expect(used()).toEqual([INSTANCE, INSTANCE, INSTANCE, 0]);
+    // Back to one GPU: the others are released; GPU 0 keeps its instance throughout.
+    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0, 1, 2]', 'gpus: [0]'));
+    await client.load('grow');
+    expect(emulator.placement('grow')).toEqual([INSTANCE, 0, 0, 0]);
+    // An update that does not fit fails, and the model stays as it was, still serving.
+    await model('hog', 'instance_group { kind: KIND_GPU gpus: [3] }', DEVICE - INSTANCE / 2);
+    await client.load('hog');
+    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0]', 'gpus: [0, 3]'));
+    const e = await rejection(client.load('grow'));
+    expect(e.message).toContain('CUDA out of memory');
+    expect(emulator.placement('grow')).toEqual([INSTANCE, 0, 0, 0]);
+    expect(await client.modelReady('grow')).toBe(true);
+  });
+
+  test('PyTorch creates instances one after another: on four GPUs a load takes four instances’ time', async () => {
+    await model('serial');
+    const cfg = path.join(repo.dir, 'serial', 'config.pbtxt');
+    await fs.appendFile(cfg, '\nparameters { key: "emulator_load_ms" value { string_value: "150" } }');
+    const t0 = Date.now();
+    await client.load('serial');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(4 * 150 - 5);
+    expect(emulator.placement('serial')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
+  });
+
+  test('each instance runs one request at a time: the others queue', async () => {
+    const run = async (name: string, groups: string) => {
+      await writeModel(repo.dir, name, {
+        config:
+          identityConfig(name, [{ type: 'TYPE_INT32', dims: [1] }], 0, groups) +
+          '\nparameters { key: "emulator_infer_ms" value { string_value: "100" } }',
+        versions: { '1': { 'model.py': 10 } },
+      });
+      await client.load(name);
+      const t0 = Date.now();
+      await Promise.all(
+        Array.from({ length: 4 }, (_, i) =>
+          client.infer({
+            model_name: name,
+            inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], contents: { int_contents: [i] } }],
+          }),
+        ),
+      );
+      return Date.now() - t0;
+    };
+    // One instance: four requests one after another.
+    expect(await run('one', 'instance_group { kind: KIND_GPU gpus: [0] }')).toBeGreaterThanOrEqual(
+      4 * 100 - 5,
+    );
   });
 
   test('an UNLOADING version still holds its devices; a crash frees every device at once', async () => {

@@ -90,6 +90,10 @@ class FakeStager implements Stager {
   async findIntact(_layout: unknown, tritonName: string): Promise<StagedModel | undefined> {
     return this.staged.has(tritonName) ? { tritonName, memberNames: [], dirs: [tritonName] } : undefined;
   }
+  readonly placed: [string, readonly number[]][] = [];
+  async place(_layout: unknown, staged: StagedModel, gpus: readonly number[]): Promise<void> {
+    this.placed.push([staged.tritonName, gpus]);
+  }
 }
 
 function build(opts: { total?: number; registry?: Partial<RegistryOptions>; maxResident?: number } = {}) {

@@ -505,8 +505,15 @@ export class TritonEmulator {
       const fault = lc.takeInferFault(name);
       if (fault) throw new EmulatorError(fault.code, fault.message);
       const latency = this.inferLatencyMs + cfg.inferMs;
-      if (latency > 0) await sleep(latency);
-      const outputs = await this.run(name, cfg, inputs, 0);
+      let outputs: Map<string, Tensor>;
+      // One request at a time per instance; the others queue.
+      const done = await lc.execute(vr, cfg.instances);
+      try {
+        if (latency > 0) await sleep(latency);
+        outputs = await this.run(name, cfg, inputs, 0);
+      } finally {
+        done();
+      }
       const wanted =
         req.outputs.length > 0 ? req.outputs.map((o) => o.name) : cfg.summary.outputs.map((o) => o.name);
       const selected = wanted

@@ -37,13 +37,20 @@ export interface VersionRecord {
   allocKey?: string;
   inflight: number;
   onDrained?: () => void;
+  /** Requests executing now: at most one per instance, as Triton's default scheduler runs them. */
+  executing?: number;
+  /** Requests queued for a free instance, oldest first. */
+  queued?: (() => void)[];
 }
 
 /** Names of the `parameters` keys the emulator reads from a config.pbtxt. */
 export const EMULATOR_PARAMETERS = {
   /** GPU bytes one instance of the model takes (else derived from the model file's size). */
   gpuBytes: 'emulator_gpu_bytes',
-  /** Extra load latency in ms for this model. */
+  /**
+   * Time in ms one instance takes to load. Backends that create instances one after another (all but
+   * python and onnxruntime) take it once per instance, so a model on every GPU loads that many times slower.
+   */
   loadMs: 'emulator_load_ms',
   /** Extra inference latency in ms for this model. */
   inferMs: 'emulator_infer_ms',
@@ -63,6 +70,12 @@ export interface LoadedConfig {
   deviceBytes: Map<number, Map<number, number>>;
   loadMs: number;
   inferMs: number;
+  /** Execution instances (GPU and CPU): how many requests the model runs at once. */
+  instances: number;
+  /** GPU bytes one instance takes, once a version has loaded. */
+  perInstanceBytes?: number;
+  /** The model directory's files but config.pbtxt, as `lstat` sees them: what tells an update from a reload. */
+  files?: string;
 }
 
 export interface ModelStats {
@@ -345,6 +358,7 @@ export class ModelLifecycle {
       deviceBytes: new Map(),
       loadMs: param(EMULATOR_PARAMETERS.loadMs),
       inferMs: param(EMULATOR_PARAMETERS.inferMs),
+      instances: 1,
     };
   }
 
@@ -428,6 +442,35 @@ export class ModelLifecycle {
   }
 
   /**
+   * Every execution instance of the model: its GPU instances, plus `count` per CPU group (core's
+   * SetDefaultInstanceCount: 2 for onnxruntime and tensorflow, else 1), a model with no GPU group on a
+   * server without GPUs getting one CPU group. At least 1.
+   */
+  private instanceCount(name: string, cfg: LoadedConfig): number {
+    // An ensemble has no instances of its own: its steps run on the composing models'.
+    if (cfg.platform === 'ensemble') return Number.POSITIVE_INFINITY;
+    type Group = { kind?: string; count?: number };
+    const declared = (cfg.json.instance_group as Group[] | undefined) ?? [];
+    const perDevice = this.instancesPerDevice(name, cfg);
+    let total = perDevice instanceof Map ? [...perDevice.values()].reduce((a, b) => a + b, 0) : 0;
+    const cpuDefault = /^(onnxruntime|tensorflow)/.test(cfg.platform) ? 2 : 1;
+    const noGpus = this.options.gpus.length === 0;
+    const groups: Group[] = declared.length > 0 ? declared : [{ kind: 'KIND_AUTO' }];
+    for (const g of groups) {
+      const kind = g.kind ?? 'KIND_AUTO';
+      if (kind === 'KIND_CPU' || (noGpus && kind !== 'KIND_MODEL'))
+        total += g.count !== undefined && g.count > 0 ? g.count : cpuDefault;
+      else if (kind === 'KIND_MODEL') total += Math.max(1, g.count ?? 1);
+    }
+    return Math.max(1, total);
+  }
+
+  /** Whether the backend creates a model's instances at once (backend docs: only python and onnxruntime). */
+  private static parallelInstanceLoading(platform: string): boolean {
+    return platform === 'python' || platform.startsWith('onnxruntime');
+  }
+
+  /**
    * Bytes `model` holds on each device right now, by device index (0 where it holds none): every
    * version's live allocation, including a version still UNLOADING. Memory already freed but not yet
    * returned to the driver (the release lag) is the device's, not the model's.
@@ -477,29 +520,115 @@ export class ModelLifecycle {
     // All or nothing across devices: Triton creates the instances one by one and, when one fails (out
     // of memory on its GPU), destroys those already created, so a failed load leaves nothing behind.
     // The first device without room is the one named, as the failing instance's error names it.
+    cfg.perInstanceBytes = perInstance;
     for (const [d, bytes] of [...wanted].sort((a, b) => a[0] - b[0])) {
-      const gpu = this.options.gpus[d];
-      if (gpu.fits(bytes)) continue;
-      const MiB = 1024 * 1024;
-      const GiB = 1024 * MiB;
-      return {
-        reason:
-          cfg.platform === 'tensorrt_plan'
-            ? texts.tensorrtOutOfMemory()
-            : texts.pytorchOutOfMemory(
-                name,
-                bytes / MiB,
-                gpu.totalBytes / GiB,
-                gpu.usedBytes() / GiB,
-                gpu.freeBytes() / MiB,
-                d,
-              ),
-      };
+      if (!this.options.gpus[d].fits(bytes)) return { reason: this.outOfMemory(name, cfg, bytes, d) };
     }
     const key = `${name}/${version}/${++this.allocSeq}`;
     for (const [d, bytes] of wanted) this.options.gpus[d].tryAllocate(key, bytes);
     cfg.deviceBytes.set(version, wanted);
     return { allocKey: key };
+  }
+
+  /** The backend's error for an instance that does not fit on device `d`. */
+  private outOfMemory(name: string, cfg: LoadedConfig, bytes: number, d: number): string {
+    const gpu = this.options.gpus[d];
+    const MiB = 1024 * 1024;
+    const GiB = 1024 * MiB;
+    return cfg.platform === 'tensorrt_plan'
+      ? texts.tensorrtOutOfMemory()
+      : texts.pytorchOutOfMemory(
+          name,
+          bytes / MiB,
+          gpu.totalBytes / GiB,
+          gpu.usedBytes() / GiB,
+          gpu.freeBytes() / MiB,
+          d,
+        );
+  }
+
+  /** What `lstat` sees of a model directory's files but its config.pbtxt, in a stable order. */
+  private static async fileSignature(dir: string): Promise<string> {
+    const out: string[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      const entries = await fs.readdir(path.join(dir, rel)).catch(() => [] as string[]);
+      for (const e of entries.sort()) {
+        const r = path.join(rel, e);
+        if (r === 'config.pbtxt') continue;
+        const st = await fs.lstat(path.join(dir, r)).catch(() => undefined);
+        if (!st) continue;
+        out.push(`${r}:${st.mtimeMs}:${st.size}:${st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'f'}`);
+        if (st.isDirectory()) await walk(r);
+      }
+    };
+    await walk('');
+    return out.join('\n');
+  }
+
+  /**
+   * Triton's model update (model management docs): a load of a loaded model whose files are unchanged
+   * and whose config differs only in `instance_group` adds and removes instances in place. The old
+   * instances keep serving; only added ones take load time and memory; a failure leaves the model as it was.
+   */
+  private async updateInstances(
+    name: string,
+    rec: ModelRecord,
+    cfg: LoadedConfig,
+    started: number,
+    gen: number,
+  ): Promise<void> {
+    const prev = rec.config as LoadedConfig;
+    const injected = this.faults.get(name)?.failLoad?.shift();
+    if (injected !== undefined) {
+      this.counter(name).loadFailures++;
+      throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, injected));
+    }
+    const before = this.instancesPerDevice(name, prev);
+    const after = this.instancesPerDevice(name, cfg);
+    if (!(after instanceof Map)) {
+      this.counter(name).loadFailures++;
+      throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, after.reason));
+    }
+    const had = before instanceof Map ? before : new Map<number, number>();
+    let added = 0;
+    for (const [d, n] of after) added += Math.max(0, n - (had.get(d) ?? 0));
+    cfg.instances = this.instanceCount(name, cfg);
+    cfg.perInstanceBytes = prev.perInstanceBytes;
+    const serial = ModelLifecycle.parallelInstanceLoading(cfg.platform) ? Math.min(1, added) : added;
+    const latency = this.options.loadLatencyMs + cfg.loadMs * serial;
+    if (latency > 0) await sleep(latency);
+    if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
+    const per = prev.perInstanceBytes ?? 0;
+    const ready = [...rec.versions.values()].filter((v) => v.state === 'READY');
+    const devices = new Set([...had.keys(), ...after.keys()]);
+    // Room first, for every version, so a failure changes nothing.
+    for (const d of [...devices].sort((a, b) => a - b)) {
+      const grow = ((after.get(d) ?? 0) - (had.get(d) ?? 0)) * per * ready.length;
+      if (grow > 0 && !this.options.gpus[d].fits(grow)) {
+        this.counter(name).loadFailures++;
+        const reason = this.outOfMemory(name, cfg, grow, d);
+        const perVersion = ready.map((v) => texts.versionUnavailable(v.version, reason)).join('');
+        throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, perVersion));
+      }
+    }
+    for (const v of ready) {
+      const wanted = new Map([...after].map(([d, n]) => [d, per * n]));
+      for (const d of devices) {
+        const gpu = this.options.gpus[d];
+        const have = v.allocKey ? gpu.allocatedBytes(v.allocKey) : 0;
+        const want = wanted.get(d) ?? 0;
+        if (!v.allocKey || want === have) continue;
+        if (want > have) gpu.tryAllocate(v.allocKey, want - have);
+        else {
+          gpu.release(v.allocKey);
+          if (want > 0) gpu.tryAllocate(v.allocKey, want);
+        }
+      }
+      cfg.deviceBytes.set(v.version, wanted);
+    }
+    for (const [v, bytes] of prev.deviceBytes) if (!cfg.deviceBytes.has(v)) cfg.deviceBytes.set(v, bytes);
+    rec.config = cfg;
+    rec.loadDurationSecs = (Date.now() - started) / 1000;
   }
 
   /**
@@ -536,6 +665,12 @@ export class ModelLifecycle {
     const existing = this.records.get(name);
     // A composing model that is already loaded is reused as it is.
     if (asDependency && this.isReady(existing)) return;
+    cfg.files = await ModelLifecycle.fileSignature(cfg.modelDir);
+    if (existing?.config && this.isReady(existing) && !isEnsemble(cfg.summary)) {
+      const sansInstances = (c: LoadedConfig) => JSON.stringify({ ...c.json, instance_group: undefined });
+      if (existing.config.files === cfg.files && sansInstances(existing.config) === sansInstances(cfg))
+        return this.updateInstances(name, existing, cfg, started, gen);
+    }
 
     if (isEnsemble(cfg.summary)) {
       const deps = [...new Set(cfg.summary.ensembleSteps.map((s) => s.modelName))];
@@ -578,7 +713,10 @@ export class ModelLifecycle {
 
     const hang = this.faults.get(name)?.hangLoad?.shift();
     if (hang) await hang.wait;
-    const latency = this.options.loadLatencyMs + cfg.loadMs;
+    cfg.instances = this.instanceCount(name, cfg);
+    // Instances are created one after another unless the backend loads them in parallel.
+    const serial = ModelLifecycle.parallelInstanceLoading(cfg.platform) ? 1 : cfg.instances;
+    const latency = this.options.loadLatencyMs + cfg.loadMs * serial;
     if (latency > 0) await sleep(latency);
     if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
 
@@ -698,6 +836,22 @@ export class ModelLifecycle {
   /** Marks a request in flight on a version (unloads wait for it). */
   enter(vr: VersionRecord): void {
     vr.inflight++;
+  }
+
+  /**
+   * Waits for a free execution instance of the version (`instances` of them), as Triton's scheduler queues
+   * requests for a busy model; returns the function that frees it.
+   */
+  async execute(vr: VersionRecord, instances: number): Promise<() => void> {
+    vr.executing ??= 0;
+    if (vr.executing >= instances) await new Promise<void>((r) => (vr.queued ??= []).push(r));
+    else vr.executing++;
+    return () => {
+      const next = vr.queued?.shift();
+      // The instance passes straight to the oldest waiting request.
+      if (next) next();
+      else vr.executing = (vr.executing ?? 1) - 1;
+    };
   }
 
   leave(vr: VersionRecord): void {
