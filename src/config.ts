@@ -522,7 +522,7 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     key: 'gpuPlacement',
     env: 'AGENT_GPU_PLACEMENT',
     meaning:
-      "on an instance with several GPUs: adaptive (each model on the one GPU it fits best, written into the staged config's instance_group; a model its one instance cannot keep up with gets instances on more GPUs, and gives them back when it cools), pack (one GPU each, never more) or triton-default (every model on every GPU, as Triton places it); an artifact that names its own GPUs, or runs on the CPU, keeps that",
+      "on an instance with several GPUs: adaptive (each model on the one GPU it fits best, written into the staged config's instance_group; a model its one instance cannot keep up with gets instances on more GPUs, evicting only models whose reload costs less than its queueing, and gives them back when it cools), pack (one GPU each, never more) or triton-default (every model on every GPU, as Triton places it); an artifact that names its own GPUs, or runs on the CPU, keeps that",
     fallback: 'adaptive',
     parse: oneOf('adaptive', 'pack', 'triton-default'),
   },
