@@ -187,7 +187,7 @@ async function main(): Promise<void> {
   const rank = Array.from({ length: MODELS }, (_, i) => i).sort(() => r() - 0.5);
   // Poisson arrivals at RPS for SECONDS, each to a Zipf 1.0 model.
   const arrivals: { at: number; model: number }[] = [];
-  for (let t = 0; ; ) {
+  for (let t = 0; ;) {
     t += (-Math.log(1 - r()) / RPS) * 1000;
     if (t >= SECONDS * 1000) break;
     const x = r() * sum;
