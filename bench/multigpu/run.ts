@@ -111,6 +111,7 @@ async function run(placement: Placement, sizes: number[], arrivals: { at: number
 
   let failed = 0;
   let done = 0;
+  const statuses = new Map<string, number>();
   const latency: number[] = [];
   const hotLatency: number[] = [];
   const residentSamples: number[] = [];
@@ -131,12 +132,19 @@ async function run(placement: Placement, sizes: number[], arrivals: { at: number
       method: 'POST',
       headers: { 'content-type': 'application/json', 'X-Amzn-SageMaker-Target-Model': `m${model}` },
       body,
-    }).catch(() => undefined);
-    await res?.arrayBuffer();
+    }).catch((err: unknown) => {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      return `no answer (${cause?.code ?? cause?.message ?? String(err)})`;
+    });
+    if (typeof res !== 'string') await res.arrayBuffer();
     const ms = performance.now() - t0;
     latency.push(ms);
     if (model === hottest[0]) hotLatency.push(ms);
-    if (res?.status !== 200) failed++;
+    const status = typeof res === 'string' ? res : String(res.status);
+    if (status !== '200') {
+      failed++;
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
     done++;
   };
 
@@ -169,6 +177,7 @@ async function run(placement: Placement, sizes: number[], arrivals: { at: number
     spreadMax,
     failed,
     done,
+    statuses: [...statuses].map(([k, n]) => `${n}× ${k}`).join(', '),
     peakGiB: Math.max(...emulator.gpus.map((g) => g.peakBytes())) / GiB,
     overCapacity: emulator.gpus.some((g) => g.peakBytes() > g.totalBytes),
   };
@@ -212,7 +221,7 @@ async function main(): Promise<void> {
   );
   for (const x of rows) {
     console.log(
-      `| ${x.placement} | ${x.residentMean.toFixed(1)} | ${(x.residentMean / base.residentMean).toFixed(2)}× | ${x.loads} | ${x.coldLoadSeconds.toFixed(1)} | ${(x.coldLoadSeconds / base.coldLoadSeconds).toFixed(2)}× | ${x.coldLoadSecondsSteady.toFixed(1)} | ${(x.coldLoadSecondsSteady / base.coldLoadSecondsSteady).toFixed(2)}× | ${x.hitRatio.toFixed(3)} (${x.hitRatioSteady.toFixed(3)}) | ${x.p50.toFixed(0)} | ${x.p99.toFixed(0)} | ${x.hotP99.toFixed(0)}, ${x.hottestMaxGpus} | ${x.spreadMax} | ${x.failed} of ${x.done} | ${x.peakGiB.toFixed(2)}${x.overCapacity ? ' OVER' : ''} |`,
+      `| ${x.placement} | ${x.residentMean.toFixed(1)} | ${(x.residentMean / base.residentMean).toFixed(2)}× | ${x.loads} | ${x.coldLoadSeconds.toFixed(1)} | ${(x.coldLoadSeconds / base.coldLoadSeconds).toFixed(2)}× | ${x.coldLoadSecondsSteady.toFixed(1)} | ${(x.coldLoadSecondsSteady / base.coldLoadSecondsSteady).toFixed(2)}× | ${x.hitRatio.toFixed(3)} (${x.hitRatioSteady.toFixed(3)}) | ${x.p50.toFixed(0)} | ${x.p99.toFixed(0)} | ${x.hotP99.toFixed(0)}, ${x.hottestMaxGpus} | ${x.spreadMax} | ${x.failed} of ${x.done}${x.statuses ? ` (${x.statuses})` : ''} | ${x.peakGiB.toFixed(2)}${x.overCapacity ? ' OVER' : ''} |`,
     );
   }
 }
