@@ -101,7 +101,14 @@ export function classifyTritonFailure(
   return KIND_BY_STATUS[grpcCode] ?? 'Unknown';
 }
 
-/** A failed Triton call: keeps Triton's own message and the gRPC code. */
+/** grpc-js's texts for a connection that failed or dropped (they carry the address it tried). */
+const CONNECTION_FAILURE =
+  /No connection established|Connection dropped|failed to connect|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENOENT|getaddrinfo/i;
+
+/**
+ * A failed Triton call: keeps Triton's own message (in `tritonMessage`, for logs) and the gRPC code; a
+ * failed connection is told to callers without the address.
+ */
 export class TritonError extends AgentError {
   readonly kind: TritonErrorKind;
 
@@ -114,7 +121,10 @@ export class TritonError extends AgentError {
     const kind = classifyTritonFailure(grpcCode, tritonMessage, options?.names);
     super(
       ERROR_CODE_BY_KIND[kind][rpc === 'RepositoryModelLoad' ? 'load' : 'request'],
-      tritonMessage.trimEnd() || `Triton ${rpc} failed (gRPC ${grpcCode})`,
+      kind === 'Unavailable' && CONNECTION_FAILURE.test(tritonMessage)
+        ? // The transport's own text names Triton's address: callers need only know it is away.
+          'Triton is not reachable right now; retry shortly'
+        : tritonMessage.trimEnd() || `Triton ${rpc} failed (gRPC ${grpcCode})`,
       options,
     );
     this.name = 'TritonError';

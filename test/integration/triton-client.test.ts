@@ -201,6 +201,9 @@ describe('TritonClient against the emulator over gRPC', () => {
     await emulator.crash();
     const loadErr = await client.load('resnet').catch((e: unknown) => e);
     expect(loadErr).toMatchObject({ kind: 'Unavailable', code: ErrorCode.TritonUnavailable });
+    // Callers are told Triton is away, not where it listens; the transport's text stays for logs.
+    expect((loadErr as TritonError).message).toBe('Triton is not reachable right now; retry shortly');
+    expect((loadErr as TritonError).tritonMessage).not.toBe('');
     const restarted = new Promise<void>((resolve) =>
       setTimeout(() => void emulator.restart().then(resolve), 150),
     );
