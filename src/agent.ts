@@ -79,7 +79,11 @@ export class Agent {
         }),
       ],
       cache: this.cache,
-      limits: { maxBytes: config.maxArtifactBytes, maxEntries: config.maxArtifactEntries },
+      limits: {
+        maxBytes: config.maxArtifactBytes,
+        maxEntries: config.maxArtifactEntries,
+        cacheBytes: config.cacheBytes,
+      },
       concurrency: config.fetchConcurrency,
       stallTimeoutMs: config.fetchStallTimeoutMs,
       progressIntervalMs: config.progressLogMs,

@@ -11,6 +11,11 @@ import { AgentError, ErrorCode } from '../errors';
 export interface UnpackLimits {
   maxEntries: number;
   maxBytes: number;
+  /**
+   * The disk cache's whole budget: an artifact that unpacks to more could never be kept, so unpacking stops
+   * there (507, as the cache would answer) instead of filling the disk first.
+   */
+  cacheBytes?: number;
 }
 
 export interface UnpackResult {
@@ -165,6 +170,12 @@ class Extraction {
       let writing: Promise<unknown> = Promise.resolve();
       for await (const chunk of data) {
         this.bytes += chunk.length;
+        const cache = this.limits.cacheBytes;
+        if (cache !== undefined && cache < this.limits.maxBytes && this.bytes > cache)
+          throw (this.refusal = new AgentError(
+            ErrorCode.InsufficientCapacity,
+            `the artifact unpacks to more than the whole disk cache (MODEL_CACHE_BYTES=${cache}); unpacking stopped at entry '${name}'`,
+          ));
         if (this.bytes > this.limits.maxBytes)
           throw (this.refusal = refuse(
             name,
