@@ -276,6 +276,21 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     expect(emulator.placement('serial')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
   });
 
+  test('four loads run at once (Triton’s default model load thread count); the others wait their turn', async () => {
+    const names = Array.from({ length: 8 }, (_, i) => `q${i}`);
+    for (const n of names)
+      await model(
+        n,
+        'instance_group { kind: KIND_GPU gpus: [0] }\nparameters { key: "emulator_load_ms" value { string_value: "200" } }',
+        1024,
+      );
+    const t0 = Date.now();
+    await Promise.all(names.map((n) => client.load(n)));
+    // Eight 200 ms loads on four threads: two rounds.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * 200 - 5);
+    expect(emulator.loadedModels()).toHaveLength(8);
+  });
+
   test('each instance runs one request at a time: the others queue', async () => {
     const run = async (name: string, groups: string) => {
       await writeModel(repo.dir, name, {

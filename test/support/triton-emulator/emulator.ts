@@ -37,6 +37,8 @@ export interface TritonEmulatorOptions {
   /** Like `--metrics-interval-ms` (Triton's default is 2000). */
   metricsIntervalMs?: number;
   loadLatencyMs?: number;
+  /** Loads that run at once; the others queue (Triton's `--model-load-thread-count`, default 4). */
+  modelLoadThreadCount?: number;
   unloadLatencyMs?: number;
   inferLatencyMs?: number;
   /** GPU bytes = model file bytes × this, unless the config declares `emulator_gpu_bytes`. */
@@ -123,6 +125,7 @@ export class TritonEmulator {
       repository: options.modelRepository,
       gpus: this.gpus,
       loadLatencyMs: options.loadLatencyMs ?? 0,
+      loadThreads: Math.max(1, options.modelLoadThreadCount ?? 4),
       unloadLatencyMs: options.unloadLatencyMs ?? 0,
       footprintFactor: options.footprintFactor ?? 1,
       log: this.log,

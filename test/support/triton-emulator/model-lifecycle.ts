@@ -107,6 +107,8 @@ export interface LifecycleOptions {
   gpus: readonly GpuMemory[];
   /** Every load waits this long before it finishes (plus the model's own `emulator_load_ms`). */
   loadLatencyMs: number;
+  /** Loads that run at once (Triton's model load thread pool); the others wait their turn. */
+  loadThreads: number;
   /** Time an unload takes once in-flight requests have drained. */
   unloadLatencyMs: number;
   /** Model file bytes × this factor = GPU bytes, when the config declares none. */
@@ -441,6 +443,23 @@ export class ModelLifecycle {
     return perDevice;
   }
 
+  private loadsRunning = 0;
+  private readonly loadQueue: (() => void)[] = [];
+
+  /** A thread of the model load pool, for the time a load creates instances; returns its release. */
+  private async loadThread(): Promise<() => void> {
+    if (this.loadsRunning >= this.options.loadThreads) await new Promise<void>((r) => this.loadQueue.push(r));
+    else this.loadsRunning++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.loadQueue.shift();
+      if (next) next();
+      else this.loadsRunning--;
+    };
+  }
+
   /**
    * Every execution instance of the model: its GPU instances, plus `count` per CPU group (core's
    * SetDefaultInstanceCount: 2 for onnxruntime and tensorflow, else 1), a model with no GPU group on a
@@ -596,7 +615,12 @@ export class ModelLifecycle {
     cfg.perInstanceBytes = prev.perInstanceBytes;
     const serial = ModelLifecycle.parallelInstanceLoading(cfg.platform) ? Math.min(1, added) : added;
     const latency = this.options.loadLatencyMs + cfg.loadMs * serial;
-    if (latency > 0) await sleep(latency);
+    const thread = await this.loadThread();
+    try {
+      if (latency > 0) await sleep(latency);
+    } finally {
+      thread();
+    }
     if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
     const per = prev.perInstanceBytes ?? 0;
     const ready = [...rec.versions.values()].filter((v) => v.state === 'READY');
@@ -717,15 +741,19 @@ export class ModelLifecycle {
     // Instances are created one after another unless the backend loads them in parallel.
     const serial = ModelLifecycle.parallelInstanceLoading(cfg.platform) ? 1 : cfg.instances;
     const latency = this.options.loadLatencyMs + cfg.loadMs * serial;
-    if (latency > 0) await sleep(latency);
-    if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
-
     const failures: [number, string][] = [];
     const allocated: [number, string | undefined][] = [];
-    for (const v of versions) {
-      const result = await this.loadVersion(name, cfg, v);
-      if (result.reason !== undefined) failures.push([v, result.reason]);
-      else allocated.push([v, result.allocKey]);
+    const thread = await this.loadThread();
+    try {
+      if (latency > 0) await sleep(latency);
+      if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
+      for (const v of versions) {
+        const result = await this.loadVersion(name, cfg, v);
+        if (result.reason !== undefined) failures.push([v, result.reason]);
+        else allocated.push([v, result.allocKey]);
+      }
+    } finally {
+      thread();
     }
     if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
 
