@@ -408,6 +408,7 @@ export class Agent {
    */
   async stop(drainMs = this.config.drainTimeoutMs): Promise<void> {
     this.phase = 'draining';
+    this.registry.stopMoving();
     const server = this.server;
     this.server = undefined;
     if (server) {

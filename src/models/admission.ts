@@ -183,14 +183,14 @@ export class Admission {
 
   /**
    * A dry run for a resident model that wants `need` more bytes on device `d` (an instance on one more
-   * GPU): the victims the policy would send away for it (none when the room is free or on its way), or
-   * undefined when they cannot make it. Nothing changes.
+   * GPU): the victims the policy would send away for it (none when the room is free), or undefined when
+   * they cannot make it. Nothing changes.
    */
   roomOn(record: ModelRecord, d: number, need: number): string[] | undefined {
     const { ledger } = this;
     if (need > ledger.usable(d)) return undefined;
-    const missing =
-      need - ledger.freeOn(d) - ledger.charged(d, 'freeing') - ledger.lagging(d) - ledger.settling(d);
+    // Memory already on its way out was freed for loads that wait for it: a move takes none of it.
+    const missing = need - ledger.freeOn(d);
     if (missing <= 0) return [];
     return this.victimsFor(new Map([[d, missing]]), (name) => this.seam.evictable(name, record));
   }

@@ -31,6 +31,9 @@ const OOM_GROWTH = 1.5;
 /** First and longest pause between RepositoryIndex polls while an unload finishes. */
 const FIRST_UNLOAD_POLL_MS = 2;
 
+/** Longest a move to more GPUs waits for the room its victims free. */
+const RESCALE_ROOM_WAIT_MS = 10_000;
+
 export interface LifecycleOptions {
   /** How models are placed on a multi-GPU instance. */
   placement: PlacementMode;
@@ -548,9 +551,14 @@ export class Lifecycle {
     if (added.length > 0) ledger.reserve(transient, bytes, added, { transient: true });
     const artifactDir = record.artifact.dir;
     const work = (async (): Promise<boolean> => {
-      const deadline = clock.now() + this.options.admissionWaitMs;
+      // A move is never urgent: it waits briefly for room, and a DELETE behind it is not held long.
+      const deadline = clock.now() + Math.min(this.options.admissionWaitMs, RESCALE_ROOM_WAIT_MS);
       // Held room is usable once nothing on an added device is charged beyond its capacity.
-      while (!added.every((d) => ledger.freeOn(d) >= 0)) {
+      for (;;) {
+        // The held room follows the model's charge (a footprint learned meanwhile).
+        if (added.length > 0)
+          ledger.reserve(transient, ledger.chargeOf(record.name), added, { transient: true });
+        if (added.every((d) => ledger.freeOn(d) >= 0)) break;
         const left = deadline - clock.now();
         if (left <= 0 || this.stopping.signal.aborted) {
           ledger.cancel(transient);
@@ -568,13 +576,35 @@ export class Lifecycle {
       // A reload moves memory: no footprint is measured across it.
       const moved = ledger.beginMove();
       let layout: Awaited<ReturnType<typeof inspectArtifact>> | undefined;
+      let asked = false;
       try {
         layout = await inspectArtifact(artifactDir);
         await stager.place(layout, staged, devices);
+        asked = true;
         await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
       } catch (err) {
         moved();
-        // Triton may have allocated before failing: what it held is released, late perhaps.
+        const answered =
+          !asked ||
+          (err instanceof TritonError &&
+            err.kind !== 'DeadlineExceeded' &&
+            err.kind !== 'Unavailable' &&
+            err.kind !== 'Cancelled');
+        if (!answered && layout) {
+          // No answer: Triton may still be updating the model (a deadline or a dropped connection does not
+          // stop it), so its config is left alone and both placements are charged until a later move.
+          const both = [...new Set([...old, ...devices])].sort((a, b) => a - b);
+          ledger.cancel(transient);
+          ledger.move(record.name, both);
+          record.devices = both;
+          logger.warn('a move to other GPUs got no answer; counting the model on both sets of GPUs', {
+            model: record.name,
+            devices: both,
+            error: messageOf(err),
+          });
+          return false;
+        }
+        // Triton refused the update and kept the old instances; what it allocated meanwhile is released.
         ledger.release(transient);
         if (layout && old.length > 0) await stager.place(layout, staged, old).catch(() => undefined);
         logger.warn('could not move a model to other GPUs; it stays where it was', {
@@ -592,14 +622,15 @@ export class Lifecycle {
       logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });
       return true;
     })();
-    record.transition = work.then(
-      () => {
-        record.transition = undefined;
-      },
-      () => {
-        record.transition = undefined;
-      },
+    const settled: Promise<void> = work.then(
+      () => undefined,
+      () => undefined,
     );
+    record.transition = settled;
+    void settled.then(() => {
+      // A transition chained behind this one (markLost) keeps its place.
+      if (record.transition === settled) record.transition = undefined;
+    });
     return work;
   }
 
@@ -703,18 +734,22 @@ export class Lifecycle {
     if (staged) await stager.remove(staged).catch(() => undefined);
   }
 
-  /** Triton lost the model (it restarted): account for it as evicted, so the next use loads it again. */
+  /**
+   * Triton lost the model (it restarted): account for it as evicted, so the next use loads it again. A
+   * move between GPUs in flight (the one transition of a resident model) finishes first.
+   */
   markLost(record: ModelRecord): void {
-    if (record.state !== 'ready' || record.transition) return;
+    if (record.state !== 'ready') return;
+    const before = record.transition ?? Promise.resolve();
     // The staged files go before anything reloads it (the reload stages into the same directory).
-    record.transition = this.forgetResidency(record).then(
-      () => {
-        record.transition = undefined;
-      },
-      () => {
-        record.transition = undefined;
-      },
+    const work: Promise<void> = before.then(() =>
+      record.state === 'ready' ? this.forgetResidency(record) : undefined,
     );
+    const done = () => {
+      if (record.transition === work) record.transition = undefined;
+    };
+    record.transition = work;
+    work.then(done, done);
   }
 
   /** Waits (bounded) for the model's requests in flight to finish. */

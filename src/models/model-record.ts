@@ -71,6 +71,9 @@ export interface ModelRecord {
   coolPeriods: number;
   /** `invocations` when the scaler last looked (its request rate since). */
   invocationsSeen: number;
+  /** Moves between GPUs that failed in a row, and when the scaler may try again (clock time). */
+  scaleFailures: number;
+  scaleRetryAt: number;
 }
 
 /** What http/ may read of a record. */
@@ -146,5 +149,7 @@ export function newRecord(fields: {
     busyMs: 0,
     coolPeriods: 0,
     invocationsSeen: 0,
+    scaleFailures: 0,
+    scaleRetryAt: 0,
   };
 }

@@ -122,6 +122,8 @@ export class ModelRegistry {
   private readonly events: LifecycleEvents | undefined;
   readonly ledger: GpuLedger | undefined;
   private readonly admission: Admission | undefined;
+  /** False once the agent drains: the scaler stops moving models. */
+  private moving = true;
   readonly footprints: Footprints | undefined;
   readonly policy: EvictionPolicy | undefined;
   private readonly probe: GpuMemoryProbe | undefined;
@@ -254,8 +256,14 @@ export class ModelRegistry {
     }
   }
 
+  /** Shutting down: no more moves between GPUs (nor evictions for them) while requests drain. */
+  stopMoving(): void {
+    this.moving = false;
+  }
+
   /** Stops timers and cancels waits in flight. */
   close(): void {
+    this.moving = false;
     for (const stop of this.timers) stop();
     this.lifecycle.close();
   }
@@ -610,8 +618,12 @@ export class ModelRegistry {
   private scale(): void {
     const ledger = this.ledger;
     const admission = this.admission;
-    if (!ledger || !admission || ledger.devices.length < 2) return;
+    if (!ledger || !admission || ledger.devices.length < 2 || !this.moving) return;
     const period = this.scalePeriodMs;
+    const now = this.clock.now();
+    // Load time per byte, from models whose load was measured: the cost of a victim whose was not
+    // (adopted after a restart); with none measured, such a victim is never sent away for a move.
+    const perByte = this.loadMsPerByte();
     // Requests per ms over the last period, for every model (the cost of sending one away).
     const rate = new Map<string, number>();
     for (const r of this.catalogue.values()) {
@@ -621,7 +633,15 @@ export class ModelRegistry {
     for (const r of this.catalogue.values()) {
       const demand = r.busyMs / period;
       r.busyMs = 0;
-      if (r.state !== 'ready' || r.placement.kind !== 'choose' || r.devices === 'all' || r.transition)
+      if (
+        r.state !== 'ready' ||
+        r.placement.kind !== 'choose' ||
+        r.devices === 'all' ||
+        r.transition ||
+        // An ensemble's members are placed with it, never moved (Triton would have to update each).
+        (r.staged?.memberNames.length ?? 0) > 0 ||
+        now < r.scaleRetryAt
+      )
         continue;
       const n = r.devices.length;
       if (demand > SCALE_OUT_LOAD * n && n < ledger.devices.length) {
@@ -633,14 +653,15 @@ export class ModelRegistry {
           .filter((d) => ledger.freeOn(d) >= bytes)
           .sort((a, b) => ledger.freeOn(b) - ledger.freeOn(a));
         if (spare.length > 0) {
-          void this.lifecycle.rescale(r, [...current, spare[0]]);
+          this.move(r, [...current, spare[0]]);
           continue;
         }
         const gain = demand - SCALE_OUT_LOAD * n;
         const costOf = (victims: string[]) =>
           victims.reduce((sum, v) => {
             const m = this.catalogue.get(v);
-            return sum + (rate.get(v) ?? 0) * (m?.loadMs ?? r.loadMs ?? 0);
+            const loadMs = m?.loadMs ?? ledger.chargeOf(v) * perByte;
+            return sum + (rate.get(v) ?? 0) * loadMs;
           }, 0);
         let best: { d: number; victims: string[]; cost: number } | undefined;
         for (const d of others) {
@@ -649,16 +670,44 @@ export class ModelRegistry {
           const cost = costOf(victims);
           if (!best || cost < best.cost) best = { d, victims, cost };
         }
-        if (best && best.cost < gain) void this.lifecycle.rescale(r, [...current, best.d], best.victims);
+        if (best && best.cost < gain) this.move(r, [...current, best.d], best.victims);
       } else if (n > 1 && demand < SCALE_IN_LOAD * (n - 1)) {
         if (++r.coolPeriods >= SCALE_IN_PERIODS) {
           r.coolPeriods = 0;
-          void this.lifecycle.rescale(r, r.devices.slice(0, -1));
+          this.move(r, r.devices.slice(0, -1));
         }
       } else {
         r.coolPeriods = 0;
       }
     }
+  }
+
+  /** Starts a move between GPUs; one that fails is not tried again for a while (doubling, up to 64 periods). */
+  private move(r: ModelRecord, devices: number[], victims: readonly string[] = []): void {
+    void this.lifecycle.rescale(r, devices, victims).then((moved) => {
+      if (moved) {
+        r.scaleFailures = 0;
+        r.scaleRetryAt = 0;
+      } else {
+        r.scaleFailures++;
+        r.scaleRetryAt = this.clock.now() + this.scalePeriodMs * 2 ** Math.min(6, r.scaleFailures);
+      }
+    });
+  }
+
+  /** Median measured load time per byte of charge over resident models (Infinity when none is known). */
+  private loadMsPerByte(): number {
+    const ledger = this.ledger;
+    if (!ledger) return Infinity;
+    const ratios: number[] = [];
+    for (const r of this.catalogue.values()) {
+      const bytes = ledger.chargeOf(r.name);
+      if (r.loadMs !== undefined && bytes > 0) ratios.push(r.loadMs / bytes);
+      if (ratios.length >= 256) break;
+    }
+    if (ratios.length === 0) return Infinity;
+    ratios.sort((a, b) => a - b);
+    return ratios[Math.floor(ratios.length / 2)];
   }
 
   /** Keep-alive: evicts models nobody used for `idleUnloadMs`, ahead of need. */

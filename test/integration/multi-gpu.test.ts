@@ -3,6 +3,7 @@
  * an artifact's own instance_group respected, per-device out of memory, eviction on the right device.
  */
 import { tritonNameFor } from '../../src/artifacts';
+import type { ModelRecord } from '../../src/models';
 import { identityConfig } from '../support/model-repo';
 import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
 
@@ -22,10 +23,13 @@ function spec(name: string, opts: { gpuMiB: number; declaredMiB?: number; groups
 
 describe('several GPUs', () => {
   let stack: Stack;
-  const start = async (env: Record<string, string> = {}) => {
+  const start = async (
+    env: Record<string, string> = {},
+    emulator: { modelLoadThreadCount?: number } = {},
+  ) => {
     stack = await startStack({
       env: { AGENT_EVICTION_POLICY: 'lru', ...env },
-      emulator: { gpuCount: GPUS, gpuMemoryBytes: 100 * MiB },
+      emulator: { gpuCount: GPUS, gpuMemoryBytes: 100 * MiB, ...emulator },
     });
   };
   afterEach(async () => {
@@ -146,6 +150,55 @@ describe('several GPUs', () => {
     cycling = false;
     await cycle;
     expect(warmFailed).toBe(0);
+  });
+
+  test('a move Triton does not answer in time is counted on both sets of GPUs, never on too few', async () => {
+    // One load thread, busy with a slow load: the busy model's update waits behind it past the deadline.
+    // A 1 s scaler period: the failed move is not retried (backoff: two periods) before Triton finishes it.
+    await start(
+      { AGENT_SCALE_PERIOD_MS: '1000', AGENT_LOAD_TIMEOUT_MS: '1500' },
+      { modelLoadThreadCount: 1 },
+    );
+    const infer40 = 'parameters { key: "emulator_infer_ms" value { string_value: "40" } }';
+    expect((await add('hot', { gpuMiB: 30, groups: infer40 })).status).toBe(200);
+    const slowLoad = 'parameters { key: "emulator_load_ms" value { string_value: "3000" } }';
+    const slow = add('slow', { gpuMiB: 30, groups: slowLoad });
+    const stop = load('hot', 4);
+    const hotName = tritonNameFor('hot');
+    const ledger = stack.agent.registry.ledger;
+    // The update times out in the agent (1.5 s) but Triton carries it out once the slow load is done.
+    await waitFor(() => on('hot').length >= 2, 15_000);
+    expect(on('hot').length).toBeGreaterThanOrEqual(2);
+    const charged = ledger?.devicesOf('hot');
+    expect(charged).not.toBe('all');
+    for (const d of on('hot')) expect(charged).toContain(d);
+    expect(await stop()).toBe(0);
+    // The slow load itself passes the agent's deadline too (a 504); only the move matters here.
+    expect([200, 504]).toContain((await slow).status);
+    expect(stack.emulator.loadedModels()).toContain(hotName);
+    expect(peaks().every((p) => p <= 100)).toBe(true);
+  });
+
+  test('Triton restarting during a move: the model is reloaded, not left counted as resident', async () => {
+    await start({ AGENT_SCALE_PERIOD_MS: '60000' });
+    const slowUpdate = 'parameters { key: "emulator_load_ms" value { string_value: "800" } }';
+    expect((await add('a', { gpuMiB: 30, groups: slowUpdate })).status).toBe(200);
+    const registry = stack.agent.registry as unknown as {
+      catalogue: { get(n: string): ModelRecord | undefined };
+      lifecycle: { rescale(r: ModelRecord, d: number[]): Promise<boolean> };
+    };
+    const record = registry.catalogue.get('a') as ModelRecord;
+    const from = on('a');
+    const moving = registry.lifecycle.rescale(record, [from[0], (from[0] + 1) % GPUS]);
+    await new Promise((r) => setTimeout(r, 200));
+    await stack.emulator.restart();
+    const restored = stack.agent.registry.restoreAfterTritonRestart();
+    await moving;
+    await restored;
+    // Either way the agent's view and Triton's agree: the model is loaded again and answers.
+    expect(stack.emulator.loadedModels()).toContain(tritonNameFor('a'));
+    expect((await invoke('a')).status).toBe(200);
+    expect(peaks().every((p) => p <= 100)).toBe(true);
   });
 
   test('triton-default puts every model on every GPU, so the fourth model evicts', async () => {

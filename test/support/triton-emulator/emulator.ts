@@ -510,7 +510,7 @@ export class TritonEmulator {
       const latency = this.inferLatencyMs + cfg.inferMs;
       let outputs: Map<string, Tensor>;
       // One request at a time per instance; the others queue.
-      const done = await lc.execute(vr, cfg.instances);
+      const done = await lc.execute(vr, () => rec.config?.instances ?? cfg.instances);
       try {
         if (latency > 0) await sleep(latency);
         outputs = await this.run(name, cfg, inputs, 0);

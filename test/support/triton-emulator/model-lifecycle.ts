@@ -41,6 +41,8 @@ export interface VersionRecord {
   executing?: number;
   /** Requests queued for a free instance, oldest first. */
   queued?: (() => void)[];
+  /** How many instances it has now. */
+  instances?: () => number;
 }
 
 /** Names of the `parameters` keys the emulator reads from a config.pbtxt. */
@@ -653,6 +655,8 @@ export class ModelLifecycle {
     for (const [v, bytes] of prev.deviceBytes) if (!cfg.deviceBytes.has(v)) cfg.deviceBytes.set(v, bytes);
     rec.config = cfg;
     rec.loadDurationSecs = (Date.now() - started) / 1000;
+    // Added instances take queued requests at once.
+    for (const v of ready) ModelLifecycle.pump(v);
   }
 
   /**
@@ -867,19 +871,30 @@ export class ModelLifecycle {
   }
 
   /**
-   * Waits for a free execution instance of the version (`instances` of them), as Triton's scheduler queues
-   * requests for a busy model; returns the function that frees it.
+   * Waits for a free execution instance of the version (`instances()` of them, read each time: an update
+   * changes it), as Triton's scheduler queues requests for a busy model; returns the function that frees it.
    */
-  async execute(vr: VersionRecord, instances: number): Promise<() => void> {
+  async execute(vr: VersionRecord, instances: () => number): Promise<() => void> {
     vr.executing ??= 0;
-    if (vr.executing >= instances) await new Promise<void>((r) => (vr.queued ??= []).push(r));
+    vr.instances = instances;
+    if (vr.executing >= instances()) await new Promise<void>((r) => (vr.queued ??= []).push(r));
     else vr.executing++;
+    let freed = false;
     return () => {
-      const next = vr.queued?.shift();
-      // The instance passes straight to the oldest waiting request.
-      if (next) next();
-      else vr.executing = (vr.executing ?? 1) - 1;
+      if (freed) return;
+      freed = true;
+      vr.executing = (vr.executing ?? 1) - 1;
+      ModelLifecycle.pump(vr);
     };
+  }
+
+  /** Starts queued requests, oldest first, while the version has free instances. */
+  private static pump(vr: VersionRecord): void {
+    const limit = vr.instances?.() ?? 1;
+    while ((vr.queued?.length ?? 0) > 0 && (vr.executing ?? 0) < limit) {
+      vr.executing = (vr.executing ?? 0) + 1;
+      vr.queued?.shift()?.();
+    }
   }
 
   leave(vr: VersionRecord): void {
