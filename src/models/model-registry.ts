@@ -622,7 +622,7 @@ export class ModelRegistry {
     const period = this.scalePeriodMs;
     const now = this.clock.now();
     // Load time per byte, from models whose load was measured: the cost of a victim whose was not
-    // (adopted after a restart); with none measured, such a victim is never sent away for a move.
+    // (adopted after a restart); with none measured, such a victim in use is never sent away for a move.
     const perByte = this.loadMsPerByte();
     // Requests per ms over the last period, for every model (the cost of sending one away).
     const rate = new Map<string, number>();
@@ -659,9 +659,11 @@ export class ModelRegistry {
         const gain = demand - SCALE_OUT_LOAD * n;
         const costOf = (victims: string[]) =>
           victims.reduce((sum, v) => {
+            const used = rate.get(v) ?? 0;
+            // Nobody asked for it: sending it away costs nothing now, whatever its load time.
+            if (used === 0) return sum;
             const m = this.catalogue.get(v);
-            const loadMs = m?.loadMs ?? ledger.chargeOf(v) * perByte;
-            return sum + (rate.get(v) ?? 0) * loadMs;
+            return sum + used * (m?.loadMs ?? Math.max(1, ledger.chargeOf(v)) * perByte);
           }, 0);
         let best: { d: number; victims: string[]; cost: number } | undefined;
         for (const d of others) {
