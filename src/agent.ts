@@ -124,6 +124,7 @@ export class Agent {
         unloadPollMs: config.unloadPollMs,
         oomRetries: config.oomRetries,
         placement: config.gpuPlacement,
+        artifactGpus: config.artifactGpus,
         ownDirs: [config.modelRepository, config.stagingDir, config.cacheDir],
         scalePeriodMs: config.scalePeriodMs,
         idleUnloadMs: config.idleUnloadMs,

@@ -48,6 +48,7 @@ export interface AgentConfig {
   churnGuardMs: number;
   idleUnloadMs: number;
   gpuPlacement: 'adaptive' | 'pack' | 'triton-default';
+  artifactGpus: 'respect' | 'ignore';
   scalePeriodMs: number;
   accessLogFile: string | undefined;
   accessLogMaxBytes: number;
@@ -525,6 +526,14 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
       "on an instance with several GPUs: adaptive (each model on the one GPU it fits best, written into the staged config's instance_group; a model its one instance cannot keep up with gets instances on more GPUs, evicting only models whose reload costs less than its queueing, and gives them back when it cools), pack (one GPU each, never more) or triton-default (every model on every GPU, as Triton places it); an artifact that names its own GPUs, or runs on the CPU, keeps that",
     fallback: 'adaptive',
     parse: oneOf('adaptive', 'pack', 'triton-default'),
+  },
+  {
+    key: 'artifactGpus',
+    env: 'AGENT_ARTIFACT_GPUS',
+    meaning:
+      'an artifact whose instance_group names GPUs: respect keeps them, ignore lets AGENT_GPU_PLACEMENT choose (kind and count kept; CPU models stay on the CPU)',
+    fallback: 'respect',
+    parse: oneOf('respect', 'ignore'),
   },
   {
     key: 'scalePeriodMs',

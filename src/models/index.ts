@@ -7,7 +7,7 @@ export {
   type Devices,
   type LedgerOptions,
 } from './gpu-ledger';
-export { placementOf, type Placement, type PlacementMode } from './placement';
+export { placementOf, type ArtifactGpus, type Placement, type PlacementMode } from './placement';
 export { Footprints, type FootprintOptions } from './footprints';
 export { Admission, type AdmissionSeam, type AdmissionOptions } from './admission';
 export { Catalogue } from './catalogue';

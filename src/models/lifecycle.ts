@@ -18,7 +18,7 @@ import { waitForChange, type Clock } from './clock';
 import type { EvictionPolicy } from './eviction';
 import type { Footprints } from './footprints';
 import type { Devices, GpuLedger } from './gpu-ledger';
-import { placementOf, type Placement, type PlacementMode } from './placement';
+import { placementOf, type ArtifactGpus, type Placement, type PlacementMode } from './placement';
 import type { ModelRecord } from './model-record';
 
 /** The config `parameters` key in which an artifact may declare its GPU footprint. */
@@ -37,6 +37,8 @@ const RESCALE_ROOM_WAIT_MS = 10_000;
 export interface LifecycleOptions {
   /** How models are placed on a multi-GPU instance. */
   placement: PlacementMode;
+  /** Whether an artifact's own GPU list is kept (default) or left to the placement. */
+  artifactGpus?: ArtifactGpus;
   loadTimeoutMs: number;
   /** How long a load may wait for room on the GPU before answering 507. */
   admissionWaitMs: number;
@@ -223,6 +225,7 @@ export class Lifecycle {
           ? layout.members.flatMap((m) => instanceGroups(m.config))
           : instanceGroups(layout.top.config),
         this.options.placement,
+        this.options.artifactGpus,
       );
       undo.push(() => {
         record.staged = undefined;
@@ -230,8 +233,11 @@ export class Lifecycle {
       // Staged after admission, which chooses the devices its config places it on.
       const stage = async (devices: Devices): Promise<void> => {
         // Only a placement the agent chose is written; an artifact's own (or a CPU model's) stays as it is.
+        const count = capacity?.ledger.devices.length ?? 0;
         const chosen = record.placement.kind === 'choose' && devices !== 'all';
-        const gpus = chosen && (capacity?.ledger.devices.length ?? 0) > 1 ? devices : undefined;
+        const unpinned = record.placement.kind === 'all' && record.placement.unpin === true && count > 0;
+        const gpus =
+          chosen && count > 1 ? devices : unpinned ? Array.from({ length: count }, (_, d) => d) : undefined;
         const staged: StagedModel = await stager.stage(
           layout,
           record.tritonName,
@@ -500,6 +506,7 @@ export class Lifecycle {
           ? layout.members.flatMap((m) => instanceGroups(m.config))
           : instanceGroups(layout.top.config),
         this.options.placement,
+        this.options.artifactGpus,
       );
       record.devices = await this.stagedDevices(staged, record.placement);
       capacity?.ledger.reserve(record.name, this.need(record), record.devices);

@@ -14,7 +14,7 @@ import { GpuLedger } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
 import { Lifecycle, userText, type LifecycleEvents } from './lifecycle';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
-import type { PlacementMode } from './placement';
+import type { ArtifactGpus, PlacementMode } from './placement';
 
 export interface RegistryOptions {
   /** `s3://bucket/prefix/` or `file:///dir/`: invoking an unknown name loads `<prefix><name>`. */
@@ -34,6 +34,8 @@ export interface RegistryOptions {
   idleUnloadMs: number;
   /** How models are placed on a multi-GPU instance (default `adaptive`). */
   placement?: PlacementMode;
+  /** Whether an artifact's own GPU list is kept (default) or left to the placement. */
+  artifactGpus?: ArtifactGpus;
   /** How often the adaptive placement looks at how busy each model's instances are (default 2000 ms). */
   scalePeriodMs?: number;
   /** The agent's own directories (repository, staging, cache): no model may be loaded from inside them. */
@@ -209,6 +211,7 @@ export class ModelRegistry {
       },
       {
         placement: options.placement ?? 'adaptive',
+        artifactGpus: options.artifactGpus,
         loadTimeoutMs: options.loadTimeoutMs,
         admissionWaitMs: options.coldLoadWaitMs,
         unloadTimeoutMs: options.unloadTimeoutMs,

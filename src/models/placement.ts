@@ -12,16 +12,30 @@ export type PlacementMode = 'triton-default' | 'pack' | 'adaptive';
 
 /** Where one model goes: nowhere on a GPU, every GPU, the GPUs its artifact names, or one the agent picks. */
 export type Placement =
-  { kind: 'cpu' } | { kind: 'all' } | { kind: 'fixed'; devices: number[] } | { kind: 'choose' };
+  | { kind: 'cpu' }
+  /** `unpin`: the artifact named GPUs the agent was told to ignore; its config is rewritten to all of them. */
+  | { kind: 'all'; unpin?: boolean }
+  | { kind: 'fixed'; devices: number[] }
+  | { kind: 'choose' };
+
+/** Whether an artifact's `instance_group` that names GPUs keeps them, or leaves them to the placement. */
+export type ArtifactGpus = 'respect' | 'ignore';
 
 /**
- * The placement of a model from its config's instance groups. An artifact's own choice is respected:
- * CPU-only models are never placed on a GPU, and GPU groups that name their GPUs keep them.
+ * The placement of a model from its config's instance groups. CPU-only models are never placed on a GPU;
+ * GPU groups that name their GPUs keep them, unless `artifactGpus` is `ignore` (configs copied from a
+ * single-GPU setup often pin everything to GPU 0).
  */
-export function placementOf(groups: readonly InstanceGroup[], mode: PlacementMode): Placement {
+export function placementOf(
+  groups: readonly InstanceGroup[],
+  mode: PlacementMode,
+  artifactGpus: ArtifactGpus = 'respect',
+): Placement {
   const onGpu = groups.filter((g) => g.kind === 'KIND_GPU' || g.kind === 'KIND_AUTO');
   if (groups.length > 0 && onGpu.length === 0) return { kind: 'cpu' };
-  if (onGpu.length > 0 && onGpu.every((g) => g.gpus.length > 0))
+  const pinned = onGpu.length > 0 && onGpu.some((g) => g.gpus.length > 0);
+  if (pinned && artifactGpus === 'respect' && onGpu.every((g) => g.gpus.length > 0))
     return { kind: 'fixed', devices: [...new Set(onGpu.flatMap((g) => g.gpus))].sort((a, b) => a - b) };
-  return mode === 'triton-default' ? { kind: 'all' } : { kind: 'choose' };
+  if (mode !== 'triton-default') return { kind: 'choose' };
+  return pinned && artifactGpus === 'ignore' ? { kind: 'all', unpin: true } : { kind: 'all' };
 }

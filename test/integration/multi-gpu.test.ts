@@ -221,6 +221,30 @@ describe('several GPUs', () => {
     expect((await invoke('cpu')).status).toBe(200);
   });
 
+  test('AGENT_ARTIFACT_GPUS=ignore: configs all pinned to GPU 0 are spread by the placement instead', async () => {
+    await start({ AGENT_ARTIFACT_GPUS: 'ignore' });
+    const pinned = 'instance_group [{ kind: KIND_GPU, gpus: [0] }]';
+    for (let i = 0; i < 6; i++) expect((await add(`p${i}`, { gpuMiB: 30, groups: pinned })).status).toBe(200);
+    // Respected, three would fit on GPU 0 and the others would evict them; here all six stay.
+    expect(stack.emulator.loadedModels()).toHaveLength(6);
+    const used = new Set([...Array(6).keys()].flatMap((i) => on(`p${i}`)));
+    expect(used.size).toBeGreaterThanOrEqual(2);
+    for (let i = 0; i < 6; i++) expect(on(`p${i}`)).toHaveLength(1);
+    // A CPU model stays on the CPU whatever the setting.
+    expect((await add('cpu', { gpuMiB: 30, groups: 'instance_group [{ kind: KIND_CPU }]' })).status).toBe(
+      200,
+    );
+    expect(on('cpu')).toEqual([]);
+  });
+
+  test('AGENT_ARTIFACT_GPUS=ignore with triton-default: a pinned model goes on every GPU', async () => {
+    await start({ AGENT_ARTIFACT_GPUS: 'ignore', AGENT_GPU_PLACEMENT: 'triton-default' });
+    const pinned = 'instance_group [{ kind: KIND_GPU, gpus: [2] }]';
+    expect((await add('p', { gpuMiB: 30, groups: pinned })).status).toBe(200);
+    expect(on('p')).toEqual([0, 1, 2, 3]);
+    expect((await invoke('p')).status).toBe(200);
+  });
+
   test('eviction frees room on the device that needs it', async () => {
     await start();
     for (let i = 0; i < 12; i++) expect((await add(`m${i}`, { gpuMiB: 30 })).status).toBe(200);

@@ -19,6 +19,7 @@ import {
   GpuLedger,
   LruPolicy,
   ModelRegistry,
+  placementOf,
   type ModelRecord,
   type RegistryOptions,
 } from '../../src/models';
@@ -557,6 +558,26 @@ describe('failure memory', () => {
 });
 
 describe('placement on several GPUs', () => {
+  test('placementOf: CPU stays CPU; named GPUs kept unless ignored; none named: the mode decides', () => {
+    const gpu = (gpus: number[], count = 1) => ({ kind: 'KIND_GPU', count, gpus });
+    const cpu = { kind: 'KIND_CPU', count: 2, gpus: [] };
+    for (const mode of ['adaptive', 'pack', 'triton-default'] as const)
+      for (const artifactGpus of ['respect', 'ignore'] as const)
+        expect(placementOf([cpu], mode, artifactGpus)).toEqual({ kind: 'cpu' });
+    expect(placementOf([gpu([2]), gpu([0])], 'adaptive')).toEqual({ kind: 'fixed', devices: [0, 2] });
+    expect(placementOf([gpu([2])], 'adaptive', 'ignore')).toEqual({ kind: 'choose' });
+    expect(placementOf([gpu([2])], 'triton-default', 'ignore')).toEqual({ kind: 'all', unpin: true });
+    // One group names GPUs, another does not: not fully pinned, so the mode decides.
+    expect(placementOf([gpu([1]), gpu([])], 'pack')).toEqual({ kind: 'choose' });
+    expect(placementOf([gpu([1]), gpu([])], 'triton-default')).toEqual({ kind: 'all' });
+    expect(placementOf([gpu([1]), gpu([])], 'triton-default', 'ignore')).toEqual({
+      kind: 'all',
+      unpin: true,
+    });
+    expect(placementOf([], 'adaptive', 'ignore')).toEqual({ kind: 'choose' });
+    expect(placementOf([], 'triton-default', 'ignore')).toEqual({ kind: 'all' });
+  });
+
   const MiB = 1;
   function setup(devices: number, total = 100) {
     const clock = new ManualClock();
