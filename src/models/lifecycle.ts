@@ -352,7 +352,15 @@ export class Lifecycle {
         moved?.();
         // Leave Triton as it was: whatever part did load goes again.
         await triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
-        capacity?.ledger.cancel(record.name);
+        // Without an answer the load may have taken memory (Triton finishes a load the caller gave up on
+        // before the unload behind it runs): that memory is released, late perhaps, not never taken.
+        const unanswered =
+          !(err instanceof TritonError) ||
+          err.kind === 'DeadlineExceeded' ||
+          err.kind === 'Unavailable' ||
+          err.kind === 'Cancelled';
+        if (unanswered) capacity?.ledger.release(record.name);
+        else capacity?.ledger.cancel(record.name);
         const e = this.loadFailure(record, err);
         if (!isAgentError(e, ErrorCode.InsufficientCapacity) || !capacity) throw e;
         lastOom = e;
