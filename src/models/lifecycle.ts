@@ -160,6 +160,7 @@ export class Lifecycle {
     record.phase = 'fetching';
     record.lastFailure = undefined;
     record.victims = [];
+    record.victimsReported = false;
     record.transition = this.load(record).then(
       () => {
         record.transition = undefined;

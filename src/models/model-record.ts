@@ -61,6 +61,8 @@ export interface ModelRecord {
   registered: boolean;
   /** Models evicted to make room for the current (or last) load. */
   victims: string[];
+  /** Whether a request's access-log line already named `victims` (only the first cold waiter does). */
+  victimsReported: boolean;
   /** Where its instances may go (from its config and the placement setting). */
   placement: Placement;
   /** The devices it was loaded on ('all': every GPU). */
@@ -144,6 +146,7 @@ export function newRecord(fields: {
     versionSeen: '',
     registered: true,
     victims: [],
+    victimsReported: false,
     placement: { kind: 'all' },
     devices: 'all',
     busyMs: 0,

@@ -432,8 +432,10 @@ export class ModelRegistry {
       footprintBytes: this.lifecycle.need(record),
       loadMs: record.loadMs,
       downloadMs: record.fetchMs,
-      evicted: cold ? record.victims : [],
+      // Requests that waited for the same load share its evictions: only the first is charged with them.
+      evicted: cold && !record.victimsReported ? record.victims : [],
     });
+    if (cold) record.victimsReported = true;
     let released = false;
     return {
       record,

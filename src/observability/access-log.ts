@@ -43,7 +43,7 @@ export interface InvokeRecord {
   downloadMs?: number;
   /** How long this request waited for its model, ms. */
   waitMs?: number;
-  /** Models evicted to make room for this request's load. */
+  /** Models evicted to make room for this request's load (on the first request that waited for it only). */
   evicted?: string[];
   /** When the request arrived, ms since the epoch; default now. */
   time?: number;

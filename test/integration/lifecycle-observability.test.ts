@@ -107,3 +107,48 @@ describe('lifecycle metrics and the access log', () => {
     ]);
   });
 });
+
+describe('the access log under concurrent cold requests', () => {
+  test('requests that wait for the same load share its evictions: only the first names them', async () => {
+    const dir = await fs.mkdtemp(path.join(process.env.TMPDIR ?? '/tmp', 'access-log-'));
+    const logFile = path.join(dir, 'access.log');
+    const stack = await startStack({
+      env: { AGENT_EVICTION_POLICY: 'lru', AGENT_ACCESS_LOG_FILE: logFile },
+      emulator: { gpuMemoryBytes: 100 * MiB },
+    });
+    try {
+      for (const name of ['a', 'b', 'c', 'd']) {
+        const spec = {
+          config: identityConfig(
+            name,
+            [{ type: 'TYPE_INT32', dims: [1] }],
+            0,
+            `parameters { key: "emulator_gpu_bytes" value { string_value: "${30 * MiB}" } }\n` +
+              `parameters { key: "gpu_memory_bytes" value { string_value: "${30 * MiB}" } }\n` +
+              'parameters { key: "emulator_load_ms" value { string_value: "200" } }',
+          ),
+          versions: { '1': { 'model.py': 100 } },
+        };
+        const url = await sagemakerArtifact(stack.models, `h-${name}`, name, spec);
+        expect((await request(stack.url, 'POST', '/models', { model_name: name, url })).status).toBe(200);
+      }
+      // 'd' evicted 'a'; three requests for 'a' at once wait for one load, which evicts 'b'.
+      const body = { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [1] }] };
+      const answers = await Promise.all(
+        [1, 2, 3].map(() => request(stack.url, 'POST', '/models/a/invoke', body)),
+      );
+      expect(answers.map((r) => r.status)).toEqual([200, 200, 200]);
+      await stack.agent.stop(1000);
+      const invokes = (await fs.readFile(logFile, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; model: string; outcome?: string; evicted?: string[] })
+        .filter((l) => l.type === 'invoke' && l.model === 'a');
+      expect(invokes.map((l) => l.outcome)).toEqual(['cold', 'cold', 'cold']);
+      expect(invokes.flatMap((l) => l.evicted ?? [])).toEqual(['b']);
+    } finally {
+      await stack.stop();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
