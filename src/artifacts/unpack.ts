@@ -13,7 +13,7 @@ export interface UnpackLimits {
   maxBytes: number;
   /**
    * The disk cache's whole budget: an artifact that unpacks to more could never be kept, so unpacking stops
-   * there (507, as the cache would answer) instead of filling the disk first.
+   * there (a refusal, remembered) instead of filling the disk first.
    */
   cacheBytes?: number;
 }
@@ -171,10 +171,12 @@ class Extraction {
       for await (const chunk of data) {
         this.bytes += chunk.length;
         const cache = this.limits.cacheBytes;
+        // Bigger than the whole cache can never be kept under these settings: refused (and remembered) like a
+        // bomb, so requests do not download and unpack it again and again.
         if (cache !== undefined && cache < this.limits.maxBytes && this.bytes > cache)
-          throw (this.refusal = new AgentError(
-            ErrorCode.InsufficientCapacity,
-            `the artifact unpacks to more than the whole disk cache (MODEL_CACHE_BYTES=${cache}); unpacking stopped at entry '${name}'`,
+          throw (this.refusal = refuse(
+            name,
+            `the artifact unpacks to more than the whole disk cache (MODEL_CACHE_BYTES=${cache}); unpacking stopped here`,
           ));
         if (this.bytes > this.limits.maxBytes)
           throw (this.refusal = refuse(

@@ -68,6 +68,14 @@ function parseJsonObject(body: Buffer, what: string): Record<string, unknown> {
 
 export { checkModelName };
 
+/** The raw text behind an error whose message was made fit for callers (Triton's transport error). */
+function causeText(e: AgentError): string | undefined {
+  const raw =
+    (e as { tritonMessage?: unknown }).tritonMessage ??
+    (e.cause as { tritonMessage?: unknown })?.tritonMessage;
+  return typeof raw === 'string' && raw.trimEnd() !== e.message ? raw.trimEnd() : undefined;
+}
+
 /** Checks a load url: an absolute path or file:// URL (directory or archive), or s3://bucket/key. */
 function checkModelUrl(url: unknown): string {
   if (typeof url !== 'string' || url.trim() === '') throw bad('"url" must be a non-empty string');
@@ -169,6 +177,8 @@ export function createApp(deps: AppDeps): RequestListener {
           path: pathOf(req),
           code: e.code,
           error: e.message,
+          // What the caller was not told (a connection failure's address and cause), for operators.
+          ...(causeText(e) !== undefined ? { cause: causeText(e) } : {}),
         });
       }
       if (e.code === ErrorCode.PayloadTooLarge) res.setHeader('Connection', 'close');

@@ -235,10 +235,12 @@ export class Lifecycle {
       const stage = async (devices: Devices): Promise<void> => {
         // Only a placement the agent chose is written; an artifact's own (or a CPU model's) stays as it is.
         const count = capacity?.ledger.devices.length ?? 0;
-        const chosen = record.placement.kind === 'choose' && devices !== 'all';
+        const chosen =
+          record.placement.kind === 'choose' &&
+          devices !== 'all' &&
+          (count > 1 || record.placement.unpin === true);
         const unpinned = record.placement.kind === 'all' && record.placement.unpin === true && count > 0;
-        const gpus =
-          chosen && count > 1 ? devices : unpinned ? Array.from({ length: count }, (_, d) => d) : undefined;
+        const gpus = chosen ? devices : unpinned ? Array.from({ length: count }, (_, d) => d) : undefined;
         const staged: StagedModel = await stager.stage(
           layout,
           record.tritonName,
@@ -457,7 +459,9 @@ export class Lifecycle {
   /** Maps a failed Triton load to what the caller should hear, naming the user's model. */
   private loadFailure(record: ModelRecord, err: unknown): AgentError {
     if (err instanceof TritonError) {
-      const msg = `model '${record.name}' failed to load: ${userText(record, err.tritonMessage.trimEnd())}`;
+      // A failed connection is told without Triton's address (err.message); Triton's own texts as they are.
+      const text = err.message === err.tritonMessage.trimEnd() ? err.tritonMessage.trimEnd() : err.message;
+      const msg = `model '${record.name}' failed to load: ${userText(record, text)}`;
       return new AgentError(err.code, msg, { cause: err });
     }
     if (err instanceof AgentError) return err;
@@ -756,11 +760,18 @@ export class Lifecycle {
    */
   markLost(record: ModelRecord): void {
     if (record.state !== 'ready') return;
-    const before = record.transition ?? Promise.resolve();
+    const moving = record.transition;
+    const before = moving ?? Promise.resolve();
     // The staged files go before anything reloads it (the reload stages into the same directory).
-    const work: Promise<void> = before.then(() =>
-      record.state === 'ready' ? this.forgetResidency(record) : undefined,
-    );
+    const work: Promise<void> = before.then(async () => {
+      if (record.state !== 'ready') return;
+      // A move that reached the new Triton loaded the model there: it goes, so nothing is held unknown.
+      if (moving)
+        await this.parts.triton
+          .unload(record.tritonName, { unloadDependents: true, deadlineMs: this.options.unloadTimeoutMs })
+          .catch(() => undefined);
+      await this.forgetResidency(record);
+    });
     const done = () => {
       if (record.transition === work) record.transition = undefined;
     };

@@ -16,7 +16,8 @@ export type Placement =
   /** `unpin`: the artifact named GPUs the agent was told to ignore; its config is rewritten to all of them. */
   | { kind: 'all'; unpin?: boolean }
   | { kind: 'fixed'; devices: number[] }
-  | { kind: 'choose' };
+  /** `unpin`: as for 'all'; its GPUs are written even on an instance with one GPU. */
+  | { kind: 'choose'; unpin?: boolean };
 
 /** Whether an artifact's `instance_group` that names GPUs keeps them, or leaves them to the placement. */
 export type ArtifactGpus = 'respect' | 'ignore';
@@ -36,6 +37,7 @@ export function placementOf(
   const pinned = onGpu.length > 0 && onGpu.some((g) => g.gpus.length > 0);
   if (pinned && artifactGpus === 'respect' && onGpu.every((g) => g.gpus.length > 0))
     return { kind: 'fixed', devices: [...new Set(onGpu.flatMap((g) => g.gpus))].sort((a, b) => a - b) };
-  if (mode !== 'triton-default') return { kind: 'choose' };
+  if (mode !== 'triton-default')
+    return pinned && artifactGpus === 'ignore' ? { kind: 'choose', unpin: true } : { kind: 'choose' };
   return pinned && artifactGpus === 'ignore' ? { kind: 'all', unpin: true } : { kind: 'all' };
 }

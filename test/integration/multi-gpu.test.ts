@@ -237,6 +237,17 @@ describe('several GPUs', () => {
     expect(on('cpu')).toEqual([]);
   });
 
+  test('AGENT_ARTIFACT_GPUS=ignore on a one-GPU instance: a config naming GPU 1 loads on GPU 0', async () => {
+    stack = await startStack({
+      env: { AGENT_EVICTION_POLICY: 'lru', AGENT_ARTIFACT_GPUS: 'ignore' },
+      emulator: { gpuCount: 1, gpuMemoryBytes: 100 * MiB },
+    });
+    const pinned = 'instance_group [{ kind: KIND_GPU, gpus: [1] }]';
+    expect((await add('p', { gpuMiB: 30, groups: pinned })).status).toBe(200);
+    expect(on('p')).toEqual([0]);
+    expect((await invoke('p')).status).toBe(200);
+  });
+
   test('AGENT_ARTIFACT_GPUS=ignore with triton-default: a pinned model goes on every GPU', async () => {
     await start({ AGENT_ARTIFACT_GPUS: 'ignore', AGENT_GPU_PLACEMENT: 'triton-default' });
     const pinned = 'instance_group [{ kind: KIND_GPU, gpus: [2] }]';

@@ -565,7 +565,7 @@ describe('placement on several GPUs', () => {
       for (const artifactGpus of ['respect', 'ignore'] as const)
         expect(placementOf([cpu], mode, artifactGpus)).toEqual({ kind: 'cpu' });
     expect(placementOf([gpu([2]), gpu([0])], 'adaptive')).toEqual({ kind: 'fixed', devices: [0, 2] });
-    expect(placementOf([gpu([2])], 'adaptive', 'ignore')).toEqual({ kind: 'choose' });
+    expect(placementOf([gpu([2])], 'adaptive', 'ignore')).toEqual({ kind: 'choose', unpin: true });
     expect(placementOf([gpu([2])], 'triton-default', 'ignore')).toEqual({ kind: 'all', unpin: true });
     // One group names GPUs, another does not: not fully pinned, so the mode decides.
     expect(placementOf([gpu([1]), gpu([])], 'pack')).toEqual({ kind: 'choose' });
