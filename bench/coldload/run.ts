@@ -20,6 +20,7 @@ import { loadConfig } from '../../src/config';
 import { silentLogger } from '../../src/observability';
 import { TritonClient } from '../../src/triton';
 import { identityConfig, writeModel } from '../../test/support/model-repo';
+import type { TritonEmulator } from '../../test/support/triton-emulator';
 import { startEmulatedTriton, type EmulatedTriton } from '../support/emulated-triton';
 
 const quick = process.argv.includes('--quick');
@@ -94,6 +95,14 @@ async function waitUnloaded(client: TritonClient, name: string): Promise<void> {
     if (!idx.some((e) => e.name === name && ['READY', 'LOADING', 'UNLOADING'].includes(e.state))) return;
     await new Promise((r) => setTimeout(r, 1));
   }
+}
+
+/** Loads of `names` the emulated GPU refused (out of memory), from the emulator's counters. */
+function refusedLoads(emulator: TritonEmulator, agent: Agent, names: readonly string[]): number {
+  return names.reduce(
+    (acc, n) => acc + emulator.counters(agent.registry.get(n)?.tritonName ?? '').loadFailures,
+    0,
+  );
 }
 
 async function main(): Promise<void> {
@@ -175,10 +184,7 @@ async function main(): Promise<void> {
       baseline: median(baseMs),
       unit: 'ms',
     });
-    const refused = names.reduce(
-      (acc, n) => acc + a.emulator.counters(agent.registry.get(n)?.tritonName ?? '').loadFailures,
-      0,
-    );
+    const refused = refusedLoads(a.emulator, agent, names);
     results.push({
       scenario: 'swap: loads the GPU refused (out of memory)',
       agent: refused,
@@ -238,10 +244,7 @@ async function main(): Promise<void> {
       }
     };
     await Promise.all(Array.from({ length: 5 }, worker));
-    const refused = names.reduce(
-      (acc, n) => acc + a.emulator.counters(agent.registry.get(n)?.tritonName ?? '').loadFailures,
-      0,
-    );
+    const refused = refusedLoads(a.emulator, agent, names);
     results.push({
       scenario: 'pressure: requests that failed (of 300)',
       agent: failed,

@@ -25,6 +25,7 @@ import {
   type ModelRecord,
   type Placement,
 } from '../../src/models';
+import { emptyGpus } from '../../test/support/gpu-sample';
 import { driftTrace, makeModels, zipfTrace, type SimModel, type Trace } from '../eviction-sim/traces';
 
 const quick = process.argv.includes('--quick');
@@ -64,14 +65,7 @@ async function replay(
   const ledger = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 1000, releaseWaitMs: 0 }, () =>
     clock.now(),
   );
-  ledger.observe({
-    at: 0,
-    devices: Array.from({ length: devices }, (_, i) => ({
-      uuid: `GPU-${i}`,
-      usedBytes: 0,
-      totalBytes: deviceBytes,
-    })),
-  });
+  ledger.observe(emptyGpus(devices, deviceBytes));
   const policy = policyFromSettings(loadConfig({ TRITON_MODEL_REPOSITORY: '/models' }));
   if (!policy) throw new Error('the default settings have eviction on');
   const admission = new Admission(

@@ -5,7 +5,7 @@ import { AgentError, ErrorCode, isAgentError } from '../errors';
 import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
 import { checkModelName, type ModelRegistry, type ModelView } from '../models';
 import { AgentMetrics, EmfPublisher, type Logger } from '../observability';
-import type { TritonControl } from '../triton';
+import { TritonError, type TritonControl } from '../triton';
 import { readBody } from './body';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
 import { ANSWER_BY_CODE, asAgentError, sendError, sendJson, statusOf } from './status';
@@ -68,12 +68,10 @@ function parseJsonObject(body: Buffer, what: string): Record<string, unknown> {
 
 export { checkModelName };
 
-/** The raw text behind an error whose message was made fit for callers (Triton's transport error). */
+/** The transport's own text behind a connection failure (callers are told without Triton's address). */
 function causeText(e: AgentError): string | undefined {
-  const raw =
-    (e as { tritonMessage?: unknown }).tritonMessage ??
-    (e.cause as { tritonMessage?: unknown })?.tritonMessage;
-  return typeof raw === 'string' && raw.trimEnd() !== e.message ? raw.trimEnd() : undefined;
+  const t = e instanceof TritonError ? e : e.cause instanceof TritonError ? e.cause : undefined;
+  return t?.connectionFailure ? t.tritonMessage.trimEnd() : undefined;
 }
 
 /** Checks a load url: an absolute path or file:// URL (directory or archive), or s3://bucket/key. */

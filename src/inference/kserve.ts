@@ -125,6 +125,12 @@ function leaves(data: unknown, input: string): readonly unknown[] {
   }
   if (!nested) return data;
   const out: unknown[] = [];
+  forEachLeaf(data, input, (v) => out.push(v));
+  return out;
+}
+
+/** Visits the leaves of nested `data` in order, in one iterative walk that refuses nesting past the limit. */
+function forEachLeaf(data: unknown[], input: string, visit: (leaf: unknown) => void): void {
   const arrays: unknown[][] = [data];
   const positions: number[] = [0];
   while (arrays.length > 0) {
@@ -144,10 +150,9 @@ function leaves(data: unknown, input: string): readonly unknown[] {
       arrays.push(v);
       positions.push(0);
     } else {
-      out.push(v);
+      visit(v);
     }
   }
-  return out;
 }
 
 /** True for an array holding at least one array (checked on its first element, as tensors are regular). */
@@ -173,44 +178,22 @@ function nestedFloats(
   let badValue: unknown;
   let firstOut = -1;
   let outValue = 0;
-  const arrays: unknown[][] = [data];
-  const positions: number[] = [0];
-  while (arrays.length > 0) {
-    const top = arrays.length - 1;
-    const arr = arrays[top];
-    const i = positions[top];
-    if (i >= arr.length) {
-      arrays.pop();
-      positions.pop();
-      continue;
-    }
-    positions[top] = i + 1;
-    const v: unknown = arr[i];
+  forEachLeaf(data, input, (v) => {
     if (typeof v === 'number') {
       if (n < count) {
         out[n] = v;
         // Beyond the type's range (FP32 overflows to ±Infinity; JSON's 1e999 parses as Infinity).
-        if (out[n] === Infinity || out[n] === -Infinity) {
-          if (firstOut < 0) {
-            firstOut = n;
-            outValue = v;
-          }
+        if ((out[n] === Infinity || out[n] === -Infinity) && firstOut < 0) {
+          firstOut = n;
+          outValue = v;
         }
       }
-      n++;
-    } else if (Array.isArray(v)) {
-      if (arrays.length >= MAX_DATA_DEPTH)
-        throw bad(`input '${input}': data is nested more than ${MAX_DATA_DEPTH} deep`);
-      arrays.push(v);
-      positions.push(0);
-    } else {
-      if (firstBad < 0) {
-        firstBad = n;
-        badValue = v;
-      }
-      n++;
+    } else if (firstBad < 0) {
+      firstBad = n;
+      badValue = v;
     }
-  }
+    n++;
+  });
   if (n !== count) {
     throw bad(`input '${input}': shape ${JSON.stringify(shape)} needs ${count} elements, "data" has ${n}`);
   }

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import {
   inspectArtifact,
   type ArtifactFetcher,
+  type ArtifactLayout,
   type LocalArtifact,
   type StagedModel,
   type Stager,
@@ -219,15 +220,7 @@ export class Lifecycle {
       record.phase = 'staging';
       record.progress = undefined;
       const layout = await inspectArtifact(artifact.dir);
-      const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
-      record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
-      record.placement = placementOf(
-        isEnsemble(layout.top.summary)
-          ? layout.members.flatMap((m) => instanceGroups(m.config))
-          : instanceGroups(layout.top.config),
-        this.options.placement,
-        this.options.artifactGpus,
-      );
+      this.readLayout(record, layout);
       undo.push(() => {
         record.staged = undefined;
       });
@@ -460,7 +453,7 @@ export class Lifecycle {
   private loadFailure(record: ModelRecord, err: unknown): AgentError {
     if (err instanceof TritonError) {
       // A failed connection is told without Triton's address (err.message); Triton's own texts as they are.
-      const text = err.message === err.tritonMessage.trimEnd() ? err.tritonMessage.trimEnd() : err.message;
+      const text = err.connectionFailure ? err.message : err.tritonMessage.trimEnd();
       const msg = `model '${record.name}' failed to load: ${userText(record, text)}`;
       return new AgentError(err.code, msg, { cause: err });
     }
@@ -508,19 +501,11 @@ export class Lifecycle {
       record.footprintKey = `${record.url}\u0000${artifact.info.version}`;
       record.artifactBytes = artifact.bytes;
       const layout = await inspectArtifact(artifact.dir);
-      const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
-      record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
       const staged = await stager.findIntact(layout, record.tritonName);
       if (!staged)
         throw new AgentError(ErrorCode.InvalidModel, `the staged files of '${record.name}' are not intact`);
+      this.readLayout(record, layout);
       // Where the previous run placed it: its staged config says which GPUs (none named: every GPU).
-      record.placement = placementOf(
-        isEnsemble(layout.top.summary)
-          ? layout.members.flatMap((m) => instanceGroups(m.config))
-          : instanceGroups(layout.top.config),
-        this.options.placement,
-        this.options.artifactGpus,
-      );
       record.devices = await this.stagedDevices(staged, record.placement);
       capacity?.ledger.reserve(record.name, this.need(record), record.devices);
       capacity?.ledger.settle(record.name);
@@ -595,7 +580,7 @@ export class Lifecycle {
       }
       // A reload moves memory: no footprint is measured across it.
       const moved = ledger.beginMove();
-      let layout: Awaited<ReturnType<typeof inspectArtifact>> | undefined;
+      let layout: ArtifactLayout | undefined;
       let asked = false;
       try {
         layout = await inspectArtifact(artifactDir);
@@ -654,9 +639,24 @@ export class Lifecycle {
     return work;
   }
 
-  /** The GPUs a staged model's config places it on ('all' when it names none). */
+  /** What an artifact's config says for capacity and placement: its declared footprint and where it goes. */
+  private readLayout(record: ModelRecord, layout: ArtifactLayout): void {
+    const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
+    record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
+    record.placement = placementOf(
+      isEnsemble(layout.top.summary)
+        ? layout.members.flatMap((m) => instanceGroups(m.config))
+        : instanceGroups(layout.top.config),
+      this.options.placement,
+      this.options.artifactGpus,
+    );
+  }
+
+  /**
+   * The GPUs a staged model's config places it on ('all' when it names none): what Triton was given, even
+   * when the settings changed since (an artifact's own GPUs ignored by an earlier run).
+   */
   private async stagedDevices(staged: StagedModel, placement: Placement): Promise<Devices> {
-    if (placement.kind === 'fixed') return placement.devices;
     if (placement.kind === 'cpu') return [];
     if (placement.kind === 'all') return 'all';
     const gpus = new Set<number>();

@@ -111,6 +111,8 @@ const CONNECTION_FAILURE =
  */
 export class TritonError extends AgentError {
   readonly kind: TritonErrorKind;
+  /** The call never reached Triton (no connection, or it dropped): the message says so without the address. */
+  readonly connectionFailure: boolean;
 
   constructor(
     readonly rpc: string,
@@ -119,9 +121,10 @@ export class TritonError extends AgentError {
     options?: { cause?: unknown; names?: readonly string[] },
   ) {
     const kind = classifyTritonFailure(grpcCode, tritonMessage, options?.names);
+    const connectionFailure = kind === 'Unavailable' && CONNECTION_FAILURE.test(tritonMessage);
     super(
       ERROR_CODE_BY_KIND[kind][rpc === 'RepositoryModelLoad' ? 'load' : 'request'],
-      kind === 'Unavailable' && CONNECTION_FAILURE.test(tritonMessage)
+      connectionFailure
         ? // The transport's own text names Triton's address: callers need only know it is away.
           'Triton is not reachable right now; retry shortly'
         : tritonMessage.trimEnd() || `Triton ${rpc} failed (gRPC ${grpcCode})`,
@@ -129,5 +132,6 @@ export class TritonError extends AgentError {
     );
     this.name = 'TritonError';
     this.kind = kind;
+    this.connectionFailure = connectionFailure;
   }
 }

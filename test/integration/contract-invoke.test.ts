@@ -420,6 +420,8 @@ describe('invoke limits and failures', () => {
         inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }],
       });
       expect(down.status).toBe(503);
+      // Callers learn Triton is away, not where it listens.
+      expect(down.json().error).not.toMatch(/127\.0\.0\.1|localhost|:\d{4,5}\b/);
       await stack.emulator.restart();
       // SageMaker pings; /ping waits for the channel to reconnect.
       expect((await request(stack.url, 'GET', '/ping')).status).toBe(200);

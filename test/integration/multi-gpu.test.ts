@@ -248,6 +248,32 @@ describe('several GPUs', () => {
     expect((await invoke('p')).status).toBe(200);
   });
 
+  test('an agent restarted with AGENT_ARTIFACT_GPUS changed charges a model where Triton has it', async () => {
+    await start({ AGENT_ARTIFACT_GPUS: 'ignore' });
+    const pinned = 'instance_group [{ kind: KIND_GPU, gpus: [3] }]';
+    expect((await add('p', { gpuMiB: 30, groups: pinned })).status).toBe(200);
+    const placed = on('p');
+    expect(placed).toHaveLength(1);
+    expect(placed).not.toEqual([3]);
+    await stack.agent.stop(100);
+    const { Agent } = await import('../../src/agent');
+    const agent = new Agent({ ...stack.agent.config, artifactGpus: 'respect' }, stack.agent.logger);
+    await agent.start();
+    try {
+      // Adopted from the staged config (what Triton was given), not from the artifact's own GPU list.
+      expect(agent.registry.ledger?.devicesOf('p')).toEqual(placed);
+      expect(
+        (
+          await request(agent.url, 'POST', '/models/p/invoke', {
+            inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [1] }],
+          })
+        ).status,
+      ).toBe(200);
+    } finally {
+      await agent.stop(100);
+    }
+  });
+
   test('AGENT_ARTIFACT_GPUS=ignore with triton-default: a pinned model goes on every GPU', async () => {
     await start({ AGENT_ARTIFACT_GPUS: 'ignore', AGENT_GPU_PLACEMENT: 'triton-default' });
     const pinned = 'instance_group [{ kind: KIND_GPU, gpus: [2] }]';

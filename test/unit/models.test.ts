@@ -25,6 +25,7 @@ import {
 } from '../../src/models';
 import { silentLogger } from '../../src/observability';
 import { FakeTriton } from '../support/fake-triton';
+import { emptyGpus } from '../support/gpu-sample';
 import { ManualClock, settle } from '../support/manual-clock';
 import { tempDir } from '../support/model-repo';
 
@@ -584,14 +585,7 @@ describe('placement on several GPUs', () => {
     const ledger = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 100, releaseWaitMs: 0 }, () =>
       clock.now(),
     );
-    ledger.observe({
-      at: 0,
-      devices: Array.from({ length: devices }, (_, i) => ({
-        uuid: `GPU-${i}`,
-        usedBytes: 0,
-        totalBytes: total,
-      })),
-    });
+    ledger.observe(emptyGpus(devices, total));
     const policy = new LruPolicy({ churnGuard: 0 });
     const evicted: string[] = [];
     const admission = new Admission(
