@@ -19,11 +19,16 @@ import { AccessLog, AgentMetrics, openAccessLog, type Logger, type StateSnapshot
 import type { LifecycleEvents } from './models';
 import {
   ManagedTriton,
+  readGpuMap,
   TritonClient,
   TritonMetricsReader,
   tritonServerArgs,
+  type GpuMap,
   type TritonControl,
 } from './triton';
+
+/** How long nvidia-smi may take at start (it can be slow while the driver initialises). */
+const NVIDIA_SMI_TIMEOUT_MS = 15_000;
 
 export interface AgentParts {
   triton?: TritonControl;
@@ -46,6 +51,8 @@ export class Agent {
   /** The access log (AGENT_ACCESS_LOG_FILE), opened at start. */
   private accessLog: AccessLog = AccessLog.disabled();
   private server: http.Server | undefined;
+  /** Which GPU is which CUDA device (nvidia-smi), read at start. */
+  gpuMap: GpuMap | undefined;
   /** The supervised tritonserver (TRITON_MANAGED=true), from start() on. */
   tritonProcess: ManagedTriton | undefined;
   /** `starting` until Triton is ready and the previous run is cleaned up; `draining` once stop() began. */
@@ -99,7 +106,9 @@ export class Agent {
         fetcher: this.fetcher,
         capacity: policy
           ? {
-              probe: parts.gpu ?? new TritonGpuProbe(new TritonMetricsReader(config.tritonMetricsUrl)),
+              probe:
+                parts.gpu ??
+                new TritonGpuProbe(new TritonMetricsReader(config.tritonMetricsUrl), () => this.gpuMap),
               policy,
               headroomBytes: config.gpuHeadroomBytes,
               maxResident: config.maxResidentModels,
@@ -170,16 +179,25 @@ export class Agent {
   /** What the gauges of /metrics show, read when it is scraped. */
   private async state(): Promise<StateSnapshot> {
     const ledger = this.registry.ledger;
-    const usable = ledger?.usable();
     const policy = this.registry.policy as { leaderName?: string; name?: string } | undefined;
     const disk = await fsp.statfs(this.config.cacheDir).catch(() => undefined);
+    // Per GPU: what models may use (total less the GPU's own use and the headroom), and what is used.
+    const byGpu = ledger?.known
+      ? ledger.devices.map((a, d) => {
+          const total = Math.max(0, a.totalBytes - a.baseBytes - this.config.gpuHeadroomBytes);
+          return {
+            uuid: a.uuid,
+            totalBytes: total,
+            usedBytes: Math.min(total, Math.max(0, total - ledger.freeOn(d))),
+          };
+        })
+      : undefined;
     return {
       loadedModels: this.registry.readyCount(),
-      capacityTotalBytes: usable !== undefined && Number.isFinite(usable) ? usable : undefined,
-      capacityUsedBytes:
-        usable !== undefined && Number.isFinite(usable)
-          ? Math.max(0, usable - (ledger?.free() ?? 0))
-          : undefined,
+      capacityTotalBytes: byGpu?.reduce((sum, g) => sum + g.totalBytes, 0),
+      capacityUsedBytes: byGpu?.reduce((sum, g) => sum + g.usedBytes, 0),
+      capacityByGpu: byGpu,
+      gpuMetricsAvailable: ledger ? this.registry.gpuMetrics === 'available' : undefined,
       leader: policy?.leaderName ?? policy?.name,
       diskCacheBytes: this.cache.usedBytes,
       disk: disk
@@ -209,6 +227,16 @@ export class Agent {
    * the caller then calls stop().
    */
   async start(): Promise<void> {
+    this.gpuMap = await readGpuMap({
+      bin: this.config.nvidiaSmiBin,
+      visibleDevices: this.config.cudaVisibleDevices,
+      timeoutMs: NVIDIA_SMI_TIMEOUT_MS,
+    });
+    if (this.gpuMap.kind === 'known')
+      this.logger.info('GPUs identified', {
+        gpus: this.gpuMap.gpus.map((g) => ({ ordinal: g.ordinal, uuid: g.uuid, pciBusId: g.pciBusId })),
+      });
+    else this.logger.info('GPU identity unknown', { reason: this.gpuMap.reason });
     await this.stager.cleanStaging();
     await this.cache.open();
     await this.registry.open();

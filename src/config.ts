@@ -55,6 +55,8 @@ export interface AgentConfig {
   accessLogFiles: number;
   logLevel: string;
   tritonManaged: boolean;
+  nvidiaSmiBin: string;
+  cudaVisibleDevices: string | undefined;
   tritonServerBin: string;
   tritonServerArgs: string[] | undefined;
   tritonMetricsIntervalMs: number;
@@ -557,6 +559,21 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
       'start tritonserver as a child process, supervise it and restart it if it dies (the SageMaker image sets true); false: use a Triton started elsewhere',
     fallback: 'false',
     parse: boolean,
+  },
+  {
+    key: 'nvidiaSmiBin',
+    env: 'AGENT_NVIDIA_SMI',
+    meaning:
+      "nvidia-smi, which tells which GPU (by UUID, as Triton's metrics name them) is which CUDA device; without it several GPUs are one pool (every model on every GPU)",
+    fallback: 'nvidia-smi',
+    parse: text,
+  },
+  {
+    key: 'cudaVisibleDevices',
+    env: 'CUDA_VISIBLE_DEVICES',
+    meaning:
+      "CUDA's own variable: the GPUs tritonserver may use (indices in PCI bus order, or UUIDs); the agent maps GPUs the same way",
+    parse: optionalText,
   },
   {
     key: 'tritonServerBin',

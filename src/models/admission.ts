@@ -72,7 +72,9 @@ export class Admission {
   /** The device sets a model may go to: every GPU, the ones its artifact names, or any single one. */
   private options(record: ModelRecord): Devices[] {
     const p = record.placement;
-    if (p.kind === 'all' || !this.ledger.known) return ['all'];
+    // GPUs that cannot be told apart are one pool: every model on every GPU, wherever its config said.
+    if (p.kind === 'all' || !this.ledger.known || (!this.ledger.identified && p.kind !== 'cpu'))
+      return ['all'];
     if (p.kind === 'fixed') return [p.devices];
     if (p.kind === 'cpu') return [[]];
     return this.ledger.devices.map((_, d) => [d]);
@@ -155,6 +157,7 @@ export class Admission {
     if (
       ledger.bytes('freeing') > 0 ||
       ledger.bytes('reserved') > 0 ||
+      ledger.holding() ||
       ledger.devices.some((_, d) => ledger.lagging(d) > 0 || ledger.settling(d) > 0) ||
       pinned.count > 0 ||
       (unaccountedMayChange && ledger.unaccounted() > 0)
@@ -195,6 +198,23 @@ export class Admission {
     return this.victimsFor(new Map([[d, missing]]), (name) => this.seam.evictable(name, record));
   }
 
+  /**
+   * Sends away the policy's first idle model sharing a GPU with `record` (it ran out of memory serving a
+   * request); returns its name, or undefined when none can go.
+   */
+  evictOneBeside(record: ModelRecord): string | undefined {
+    const { ledger } = this;
+    const mine = ledger.devicesOf(record.name) ?? 'all';
+    const devices = ledger.indices(mine);
+    const [victim] = this.policy.chooseVictims(
+      1,
+      this.clock.now(),
+      (n) => this.seam.evictable(n, record) && devices.some((d) => ledger.holds(n, d)),
+    );
+    if (victim !== undefined) this.seam.evict(victim);
+    return victim;
+  }
+
   /** Sends away those of `victims` that are still evictable (a plan of `roomOn`, carried out). */
   evictFor(record: ModelRecord, victims: readonly string[]): void {
     const going = victims.filter((v) => this.seam.evictable(v, record));
@@ -206,15 +226,30 @@ export class Admission {
     for (const v of going) this.seam.evict(v);
   }
 
+  /**
+   * The 507: what the model needs, and what the ledger and the last sample said of the device where it
+   * would have fit best, so an operator can tell a full GPU from a wrong figure.
+   */
   private noCapacity(record: ModelRecord, need: number, when: string): AgentError {
     const { ledger } = this;
     const pinned = this.seam.pinned(record);
+    const candidates = this.options(record).flatMap((o) => ledger.indices(o));
+    const d = candidates.reduce((a, b) => (ledger.freeOn(b) > ledger.freeOn(a) ? b : a), candidates[0] ?? 0);
+    const account = ledger.devices[d];
+    const sample = ledger.sample;
+    const reading = sample?.devices.find((x) => x.uuid === account?.uuid);
+    const gpu = ledger.devices.length > 1 ? ` on GPU ${d}` : '';
+    const sampled =
+      sample && reading
+        ? `; the last sample (${Math.max(0, this.clock.now() - sample.at)} ms old) said ${mib(reading.usedBytes)} of ${mib(reading.totalBytes)} used`
+        : '; no GPU sample yet';
     return new AgentError(
       ErrorCode.InsufficientCapacity,
-      `not enough GPU memory for model '${record.name}' ${when}: it needs ${mib(need)}, ${mib(Math.max(0, ...ledger.devices.map((_, d) => ledger.freeOn(d))))} are free ` +
-        `(${mib(ledger.bytes('resident'))} resident, ${mib(ledger.bytes('reserved'))} reserved by loads in flight, ` +
-        `${mib(ledger.bytes('freeing'))} being unloaded, ${mib(ledger.unaccounted())} used outside the models, ` +
-        `${mib(ledger.options.headroomBytes)} headroom); ${pinned.count} resident model(s) holding ${mib(pinned.bytes)} are pinned by requests in flight`,
+      `not enough GPU memory for model '${record.name}' ${when}: it needs ${mib(need)} and ${mib(Math.max(0, ledger.freeOn(d)))} are free${gpu}. ` +
+        `The ledger: ${mib(ledger.charged(d, 'resident'))} resident, ${mib(ledger.charged(d, 'reserved'))} reserved by loads in flight, ` +
+        `${mib(ledger.charged(d, 'freeing'))} being unloaded, ${mib(account?.baseBytes ?? 0)} the GPU uses itself (CUDA context, memory pool, other processes), ` +
+        `${mib(account?.unaccountedBytes ?? 0)} used and not yet explained, ${mib(ledger.options.headroomBytes)} headroom${sampled}; ` +
+        `${pinned.count} resident model(s) holding ${mib(pinned.bytes)} are pinned by requests in flight`,
     );
   }
 }

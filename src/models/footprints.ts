@@ -1,73 +1,122 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { GpuSample } from './gpu-probe';
+import { DEFAULT_ESTIMATOR_OPTIONS, FootprintEstimator, type DeviceEquation } from './footprint-estimator';
 
 export interface FootprintOptions {
-  /** Estimated GPU bytes = artifact bytes × this, until a load has been measured. */
+  /** Estimated GPU bytes = artifact bytes × this, until the model has been measured. */
   factor: number;
-  /** Where learned footprints are kept across restarts. */
+  /** Where measured footprints are kept across restarts. */
   file: string;
-  /** How stale Triton's metrics may be: a sample shows a load only this long after it finished. */
-  metricsIntervalMs: number;
+  /** How finely the GPU figures are reported (DCGM: whole MiB): the noise of one reading. */
+  readingStepBytes?: number;
 }
 
-/** A load waiting for a sample that shows it, to be measured by the change in used memory. */
-interface PendingMeasurement {
-  key: string;
-  before: GpuSample;
-  token: number;
-  loadedAt: number;
-  onLearned: (bytes: number) => void;
-}
+const MiB = 1024 * 1024;
+/** How uncertain a footprint declared in the config is, as a share of it. */
+const DECLARED_SD_SHARE = 0.25;
+/** The least uncertainty of a footprint guessed from the artifact's bytes (a file is not a footprint). */
+const GUESSED_SD_FLOOR_BYTES = 64 * MiB;
 
 /**
- * What each artifact version takes on the GPU: learned (from `ModelStatistics.memory_usage`, or from the
- * change in used memory across a load nothing else overlapped), else a lower bound learned from an
- * out-of-memory failure, else declared in its config, else its bytes × a factor. Learned figures are
- * persisted. Measuring never holds a request: a load's delta is attributed when a later sample shows it.
+ * What each artifact version takes on the GPU, and what each GPU uses before any model: the beliefs of a
+ * `FootprintEstimator`, started from a prior (declared in the config, else the artifact's bytes × a
+ * factor), corrected by every settled GPU sample, set outright by a figure the backend reports, floored
+ * by what an out-of-memory failure taught until measured. Measured figures are kept on disk (atomically,
+ * in the background) and start the next run as measurements.
  */
 export class Footprints {
-  private readonly learnedBytes = new Map<string, number>();
-  private readonly lowerBounds = new Map<string, number>();
-  private readonly pending: PendingMeasurement[] = [];
+  readonly estimator: FootprintEstimator;
   private persisting: Promise<void> = Promise.resolve();
+  private written = '';
 
-  constructor(readonly options: FootprintOptions) {}
+  constructor(readonly options: FootprintOptions) {
+    const step = options.readingStepBytes ?? MiB;
+    this.estimator = new FootprintEstimator({
+      ...DEFAULT_ESTIMATOR_OPTIONS,
+      readingSdBytes: step / 2,
+      measuredSdBytes: step,
+    });
+  }
 
-  /** Loads learned footprints from disk (a missing or unreadable file means none yet). */
+  /** Loads measured footprints from disk (a missing or unreadable file means none yet). */
   async open(): Promise<void> {
     try {
       const data = JSON.parse(await fsp.readFile(this.options.file, 'utf8')) as Record<string, unknown>;
       for (const [k, v] of Object.entries(data))
-        if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.learnedBytes.set(k, v);
+        if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.estimator.measure(k, v);
+      this.lastWritten = this.estimator.measuredFigures();
+      this.written = JSON.stringify(Object.fromEntries(this.lastWritten));
     } catch {
       // none yet
     }
   }
 
-  learned(key: string): number | undefined {
-    return this.learnedBytes.get(key);
+  /** True once the footprint is known closely enough to stand on its own. */
+  learned(key: string): boolean {
+    return this.estimator.measured(key);
   }
 
-  /** The GPU bytes a model will need. */
+  /**
+   * The GPU bytes to charge for a model (on each device it occupies): what is believed of it, or the
+   * lower bound an out-of-memory taught while it is unmeasured. Starts its belief on first use.
+   */
   estimate(key: string, declaredBytes: number | undefined, artifactBytes: number): number {
-    // A lower bound from an out-of-memory failure wins over a measurement that was too small.
-    const bound = this.lowerBounds.get(key) ?? 0;
-    const measured = this.learnedBytes.get(key);
-    if (measured !== undefined) return Math.max(measured, bound);
-    const base = declaredBytes ?? Math.ceil(Math.max(1, artifactBytes) * this.options.factor);
-    return Math.max(base, bound);
+    if (!this.estimator.has(key)) {
+      if (declaredBytes !== undefined)
+        this.estimator.prior(key, declaredBytes, DECLARED_SD_SHARE * declaredBytes + MiB);
+      else {
+        const guess = Math.ceil(Math.max(1, artifactBytes) * this.options.factor);
+        this.estimator.prior(key, guess, Math.max(guess, GUESSED_SD_FLOOR_BYTES));
+      }
+    }
+    return this.estimator.charge(key) ?? 0;
   }
 
-  /** A load ran out of memory with `bytes` reserved: it needs more than that (until measured). */
+  /** A load ran out of memory having `bytes`: it needs more (until measured). */
   needsMoreThan(key: string, bytes: number): void {
-    this.lowerBounds.set(key, Math.max(this.lowerBounds.get(key) ?? 0, bytes + 1));
+    this.estimator.needsMoreThan(key, bytes);
   }
 
-  /** Records a measured footprint and persists the table (atomically, in the background). */
-  learn(key: string, bytes: number): void {
-    this.learnedBytes.set(key, Math.max(0, Math.round(bytes)));
-    const snapshot = JSON.stringify(Object.fromEntries(this.learnedBytes));
+  /** A figure the backend reported (ModelStatistics.memory_usage): as good as a reading. */
+  measure(key: string, bytes: number): void {
+    this.estimator.measure(key, Math.round(bytes));
+    this.persist();
+  }
+
+  /** The model will use more than before (a larger batch than it has run): let samples move it. */
+  loosen(key: string, share: number): void {
+    this.estimator.loosen(key, share);
+  }
+
+  /** Settled device readings: each corrects the bases and the resident footprints. */
+  observe(equations: readonly DeviceEquation[]): void {
+    for (const eq of equations) this.estimator.observe(eq);
+    if (equations.length > 0) this.persist();
+  }
+
+  /** A device's base (what it uses with no model), when known. */
+  base(uuid: string): number | undefined {
+    return this.estimator.base(uuid);
+  }
+
+  /** Writes the measured figures when they changed by more than a percent or a MiB. */
+  private persist(): void {
+    const figures = this.estimator.measuredFigures();
+    const last = this.lastWritten;
+    let changed = figures.size !== last.size;
+    if (!changed)
+      for (const [k, v] of figures) {
+        const was = last.get(k);
+        if (was === undefined || Math.abs(v - was) > Math.max(MiB, 0.01 * was)) {
+          changed = true;
+          break;
+        }
+      }
+    if (!changed) return;
+    this.lastWritten = figures;
+    const snapshot = JSON.stringify(Object.fromEntries(figures));
+    if (snapshot === this.written) return;
+    this.written = snapshot;
     const file = this.options.file;
     this.persisting = this.persisting
       .then(async () => {
@@ -79,41 +128,10 @@ export class Footprints {
       .catch(() => undefined);
   }
 
-  /** Resolves when learned footprints are on disk. */
+  private lastWritten = new Map<string, number>();
+
+  /** Resolves when measured footprints are on disk. */
   flushed(): Promise<void> {
     return this.persisting;
-  }
-
-  /** A load finished after a quiet start: measure it once a sample shows it (if nothing else moved). */
-  expect(m: PendingMeasurement): void {
-    this.pending.push(m);
-  }
-
-  /**
-   * A new sample: attribute the change in used memory to a pending load when the sample surely shows it
-   * and nothing else started or ended meanwhile (`quiet(token)`). Either way the load stops waiting.
-   */
-  observe(sample: GpuSample, quiet: (token: number) => boolean): void {
-    for (let i = this.pending.length - 1; i >= 0; i--) {
-      const p = this.pending[i];
-      if (sample.at < p.loadedAt + this.options.metricsIntervalMs) continue;
-      this.pending.splice(i, 1);
-      if (!quiet(p.token)) continue;
-      // Every device holds an instance: the largest change is the model's.
-      let delta = 0;
-      for (const d of sample.devices) {
-        const was = p.before.devices.find((b) => b.uuid === d.uuid);
-        if (was) delta = Math.max(delta, d.usedBytes - was.usedBytes);
-      }
-      if (delta > 0) {
-        this.learn(p.key, delta);
-        p.onLearned(delta);
-      }
-    }
-  }
-
-  /** Drops measurements that can no longer happen (Triton restarted, the agent stops). */
-  forgetPending(): void {
-    this.pending.length = 0;
   }
 }

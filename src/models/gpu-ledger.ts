@@ -1,5 +1,5 @@
 import { ChangeSignal } from './change-signal';
-import type { GpuSample } from './gpu-probe';
+import type { DeviceMemory, GpuSample } from './gpu-probe';
 
 /** What a model's GPU bytes are doing: held for a load in flight, resident, or on their way out. */
 export type ChargeState = 'reserved' | 'resident' | 'freeing';
@@ -26,14 +26,27 @@ export interface LedgerOptions {
    * memory no model explains, up to what was released this recently, is waited for, not evicted for.
    */
   releaseWaitMs: number;
+  /** How finely the GPU figures are reported (DCGM: whole MiB). */
+  readingStepBytes?: number;
 }
 
 /** One device as the ledger sees it. */
 export interface DeviceAccount {
   uuid: string;
   totalBytes: number;
-  /** Used bytes no model accounts for (other processes, allocator caches, release lag), from the last sample. */
+  /** What the device uses with no model (CUDA context, Triton's memory pool, other processes), as learned. */
+  baseBytes: number;
+  /** Used bytes neither the base nor any model accounts for (allocator caches, release lag), last sample. */
   unaccountedBytes: number;
+}
+
+/** A device whose resident models have settled: its reading is an equation for the footprint estimator. */
+export interface SettledDevice {
+  index: number;
+  uuid: string;
+  usedBytes: number;
+  /** Models resident on it. */
+  models: string[];
 }
 
 /**
@@ -48,12 +61,13 @@ export class GpuLedger {
   private readonly charges = new Map<string, Charge>();
   private accounts: DeviceAccount[] = [];
   private lastSample: GpuSample | undefined;
+  private identifiedValue = true;
+  /** Reservations of failed loads, kept until a sample shows whether their memory is still used. */
+  private held: { model: string; bytes: number; devices: Devices; until: number }[] = [];
   /** Bytes released, where, and when: a sample taken soon after may still show them. */
   private released: { bytes: number; devices: Devices; at: number }[] = [];
-  /** Loads and unloads in flight, and a counter of their starts and ends (for footprint measurement). */
-  private moving = 0;
-  private moves = 0;
-  private lastMoveAt = -Infinity;
+  /** When each device's memory last changed by a load settling or a move (a sample shows it a while later). */
+  private settledAt: number[] = [];
   private readonly changed = new ChangeSignal();
   private readonly sampled = new ChangeSignal();
   /** How long released memory has been seen to take before a load could use it (learned). */
@@ -67,6 +81,14 @@ export class GpuLedger {
   /** True once a sample has told the ledger what devices exist. */
   get known(): boolean {
     return this.accounts.length > 0;
+  }
+
+  /**
+   * False when several GPUs were seen but not which CUDA ordinal each is (no nvidia-smi): they are then
+   * one pool, every model on every GPU, since no device index the agent wrote would mean what it thinks.
+   */
+  get identified(): boolean {
+    return this.identifiedValue;
   }
 
   get devices(): readonly DeviceAccount[] {
@@ -96,6 +118,57 @@ export class GpuLedger {
     return devices === 'all' || devices.includes(d);
   }
 
+  /** What device `d` uses with no model (learned by the footprint estimator). */
+  setBase(d: number, bytes: number): void {
+    const a = this.accounts[d];
+    if (!a || a.baseBytes === bytes) return;
+    a.baseBytes = bytes;
+    this.changed.notify();
+  }
+
+  /** Models resident on device `d` (charges in flight are not). */
+  residentOn(d: number): string[] {
+    const out: string[] = [];
+    for (const [name, c] of this.charges)
+      if (c.state === 'resident' && !c.transient && GpuLedger.on(c.devices, d)) out.push(name);
+    return out;
+  }
+
+  /**
+   * Whether a reading of device `d` taken at `at` shows its resident set as it is: nothing loading,
+   * unloading or held there, nothing released there recently enough to still show (the learned release lag,
+   * at least a metrics interval), and the last load or move there a metrics interval before.
+   */
+  settled(d: number, at: number): boolean {
+    const interval = this.options.metricsIntervalMs;
+    if ((this.settledAt[d] ?? -Infinity) > at - interval) return false;
+    for (const c of this.charges.values())
+      if ((c.state !== 'resident' || c.transient) && GpuLedger.on(c.devices, d)) return false;
+    for (const h of this.held) if (GpuLedger.on(h.devices, d)) return false;
+    const since = at - Math.max(interval, this.releaseLagMs);
+    for (const r of this.released) if (r.at >= since && GpuLedger.on(r.devices, d)) return false;
+    return true;
+  }
+
+  /**
+   * Memory released on device `d` within the release wait that the reading still shows (more used than
+   * the base and the charges explain, beyond the noise): allocators hand memory back late, and a reading
+   * taken meanwhile says nothing true of the resident models.
+   */
+  private stillReleasing(d: number, usedBytes: number): boolean {
+    const released = this.releasedWithin(this.options.releaseWaitMs, d);
+    if (released <= 0) return false;
+    const step = this.options.readingStepBytes ?? 1024 * 1024;
+    const unexplained = usedBytes - (this.accounts[d]?.baseBytes ?? 0) - this.charged(d);
+    return unexplained > Math.max(2 * step, 0.05 * released);
+  }
+
+  /** Marks the devices of `devices` as changed now. */
+  private touch(devices: Devices): void {
+    const now = this.now();
+    for (const d of this.indices(devices)) this.settledAt[d] = now;
+  }
+
   /** Device indices a charge's `devices` stands for. */
   indices(devices: Devices): number[] {
     if (devices !== 'all') return [...devices];
@@ -110,12 +183,39 @@ export class GpuLedger {
     return Math.max(0, Math.min(...totals) - this.options.headroomBytes);
   }
 
-  /** Bytes charged on device `d` (in one state, or all). */
+  /** Bytes charged on device `d` (in one state, or all, memory held after failed loads included). */
   charged(d: number, state?: ChargeState): number {
     let total = 0;
     for (const c of this.charges.values())
       if ((state === undefined || c.state === state) && GpuLedger.on(c.devices, d)) total += c.bytes;
+    if (state === undefined) for (const h of this.held) if (GpuLedger.on(h.devices, d)) total += h.bytes;
     return total;
+  }
+
+  /**
+   * A load Triton answered with a failure may have left memory behind that no unload will give back: a
+   * PyTorch instance that failed keeps its blocks in PyTorch's cache (its destructor, which empties the
+   * cache, never runs), a failed ONNX Runtime load has been seen to leak. Its reservation stays charged, as
+   * held memory no model owns, until a sample taken a metrics interval later shows the devices as they
+   * are; from then on what is still used counts as unaccounted, and what is gone is free. A later load of
+   * the same model takes the hold over (PyTorch reuses its own cache).
+   */
+  holdAfterFailure(model: string): void {
+    const c = this.charges.get(model);
+    if (!c) return;
+    this.charges.delete(model);
+    this.held.push({
+      model,
+      bytes: c.bytes,
+      devices: c.devices,
+      until: this.now() + this.options.metricsIntervalMs,
+    });
+    this.changed.notify();
+  }
+
+  /** True while memory held after a failed load waits for a sample to tell whether it is still used. */
+  holding(): boolean {
+    return this.held.length > 0;
   }
 
   /** Bytes charged in a state, on the device where that is most (for messages and single-GPU callers). */
@@ -136,7 +236,12 @@ export class GpuLedger {
     const a = this.accounts[d];
     if (!a) return -Infinity;
     return (
-      a.totalBytes - this.options.headroomBytes - this.charged(d) - a.unaccountedBytes - this.settling(d)
+      a.totalBytes -
+      this.options.headroomBytes -
+      a.baseBytes -
+      this.charged(d) -
+      a.unaccountedBytes -
+      this.settling(d)
     );
   }
 
@@ -229,13 +334,17 @@ export class GpuLedger {
     devices: Devices = 'all',
     options: { transient?: boolean } = {},
   ): void {
+    if (this.held.some((h) => h.model === model)) this.held = this.held.filter((h) => h.model !== model);
     this.charges.set(model, { bytes, devices, state: 'reserved', transient: options.transient ?? false });
   }
 
   /** A load finished: its reservation becomes a resident charge. */
   settle(model: string): void {
     const c = this.charges.get(model);
-    if (c) c.state = 'resident';
+    if (c) {
+      c.state = 'resident';
+      this.touch(c.devices);
+    }
     this.changed.notify();
   }
 
@@ -253,6 +362,7 @@ export class GpuLedger {
     if (!c || c.devices === 'all') return;
     const left = c.devices.filter((d) => !devices.includes(d));
     if (left.length > 0) this.remember({ bytes: c.bytes, devices: left, at: this.now() });
+    this.touch([...new Set([...c.devices, ...devices])]);
     c.devices = [...devices];
     this.changed.notify();
   }
@@ -294,6 +404,7 @@ export class GpuLedger {
 
   /** Triton restarted: nothing is on the GPU any more. */
   releaseAll(): void {
+    this.held = [];
     for (const m of [...this.charges.keys()]) this.release(m);
   }
 
@@ -304,22 +415,48 @@ export class GpuLedger {
    * metrics interval may still show, so it counts as explained; a load still in flight may not show yet,
    * which can only make the unaccounted figure smaller, and the out-of-memory backstop covers that.
    */
-  observe(sample: GpuSample): void {
-    this.lastSample = sample;
+  observe(sample: GpuSample, learn?: (settled: readonly SettledDevice[]) => void): void {
+    // A device DCGM failed to read reports 0 used of 0 total: it keeps its last account. A sample with a
+    // device never read well is no sample at all.
+    const good = sample.devices.filter((d) => d.totalBytes > 0);
+    const previous = this.accounts;
+    const lastByUuid = new Map(previous.map((a) => [a.uuid, a]));
+    if (sample.devices.some((d) => d.totalBytes <= 0 && !lastByUuid.has(d.uuid))) return;
+    this.lastSample = { at: sample.at, devices: good };
+    // Memory held after a failed load is in this sample's figures from here on, or gone.
+    if (this.held.length > 0) this.held = this.held.filter((h) => h.until > sample.at);
+    const ordered = GpuLedger.byOrdinal(sample.devices);
+    this.identifiedValue = ordered !== undefined;
+    const devices = ordered ?? sample.devices;
     const horizon = sample.at - this.options.metricsIntervalMs;
     const keep = sample.at - Math.max(this.options.metricsIntervalMs, this.options.releaseWaitMs);
     this.released = this.released.filter((r) => r.at >= keep);
     const before = this.accounts.map((_, d) => this.freeOn(d));
-    const previous = this.accounts;
-    this.accounts = sample.devices.map((dev) => ({
-      uuid: dev.uuid,
-      totalBytes: dev.totalBytes,
-      unaccountedBytes: 0,
-    }));
+    this.accounts = devices.map((dev) => {
+      const last = lastByUuid.get(dev.uuid);
+      if (dev.totalBytes <= 0 && last) return { ...last };
+      return {
+        uuid: dev.uuid,
+        totalBytes: dev.totalBytes,
+        unaccountedBytes: 0,
+        baseBytes: last?.baseBytes ?? 0,
+      };
+    });
+    // Devices whose resident set has settled long enough for this reading to show it: each an equation.
+    if (learn) {
+      const settled: SettledDevice[] = [];
+      devices.forEach((dev, d) => {
+        if (dev.totalBytes > 0 && this.settled(d, sample.at) && !this.stillReleasing(d, dev.usedBytes))
+          settled.push({ index: d, uuid: dev.uuid, usedBytes: dev.usedBytes, models: this.residentOn(d) });
+      });
+      learn(settled);
+    }
     this.accounts.forEach((a, d) => {
+      const dev = devices[d];
+      if (dev.totalBytes <= 0) return;
       let recent = 0;
       for (const r of this.released) if (r.at >= horizon && GpuLedger.on(r.devices, d)) recent += r.bytes;
-      a.unaccountedBytes = Math.max(0, sample.devices[d].usedBytes - this.charged(d) - recent);
+      a.unaccountedBytes = Math.max(0, dev.usedBytes - a.baseBytes - this.charged(d) - recent);
     });
     const moved =
       previous.length !== this.accounts.length || this.accounts.some((_, d) => this.freeOn(d) !== before[d]);
@@ -327,34 +464,13 @@ export class GpuLedger {
     this.sampled.notify();
   }
 
-  /** Marks a load or unload as started; returns a function marking it done. */
-  beginMove(): () => void {
-    this.moving++;
-    this.moves++;
-    this.lastMoveAt = this.now();
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.moving--;
-      this.moves++;
-      this.lastMoveAt = this.now();
-    };
-  }
-
   /**
-   * A token for measuring a load by the change in used memory: valid only when the last sample postdates
-   * every earlier move by a metrics interval and nothing is moving now.
+   * The devices in CUDA ordinal order when each carries its ordinal and together they are 0..n-1 (one
+   * device is always ordinal 0); undefined when the sample cannot say which device is which.
    */
-  quietToken(): { token: number; before: GpuSample } | undefined {
-    const before = this.lastSample;
-    if (!before || this.moving > 0) return undefined;
-    if (this.lastMoveAt > before.at - this.options.metricsIntervalMs) return undefined;
-    return { token: this.moves, before };
-  }
-
-  /** True when exactly one load (two moves) happened since `token` and nothing moves now. */
-  stillQuiet(token: number): boolean {
-    return this.moves === token + 2 && this.moving === 0;
+  private static byOrdinal(devices: readonly DeviceMemory[]): DeviceMemory[] | undefined {
+    if (devices.length <= 1) return [...devices];
+    const sorted = [...devices].sort((a, b) => (a.ordinal ?? -1) - (b.ordinal ?? -1));
+    return sorted.every((d, i) => d.ordinal === i) ? sorted : undefined;
   }
 }

@@ -12,7 +12,17 @@ import {
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import type { Logger } from '../observability';
-import { TritonError, instanceGroups, isEnsemble, parsePbtxt, type TritonControl } from '../triton';
+import {
+  TritonError,
+  instanceGroups,
+  isEnsemble,
+  isUnhealthyStub,
+  maskedPlanPath,
+  keptGpus,
+  parsePbtxt,
+  placeOnGpus,
+  type TritonControl,
+} from '../triton';
 import type { Admission } from './admission';
 import type { Catalogue } from './catalogue';
 import { waitForChange, type Clock } from './clock';
@@ -25,10 +35,10 @@ import type { ModelRecord } from './model-record';
 /** The config `parameters` key in which an artifact may declare its GPU footprint. */
 export const DECLARED_GPU_BYTES_PARAMETER = 'gpu_memory_bytes';
 
-/** First pause before loading again when Triton ran out of memory right after memory was released. */
-const LAG_RETRY_FIRST_MS = 25;
-/** Growth of a model's reservation after Triton ran out of memory loading it with the last one. */
-const OOM_GROWTH = 1.5;
+const MiB = 1024 * 1024;
+/** Bytes for a message. */
+const mibText = (b: number) =>
+  b >= MiB ? `${(b / MiB).toFixed(0)} MiB` : `${Math.max(0, Math.round(b / 1024))} KiB`;
 /** First and longest pause between RepositoryIndex polls while an unload finishes. */
 const FIRST_UNLOAD_POLL_MS = 2;
 
@@ -108,6 +118,11 @@ class UndoList {
   }
 }
 
+/** TensorRT: every instance is rebuilt by an update, and its engines stay until the model unloads. */
+export function isTensorrt(platform: string): boolean {
+  return platform === 'tensorrt_plan' || platform === 'tensorrt';
+}
+
 /** Replaces the internal Triton name by the user's model name in text meant for the caller. */
 export function userText(record: Pick<ModelRecord, 'name' | 'tritonName'>, text: string): string {
   return text.split(record.tritonName).join(record.name);
@@ -133,7 +148,6 @@ export class Lifecycle {
   /** Cancels waits in flight (admission, unload polls); loads already sent to Triton finish on their own. */
   close(): void {
     this.stopping.abort(new AgentError(ErrorCode.TritonUnavailable, 'the agent is stopping'));
-    this.parts.capacity?.footprints.forgetPending();
   }
 
   /**
@@ -242,6 +256,7 @@ export class Lifecycle {
         );
         if (!record.staged) undo.push(() => (record.staged ? stager.remove(record.staged) : undefined));
         record.staged = staged;
+        record.stagedConfig = gpus ? placeOnGpus(layout.top.config, gpus) : layout.top.config;
         record.devices = devices;
       };
 
@@ -253,7 +268,9 @@ export class Lifecycle {
       record.state = 'ready';
       record.loadedAt = clock.now();
       record.loadMs = loadMs;
+      record.peakBatch = 0;
       record.loads++;
+      this.learnReportedFootprint(record);
       this.holdForWaiters(record);
       capacity?.policy.onAdmit(record.name, clock.now());
       this.parts.events?.loaded?.({
@@ -296,23 +313,25 @@ export class Lifecycle {
   }
 
   /**
-   * Makes room, reserves, loads. A Triton out-of-memory failure despite the estimate learns a lower
-   * bound, evicts more and tries again, a bounded number of times. Resolves with Triton's load time.
+   * Makes room, reserves, loads. A Triton out-of-memory failure despite the estimate (TensorRT's masked one
+   * included) learns that the model needs more than it had, lets a sample taken after the failure show
+   * the devices as they are (memory still on its way back, or held by the failed load), and tries again
+   * with that, a bounded number of times. A Python stub that died is tried once more. Resolves with
+   * Triton's load time.
    */
   private async loadWithCapacity(
     record: ModelRecord,
     undo: UndoList,
     stage: (devices: Devices) => Promise<void>,
   ): Promise<number> {
-    const { triton, clock, capacity } = this.parts;
+    const { triton, clock, capacity, logger } = this.parts;
     const deadline = clock.now() + this.options.admissionWaitMs;
-    let need = this.need(record);
     let lastOom: AgentError | undefined;
-    let grown = 0;
-    let lagRetries = 0;
-    let firstOomAt: number | undefined;
-    let sampledAfterOom = false;
+    let ooms = 0;
+    let stubRetried = false;
+    let oomAfterRelease = false;
     for (;;) {
+      const need = this.need(record);
       let devices: Devices = 'all';
       if (capacity) {
         record.phase = 'waiting-for-capacity';
@@ -324,9 +343,7 @@ export class Lifecycle {
             throw new AgentError(
               ErrorCode.InsufficientCapacity,
               `${err.message}; Triton said: ${lastOom.message}`,
-              {
-                cause: err,
-              },
+              { cause: err },
             );
           throw err;
         }
@@ -339,83 +356,140 @@ export class Lifecycle {
         throw err;
       }
       record.phase = 'loading';
-      const quiet = capacity?.ledger.quietToken();
-      const moved = capacity?.ledger.beginMove();
       const t0 = clock.now();
       try {
         await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
       } catch (err) {
-        moved?.();
         // Leave Triton as it was: whatever part did load goes again.
         await triton.unload(record.tritonName, { unloadDependents: true }).catch(() => undefined);
         // Without an answer the load may have taken memory (Triton finishes a load the caller gave up on
-        // before the unload behind it runs): that memory is released, late perhaps, not never taken.
+        // before the unload behind it runs): that memory is released, late perhaps, not never taken. A
+        // failure Triton answered may have left memory behind too: held until a sample tells.
         const unanswered =
           !(err instanceof TritonError) ||
           err.kind === 'DeadlineExceeded' ||
           err.kind === 'Unavailable' ||
           err.kind === 'Cancelled';
-        if (unanswered) capacity?.ledger.release(record.name);
-        else capacity?.ledger.cancel(record.name);
-        const e = this.loadFailure(record, err);
+        const failedAt = clock.now();
+        let freeBeside = 0;
+        if (capacity) {
+          // Free beside its reservation on its devices, as the ledger saw it when the load failed.
+          const beside = Math.min(
+            ...capacity.ledger.indices(devices).map((d) => capacity.ledger.freeOn(d)),
+            Number.MAX_SAFE_INTEGER,
+          );
+          if (unanswered) capacity.ledger.release(record.name);
+          else capacity.ledger.holdAfterFailure(record.name);
+          freeBeside = Math.max(0, beside);
+        }
+        let e = this.loadFailure(record, err);
+        if (err instanceof TritonError && isUnhealthyStub(err.tritonMessage)) {
+          if (!stubRetried) {
+            stubRetried = true;
+            logger.warn("the Python backend's stub process died while loading; trying once more", {
+              model: record.name,
+              error: e.message,
+            });
+            continue;
+          }
+          throw new AgentError(
+            ErrorCode.TritonUnavailable,
+            `${e.message} (the Python backend's stub process died twice while loading; this is often passing — the host's memory, a CUDA crash — so retry)`,
+            { cause: e },
+          );
+        }
+        if (capacity && err instanceof TritonError && e.code === ErrorCode.InvalidModel) {
+          const plan = maskedPlanPath(err.tritonMessage);
+          if (plan !== undefined) {
+            const unmasked = await this.planOutOfMemory(record, plan, devices, need, failedAt);
+            if (unmasked)
+              e = new AgentError(ErrorCode.InsufficientCapacity, `${e.message} (${unmasked})`, { cause: e });
+          }
+        }
         if (!isAgentError(e, ErrorCode.InsufficientCapacity) || !capacity) throw e;
         lastOom = e;
         const { ledger, footprints } = capacity;
-        const now = clock.now();
-        firstOomAt ??= now;
-        // Memory an unload just released may not be free yet (allocators hand it back late): try again
-        // soon, backing off, for up to the release wait — without blaming the model's size.
-        const lagDelay = LAG_RETRY_FIRST_MS * 2 ** lagRetries;
-        if (
-          now - ledger.lastReleaseAt() < capacity.releaseWaitMs &&
-          now + lagDelay - firstOomAt <= capacity.releaseWaitMs &&
-          now + lagDelay < deadline
-        ) {
-          lagRetries++;
-          await clock.sleep(lagDelay, this.stopping.signal);
-          continue;
-        }
-        if (grown++ >= this.options.oomRetries) {
-          // Before answering 507, let one fresh sample correct the ledger (memory it did not know about)
-          // and decide once more with it; admission then waits or evicts by what the device says.
-          if (sampledAfterOom || now >= deadline) throw e;
-          sampledAfterOom = true;
-          await waitForChange(clock, ledger.nextSample(), deadline - now, this.stopping.signal);
-          continue;
-        }
-        // The estimate was too small: the load failed with `need` reserved and `free` more available.
-        const free = ledger.free();
-        const failedWith = need + (Number.isFinite(free) ? Math.max(0, free) : 0);
-        if (record.footprintKey) footprints.needsMoreThan(record.footprintKey, failedWith);
-        need = Math.max(Math.ceil(need * OOM_GROWTH), failedWith + 1, this.need(record));
-        this.parts.logger.warn('Triton ran out of memory loading; evicting more and retrying', {
+        // Memory an unload just released may not have been free yet (allocators hand it back late).
+        oomAfterRelease ||= failedAt - ledger.lastReleaseAt() < capacity.releaseWaitMs;
+        // Before answering 507, one fresh sample corrects the ledger and admission decides once more.
+        if (ooms++ > this.options.oomRetries || failedAt >= deadline) throw e;
+        logger.warn('Triton ran out of memory loading; deciding again once a sample shows the GPU', {
           model: record.name,
-          attempt: grown,
+          attempt: ooms,
           need,
         });
+        // A sample taken after the failure shows the devices as they are: memory released but still in
+        // use (admission waits for it), or held by the failed load (admission counts it as used).
+        await this.sampleAfter(failedAt + ledger.options.metricsIntervalMs, deadline);
+        // Unless that is what stood in its way, it needed more than it had: its reservation and what was
+        // free beside it. A lower bound, until its footprint has been measured.
+        const waitingForRelease = ledger.indices(devices).some((d) => ledger.lagging(d) > 0);
+        if (!waitingForRelease && record.footprintKey && ooms <= this.options.oomRetries)
+          footprints.needsMoreThan(record.footprintKey, need + freeBeside);
         continue;
       }
-      moved?.();
       // It loaded once released memory had come back: remember how long that took.
-      if (lagRetries > 0 && capacity)
+      if (oomAfterRelease && capacity)
         capacity.ledger.learnReleaseLag(clock.now() - capacity.ledger.lastReleaseAt());
       undo.push(() => this.parts.capacity?.ledger.release(record.name));
       undo.push(() => triton.unload(record.tritonName, { unloadDependents: true }));
-      const loadMs = clock.now() - t0;
-      if (capacity) this.learnFootprint(record, quiet, clock.now());
-      return loadMs;
+      return clock.now() - t0;
+    }
+  }
+
+  /** Waits (bounded by `deadline` and three metrics intervals) for a sample taken at or after `at`. */
+  private async sampleAfter(at: number, deadline: number): Promise<void> {
+    const { clock, capacity } = this.parts;
+    if (!capacity) return;
+    const { ledger } = capacity;
+    const until = Math.min(deadline, at + 3 * ledger.options.metricsIntervalMs);
+    while ((ledger.sample?.at ?? -Infinity) < at) {
+      const left = until - clock.now();
+      if (left <= 0) return;
+      await waitForChange(clock, ledger.nextSample(), left, this.stopping.signal);
     }
   }
 
   /**
-   * Learns the footprint after the answer: from `ModelStatistics.memory_usage` where the backend reports
-   * it, else (if the load had the GPU to itself) from the change in used memory a later sample shows.
+   * TensorRT's auto-complete masks an out-of-memory as "unable to load plan file": when the plan is there
+   * and a sample taken after the failure shows the GPU it was deserialised on (the model's first) with less
+   * free than the model needs, it was out of memory. Returns why (for the message), or undefined: the plan
+   * itself is bad.
    */
-  private learnFootprint(
+  private async planOutOfMemory(
     record: ModelRecord,
-    quiet: { token: number; before: import('./gpu-probe').GpuSample } | undefined,
-    loadedAt: number,
-  ): void {
+    plan: string,
+    devices: Devices,
+    need: number,
+    failedAt: number,
+  ): Promise<string | undefined> {
+    const capacity = this.parts.capacity;
+    if (!capacity) return undefined;
+    // The path is Triton's (`<repository>/<name>/<version>/<file>`); the staged copy is the agent's view.
+    const staged = record.staged?.dirs[0];
+    const local = staged ? path.join(staged, ...plan.split('/').slice(-2)) : plan;
+    const exists = await Promise.any(
+      [fsp.stat(plan), fsp.stat(local)].map((p) => p.then((st) => st.isFile())),
+    ).catch(() => false);
+    if (!exists) return undefined;
+    const { ledger } = capacity;
+    await this.sampleAfter(
+      failedAt + ledger.options.metricsIntervalMs,
+      failedAt + 4 * ledger.options.metricsIntervalMs,
+    );
+    const first = devices === 'all' ? 0 : (devices[0] ?? 0);
+    const device = ledger.sample?.devices.find((d, i) => (d.ordinal ?? i) === first);
+    const free = device ? device.totalBytes - device.usedBytes : ledger.freeOn(first) + need;
+    if (free >= need) return undefined;
+    return `TensorRT could not deserialise the plan on GPU ${first} while it had ${mibText(free)} free of the ${mibText(need)} the model needs: out of memory`;
+  }
+
+  /**
+   * Where the backend reports what a load allocated (ModelStatistics.memory_usage: TensorRT and ONNX
+   * Runtime, with Triton's memory tracker on), that figure is the footprint at once; otherwise the samples
+   * teach it. Read after the answer, in the background.
+   */
+  private learnReportedFootprint(record: ModelRecord): void {
     const capacity = this.parts.capacity;
     const key = record.footprintKey;
     if (!capacity || !key) return;
@@ -431,20 +505,10 @@ export class Lifecycle {
             if (m.type === 'GPU') perDevice.set(m.id, (perDevice.get(m.id) ?? 0) + m.byte_size);
       }
       const reported = Math.max(0, ...perDevice.values());
-      if (reported > 0) {
-        capacity.footprints.learn(key, reported);
-        capacity.ledger.update(record.name, reported);
-      } else if (quiet) {
-        capacity.footprints.expect({
-          key,
-          before: quiet.before,
-          token: quiet.token,
-          loadedAt,
-          onLearned: (bytes) => {
-            this.parts.logger.info('footprint measured', { model: record.name, bytes });
-            capacity.ledger.update(record.name, bytes);
-          },
-        });
+      if (reported > 0 && record.footprintKey === key && record.state === 'ready') {
+        capacity.footprints.measure(key, reported);
+        capacity.ledger.update(record.name, this.need(record));
+        this.parts.logger.info('footprint reported by the backend', { model: record.name, bytes: reported });
       }
     })();
   }
@@ -506,7 +570,10 @@ export class Lifecycle {
         throw new AgentError(ErrorCode.InvalidModel, `the staged files of '${record.name}' are not intact`);
       this.readLayout(record, layout);
       // Where the previous run placed it: its staged config says which GPUs (none named: every GPU).
-      record.devices = await this.stagedDevices(staged, record.placement);
+      record.devices =
+        capacity && capacity.ledger.known && !capacity.ledger.identified
+          ? 'all'
+          : await this.stagedDevices(staged, record.placement, record);
       capacity?.ledger.reserve(record.name, this.need(record), record.devices);
       capacity?.ledger.settle(record.name);
       undo.push(() => capacity?.ledger.cancel(record.name));
@@ -525,9 +592,12 @@ export class Lifecycle {
 
   /**
    * Moves a resident model's GPU instances to `devices` (more GPUs when it is busy, fewer when it cools).
-   * Only its staged `config.pbtxt` changes, so Triton updates the instances in place: the old ones keep
-   * serving, and room is needed for one copy on each added device only, held in the ledger while it
-   * happens. `victims` (chosen by the caller, still evictable) are sent away first to make that room, and
+   * Only its staged `config.pbtxt` changes (one instance group per GPU), so Triton updates the instances in
+   * place: the old ones keep serving while the new ones are created, and an instance is kept only on a GPU
+   * whose group is unchanged — never for TensorRT, whose every instance is built anew (DEVICE_BLOCKING),
+   * and whose engine stays on a GPU it leaves until the whole model unloads. So room is held, while the
+   * move happens, for a second copy on each added GPU and on each GPU that stays without keeping its
+   * instance. `victims` (chosen by the caller, still evictable) are sent away first to make that room, and
    * the move waits for their memory, at most `admissionWaitMs`. Single-flight with the model's other
    * transitions; if any step fails, the model stays as it was. Resolves true when it moved.
    */
@@ -541,36 +611,39 @@ export class Lifecycle {
       record.transition ||
       !record.artifact ||
       !staged ||
+      !record.artifactConfig ||
       old === 'all' ||
       devices.length === 0
     )
       return Promise.resolve(false);
     const { ledger, admission } = capacity;
     const bytes = ledger.chargeOf(record.name);
-    const added = devices.filter((d) => !old.includes(d));
-    const roomNow = added.every((d) => ledger.freeOn(d) >= bytes);
+    const next = placeOnGpus(record.artifactConfig, devices);
+    const tensorrt = isTensorrt(record.platform);
+    const kept = tensorrt || !record.stagedConfig ? new Set<number>() : keptGpus(record.stagedConfig, next);
+    // Where a second copy exists while Triton updates the model: every GPU of the new set whose instance
+    // is not kept (an added GPU, or one that stays but whose instances are built anew).
+    const copies = devices.filter((d) => !kept.has(d));
+    const roomNow = copies.every((d) => ledger.freeOn(d) >= bytes);
     if (!roomNow && victims.length === 0) return Promise.resolve(false);
     // The victims' charges turn `freeing` now, and the room they leave is this model's from here on.
     if (!roomNow) admission.evictFor(record, victims);
     const transient = `${record.name}\u0000rescale`;
-    if (added.length > 0) ledger.reserve(transient, bytes, added, { transient: true });
+    if (copies.length > 0) ledger.reserve(transient, bytes, copies, { transient: true });
     const artifactDir = record.artifact.dir;
     const work = (async (): Promise<boolean> => {
       // A move is never urgent: it waits briefly for room, and a DELETE behind it is not held long.
       const deadline = clock.now() + Math.min(this.options.admissionWaitMs, RESCALE_ROOM_WAIT_MS);
-      // Held room is usable once nothing on an added device is charged beyond its capacity.
+      // Held room is usable once nothing on a GPU with a copy is charged beyond its capacity.
       for (;;) {
         // The held room follows the model's charge (a footprint learned meanwhile).
-        if (added.length > 0)
-          ledger.reserve(transient, ledger.chargeOf(record.name), added, { transient: true });
-        if (added.every((d) => ledger.freeOn(d) >= 0)) break;
+        if (copies.length > 0)
+          ledger.reserve(transient, ledger.chargeOf(record.name), copies, { transient: true });
+        if (copies.every((d) => ledger.freeOn(d) >= 0)) break;
         const left = deadline - clock.now();
         if (left <= 0 || this.stopping.signal.aborted) {
           ledger.cancel(transient);
-          logger.info('no room freed in time to place a busy model on more GPUs', {
-            model: record.name,
-            devices,
-          });
+          logger.info('no room freed in time to move a model between GPUs', { model: record.name, devices });
           return false;
         }
         const change = Promise.race([ledger.next(), ledger.nextSample()]);
@@ -578,8 +651,6 @@ export class Lifecycle {
           () => undefined,
         );
       }
-      // A reload moves memory: no footprint is measured across it.
-      const moved = ledger.beginMove();
       let layout: ArtifactLayout | undefined;
       let asked = false;
       try {
@@ -588,7 +659,6 @@ export class Lifecycle {
         asked = true;
         await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
       } catch (err) {
-        moved();
         const answered =
           !asked ||
           (err instanceof TritonError &&
@@ -602,6 +672,7 @@ export class Lifecycle {
           ledger.cancel(transient);
           ledger.move(record.name, both);
           record.devices = both;
+          record.stagedConfig = next;
           logger.warn('a move to other GPUs got no answer; counting the model on both sets of GPUs', {
             model: record.name,
             devices: both,
@@ -619,11 +690,17 @@ export class Lifecycle {
         });
         return false;
       }
-      moved();
-      // The held room is now the model's own charge; devices it left are released.
-      ledger.cancel(transient);
-      ledger.move(record.name, devices);
+      // The held copies were transient: the model's own charge now covers the new set. A TensorRT engine
+      // stays on a GPU the model left until the model unloads, so those stay charged.
+      const charged = ledger.devicesOf(record.name);
+      const retained = tensorrt && charged !== undefined && charged !== 'all' ? charged : [];
+      ledger.release(transient);
+      ledger.move(
+        record.name,
+        [...new Set([...devices, ...retained])].sort((a, b) => a - b),
+      );
       record.devices = devices;
+      record.stagedConfig = next;
       logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });
       return true;
     })();
@@ -641,6 +718,8 @@ export class Lifecycle {
 
   /** What an artifact's config says for capacity and placement: its declared footprint and where it goes. */
   private readLayout(record: ModelRecord, layout: ArtifactLayout): void {
+    record.platform = layout.top.summary.platform || layout.top.summary.backend || '';
+    record.artifactConfig = layout.top.config;
     const declared = Number(layout.top.summary.parameters[DECLARED_GPU_BYTES_PARAMETER]);
     record.declaredBytes = Number.isFinite(declared) && declared > 0 ? declared : undefined;
     record.placement = placementOf(
@@ -656,18 +735,24 @@ export class Lifecycle {
    * The GPUs a staged model's config places it on ('all' when it names none): what Triton was given, even
    * when the settings changed since (an artifact's own GPUs ignored by an earlier run).
    */
-  private async stagedDevices(staged: StagedModel, placement: Placement): Promise<Devices> {
-    if (placement.kind === 'cpu') return [];
-    if (placement.kind === 'all') return 'all';
+  private async stagedDevices(
+    staged: StagedModel,
+    placement: Placement,
+    record: ModelRecord,
+  ): Promise<Devices> {
     const gpus = new Set<number>();
-    for (const dir of staged.dirs) {
+    for (const [i, dir] of staged.dirs.entries()) {
       const text = await fsp.readFile(path.join(dir, 'config.pbtxt'), 'utf8').catch(() => '');
       try {
-        for (const g of instanceGroups(parsePbtxt(text))) for (const d of g.gpus) gpus.add(d);
+        const doc = parsePbtxt(text);
+        if (i === 0) record.stagedConfig = doc;
+        for (const g of instanceGroups(doc)) for (const d of g.gpus) gpus.add(d);
       } catch {
         // unreadable: counted on every GPU
       }
     }
+    if (placement.kind === 'cpu') return [];
+    if (placement.kind === 'all') return 'all';
     return gpus.size > 0 ? [...gpus].sort((a, b) => a - b) : 'all';
   }
 
@@ -698,14 +783,11 @@ export class Lifecycle {
   private async unload(record: ModelRecord, outcome: 'evicted' | 'forgotten'): Promise<void> {
     const { triton, clock, capacity, logger } = this.parts;
     const started = clock.now();
-    let moved: (() => void) | undefined;
     try {
       await this.drain(record);
-      moved = capacity?.ledger.beginMove();
       await triton.unload(record.tritonName, { unloadDependents: true });
     } catch (err) {
       // Triton was not told: the model stays resident and served.
-      moved?.();
       record.state = 'ready';
       capacity?.ledger.stopFreeing(record.name);
       const e = isAgentError(err)
@@ -722,8 +804,6 @@ export class Lifecycle {
         model: record.name,
         error: messageOf(err),
       });
-    } finally {
-      moved?.();
     }
     await this.forgetResidency(record);
     if (outcome === 'forgotten') this.parts.catalogue.remove(record);

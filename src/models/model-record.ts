@@ -1,6 +1,7 @@
 import type { LocalArtifact, StagedModel } from '../artifacts';
 import type { AgentError } from '../errors';
 import type { ModelIO } from '../inference';
+import type { PbMessage } from '../triton';
 import { ChangeSignal } from './change-signal';
 import type { Devices } from './gpu-ledger';
 import type { Placement } from './placement';
@@ -63,10 +64,18 @@ export interface ModelRecord {
   victims: string[];
   /** Whether a request's access-log line already named `victims` (only the first cold waiter does). */
   victimsReported: boolean;
+  /** Its config's platform (or backend), e.g. `pytorch_libtorch`, `tensorrt_plan`. */
+  platform: string;
+  /** Its artifact's top config as the artifact has it (before the agent placed it). */
+  artifactConfig: PbMessage | undefined;
+  /** Its top config as staged in the repository now (what Triton was last given). */
+  stagedConfig: PbMessage | undefined;
   /** Where its instances may go (from its config and the placement setting). */
   placement: Placement;
   /** The devices it was loaded on ('all': every GPU). */
   devices: Devices;
+  /** The largest batch it has run since it loaded (memory grows with it). */
+  peakBatch: number;
   /** Time its requests spent in Triton since the scaler last looked, ms (how busy its instances are). */
   busyMs: number;
   /** Scaler periods in a row its traffic would fit on one GPU fewer. */
@@ -147,8 +156,12 @@ export function newRecord(fields: {
     registered: true,
     victims: [],
     victimsReported: false,
+    platform: '',
+    artifactConfig: undefined,
+    stagedConfig: undefined,
     placement: { kind: 'all' },
     devices: 'all',
+    peakBatch: 0,
     busyMs: 0,
     coolPeriods: 0,
     invocationsSeen: 0,

@@ -10,9 +10,11 @@ import { systemClock, waitForChange, type Clock } from './clock';
 import type { EvictionPolicy } from './eviction';
 import { FailureMemory } from './failure-memory';
 import { Footprints } from './footprints';
-import { GpuLedger } from './gpu-ledger';
+import { ChangeSignal } from './change-signal';
+import type { DeviceEquation } from './footprint-estimator';
+import { GpuLedger, type SettledDevice } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
-import { Lifecycle, userText, type LifecycleEvents } from './lifecycle';
+import { Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
 import type { ArtifactGpus, PlacementMode } from './placement';
 
@@ -54,6 +56,8 @@ export interface CapacitySettings {
   /** How long memory an unload released may take to show as free before more models are evicted for it. */
   releaseWaitMs: number;
   footprintsFile: string;
+  /** How finely the GPU figures are reported (default 1 MiB, as DCGM's). */
+  readingStepBytes?: number;
 }
 
 /** The parts the registry works with. */
@@ -88,8 +92,16 @@ const SCALE_OUT_LOAD = 0.7;
 const SCALE_IN_LOAD = 0.3;
 /** ... after this many periods in a row. */
 const SCALE_IN_PERIODS = 2;
-/** How long the first GPU sample is waited for before loads go ahead without capacity checks. */
-const FIRST_SAMPLE_WAIT_MS = 2000;
+/** How long `open` waits for a first GPU sample (Triton may not be up yet: loads wait for one anyway). */
+const OPEN_SAMPLE_WAIT_MS = 2000;
+/**
+ * How long a load waits for the first GPU sample, so it is admitted knowing each device's base; after that
+ * it goes ahead on the accounting alone.
+ */
+const FIRST_SAMPLE_WAIT_MS = 10_000;
+
+/** How much a model's footprint is loosened when it runs a larger batch than before (a share of it). */
+const GROWTH_SHARE = 0.25;
 
 /** Resolves `<prefix><name>` for lazy loading, refusing names that would leave the prefix. */
 export function lazyUrl(prefix: string, name: string): string {
@@ -130,10 +142,13 @@ export class ModelRegistry {
   readonly policy: EvictionPolicy | undefined;
   private readonly probe: GpuMemoryProbe | undefined;
   private readonly timers: (() => void)[] = [];
-  private firstSample: Promise<void> | undefined;
+  /** Settles at the first successful GPU sample. */
+  private readonly firstSample = new ChangeSignal();
+  private sampledOnce = false;
   private readonly scalePeriodMs: number;
   private sampling = false;
-  private metricsWarned = false;
+  private metricsState: 'unknown' | 'available' | 'unavailable' = 'unknown';
+  private identityWarned = false;
 
   constructor(
     parts: RegistryParts,
@@ -156,13 +171,14 @@ export class ModelRegistry {
           headroomBytes: cap.headroomBytes,
           metricsIntervalMs: cap.metricsIntervalMs,
           releaseWaitMs: cap.releaseWaitMs,
+          readingStepBytes: cap.readingStepBytes,
         },
         () => this.clock.now(),
       );
       const footprints = new Footprints({
         factor: cap.footprintFactor,
         file: cap.footprintsFile,
-        metricsIntervalMs: cap.metricsIntervalMs,
+        readingStepBytes: cap.readingStepBytes,
       });
       const admission = new Admission(
         ledger,
@@ -232,31 +248,84 @@ export class ModelRegistry {
   async open(): Promise<void> {
     await this.footprints?.open();
     if (this.probe) {
-      this.firstSample = waitForChange(this.clock, this.sample(), FIRST_SAMPLE_WAIT_MS);
-      await this.firstSample;
+      await waitForChange(this.clock, this.sample(), OPEN_SAMPLE_WAIT_MS);
     }
   }
 
-  /** Reads Triton's GPU metrics in the background and lets them correct the ledger. */
+  /**
+   * Whether Triton's GPU figures can be read: `unknown` until the first try, `unavailable` while the page
+   * is unreachable or has no GPU series (capacity then follows the accounting alone).
+   */
+  get gpuMetrics(): 'unknown' | 'available' | 'unavailable' {
+    return this.metricsState;
+  }
+
+  /**
+   * Loads wait (bounded) for the first GPU sample, so each device's base is known when they are admitted:
+   * without it the first loads look to fit where a CUDA context already sits.
+   */
+  private async awaitFirstSample(): Promise<void> {
+    if (!this.probe || this.sampledOnce) return;
+    await waitForChange(this.clock, this.firstSample.next(), FIRST_SAMPLE_WAIT_MS);
+  }
+
+  /**
+   * Reads Triton's GPU metrics in the background and lets them correct the ledger: each settled device is
+   * an equation for the footprint estimator, whose beliefs become the resident models' charges and the
+   * devices' bases.
+   */
   private async sample(): Promise<void> {
     if (!this.probe || !this.ledger || this.sampling) return;
     this.sampling = true;
     try {
       const devices = await this.probe.read();
       const sample = { devices, at: this.clock.now() };
-      this.ledger.observe(sample);
       const ledger = this.ledger;
-      this.footprints?.observe(sample, (t) => ledger.stillQuiet(t));
-      this.metricsWarned = false;
+      ledger.observe(sample, (settled) => this.learnFrom(settled));
+      if (this.metricsState === 'unavailable')
+        this.logger.info('GPU metrics available again', { devices: devices.length });
+      this.metricsState = 'available';
+      if (!this.sampledOnce && ledger.known) {
+        this.sampledOnce = true;
+        this.firstSample.notify();
+      }
+      if (!ledger.identified && !this.identityWarned) {
+        this.identityWarned = true;
+        this.logger.warn('GPUs cannot be told apart; they are one pool (every model on every GPU)', {
+          devices: devices.length,
+          reason: this.probe.identityProblem?.() ?? 'the GPU figures carry no CUDA device ordinal',
+        });
+      }
     } catch (err) {
-      if (!this.metricsWarned)
+      if (this.metricsState !== 'unavailable')
         this.logger.warn('GPU metrics unavailable; capacity follows the accounting alone', {
           error: messageOf(err),
         });
-      this.metricsWarned = true;
+      this.metricsState = 'unavailable';
     } finally {
       this.sampling = false;
     }
+  }
+
+  /** Settled device readings correct the footprints and bases; resident charges follow. */
+  private learnFrom(settled: readonly SettledDevice[]): void {
+    const footprints = this.footprints;
+    const ledger = this.ledger;
+    if (!footprints || !ledger) return;
+    const equations: DeviceEquation[] = [];
+    for (const dev of settled) {
+      const keys = dev.models.map((m) => this.catalogue.get(m)?.footprintKey);
+      if (keys.every((k): k is string => k !== undefined))
+        equations.push({ uuid: dev.uuid, usedBytes: dev.usedBytes, keys });
+    }
+    footprints.observe(equations);
+    for (const dev of settled) {
+      const base = footprints.base(dev.uuid);
+      if (base !== undefined) ledger.setBase(dev.index, base);
+    }
+    for (const r of this.catalogue.values())
+      if (r.state === 'ready' && r.footprintKey && ledger.stateOf(r.name) === 'resident')
+        ledger.update(r.name, this.lifecycle.need(r));
   }
 
   /** Shutting down: no more moves between GPUs (nor evictions for them) while requests drain. */
@@ -307,7 +376,7 @@ export class ModelRegistry {
     if (this.catalogue.has(name))
       throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
     await this.refuseOwnDirs(url);
-    await this.firstSample;
+    await this.awaitFirstSample();
     // Another load of the same name may have started while this one waited.
     if (this.catalogue.has(name))
       throw new AgentError(ErrorCode.ModelAlreadyLoaded, `model '${name}' is already loaded`);
@@ -468,7 +537,7 @@ export class ModelRegistry {
       if (version === failed.version) throw failed.error;
       this.failures.forget(name);
     }
-    await this.firstSample;
+    await this.awaitFirstSample();
     // Another caller may have started it while we looked.
     const existing = this.catalogue.get(name);
     if (existing) return existing;
@@ -501,6 +570,7 @@ export class ModelRegistry {
     if (!record || record !== lease.record)
       throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
     checkTensorNames(record, request);
+    this.noteBatch(record, request);
     // A NotFound from before a reload finished must not send the reloaded model away again.
     const loadsAtCall = record.loads;
     const call = async () => {
@@ -537,8 +607,66 @@ export class ModelRegistry {
         record.invocations++;
         return res;
       }
+      // Out of memory inside the request: the model grew past its charge (PyTorch's cache, workspaces).
+      // Charge it more, make room on its GPUs by sending an idle model away, and try once more.
+      if (
+        err instanceof TritonError &&
+        err.kind === 'OutOfMemory' &&
+        (await this.roomAfterRequestOom(record))
+      ) {
+        const res = await call().catch((e: unknown) => {
+          throw this.asUserError(record, e);
+        });
+        record.invocations++;
+        return res;
+      }
       throw this.asUserError(record, err);
     }
+  }
+
+  /**
+   * A request's batch larger than any the model has run: it will take more memory (PyTorch keeps what the
+   * largest batch needed), so its footprint is loosened for the samples to correct.
+   */
+  private noteBatch(record: ModelRecord, request: Omit<ModelInferRequest, 'model_name'>): void {
+    const batch = (record.io?.maxBatchSize ?? 0) > 0 ? Number(request.inputs[0]?.shape[0] ?? 1) : 1;
+    if (!(batch > record.peakBatch)) return;
+    record.peakBatch = batch;
+    if (record.footprintKey) this.footprints?.loosen(record.footprintKey, GROWTH_SHARE);
+  }
+
+  /**
+   * After an out-of-memory inside a request: the model needs more than it is charged (until measured),
+   * and one idle model on its GPUs (the policy's first victim) is sent away. Resolves true once that
+   * model's unload finished (bounded by the cold-load wait), false when none could go.
+   */
+  private async roomAfterRequestOom(record: ModelRecord): Promise<boolean> {
+    const ledger = this.ledger;
+    const admission = this.admission;
+    if (!ledger || !admission || record.state !== 'ready') return false;
+    if (record.footprintKey) {
+      const charge = ledger.chargeOf(record.name);
+      this.footprints?.needsMoreThan(record.footprintKey, charge);
+      this.footprints?.loosen(record.footprintKey, GROWTH_SHARE);
+      ledger.update(record.name, this.lifecycle.need(record));
+    }
+    const victim = admission.evictOneBeside(record);
+    if (victim === undefined) {
+      this.logger.warn('out of GPU memory inside a request and no idle model shares its GPU', {
+        model: record.name,
+      });
+      return false;
+    }
+    this.logger.warn('out of GPU memory inside a request; evicting an idle model and trying again', {
+      model: record.name,
+      victim,
+    });
+    const going = this.catalogue.get(victim)?.transition;
+    if (going)
+      await waitOrTimeout(going, this.clock, this.options.coldLoadWaitMs, () => undefined).catch(
+        () => undefined,
+      );
+    return true;
   }
 
   private asUserError(record: ModelRecord, err: unknown): unknown {
@@ -560,7 +688,6 @@ export class ModelRegistry {
       : resident.map((r) => r.name);
     for (const r of resident) if (!order.includes(r.name)) order.unshift(r.name);
     // Only the resident models' charges go (markLost): loads in flight keep their reservations.
-    this.footprints?.forgetPending();
     for (const r of resident) this.lifecycle.markLost(r);
     for (const name of order) {
       const r = this.catalogue.get(name);
@@ -598,7 +725,7 @@ export class ModelRegistry {
       }
       if (r.footprintKey) {
         out.footprintBytes = this.lifecycle.need(r);
-        out.footprintMeasured = this.footprints?.learned(r.footprintKey) !== undefined;
+        out.footprintMeasured = this.footprints?.learned(r.footprintKey) ?? false;
       }
       if (r.loadMs !== undefined) out.loadMs = r.loadMs;
       if (r.loadedAt !== undefined) out.loadedAt = new Date(r.loadedAt).toISOString();
@@ -678,7 +805,9 @@ export class ModelRegistry {
           if (!best || cost < best.cost) best = { d, victims, cost };
         }
         if (best && best.cost < gain) this.move(r, [...current, best.d], best.victims);
-      } else if (n > 1 && demand < SCALE_IN_LOAD * (n - 1)) {
+      } else if (n > 1 && demand < SCALE_IN_LOAD * (n - 1) && !isTensorrt(r.platform)) {
+        // (A TensorRT model is never shrunk: its engine stays on the GPU it leaves until it unloads, so a
+        // shrink frees nothing and rebuilds every instance.)
         if (++r.coolPeriods >= SCALE_IN_PERIODS) {
           r.coolPeriods = 0;
           this.move(r, r.devices.slice(0, -1));

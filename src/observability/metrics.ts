@@ -35,14 +35,27 @@ export interface GpuState {
   utilization: number;
 }
 
+/** One GPU as the capacity model sees it. */
+export interface GpuCapacity {
+  uuid: string;
+  /** Bytes models may use there: total less the GPU's own base and the headroom. */
+  totalBytes: number;
+  /** Bytes counted as used there: resident footprints, reservations, memory not yet explained. */
+  usedBytes: number;
+}
+
 /** The lifecycle's state, read when `/metrics` is scraped. */
 export interface StateSnapshot {
   /** Models resident in Triton. */
   loadedModels: number;
-  /** GPU bytes the capacity model counts as used (resident footprints, reservations, unaccounted). */
+  /** GPU bytes the capacity model counts as used, every GPU summed. */
   capacityUsedBytes?: number;
-  /** GPU bytes the capacity model may use in all (total minus headroom). */
+  /** GPU bytes the capacity model may use in all, every GPU summed. */
   capacityTotalBytes?: number;
+  /** The same, per GPU. */
+  capacityByGpu?: GpuCapacity[];
+  /** Whether Triton's GPU figures can be read (undefined: capacity is off). */
+  gpuMetricsAvailable?: boolean;
   /** The eviction policy the adaptive policy currently follows (or the configured policy). */
   leader?: string;
   /** Bytes held by the artifact disk cache. */
@@ -113,6 +126,9 @@ export class AgentMetrics implements LifecycleMetrics {
   private readonly loadedCount: prom.Gauge;
   private readonly capacityUsed: prom.Gauge;
   private readonly capacityTotal: prom.Gauge;
+  private readonly gpuCapacityUsed: prom.Gauge;
+  private readonly gpuCapacityTotal: prom.Gauge;
+  private readonly gpuMetricsAvailable: prom.Gauge;
   private readonly leader: prom.Gauge<'policy'>;
   private readonly diskCache: prom.Gauge;
   private readonly diskUtilization: prom.Gauge;
@@ -198,12 +214,27 @@ export class AgentMetrics implements LifecycleMetrics {
     );
     this.capacityUsed = gauge(
       'sagemaker_gpu_capacity_used_bytes',
-      'GPU bytes the capacity model counts as used',
+      'GPU bytes the capacity model counts as used, every GPU summed',
       [],
     );
     this.capacityTotal = gauge(
       'sagemaker_gpu_capacity_total_bytes',
-      'GPU bytes the capacity model may use (total minus headroom)',
+      "GPU bytes models may use, every GPU summed (total less each GPU's own use and the headroom)",
+      [],
+    );
+    this.gpuCapacityUsed = gauge(
+      'sagemaker_gpu_device_capacity_used_bytes',
+      'GPU bytes the capacity model counts as used, per GPU',
+      ['gpu_uuid'],
+    );
+    this.gpuCapacityTotal = gauge(
+      'sagemaker_gpu_device_capacity_total_bytes',
+      "GPU bytes models may use, per GPU (total less the GPU's own use and the headroom)",
+      ['gpu_uuid'],
+    );
+    this.gpuMetricsAvailable = gauge(
+      'sagemaker_gpu_metrics_available',
+      "1 while Triton's GPU memory figures can be read; 0 while they cannot (capacity then follows the accounting alone)",
       [],
     );
     this.leader = gauge(
@@ -300,6 +331,13 @@ export class AgentMetrics implements LifecycleMetrics {
     this.loadedCount.set(s.loadedModels);
     if (s.capacityUsedBytes !== undefined) this.capacityUsed.set(s.capacityUsedBytes);
     if (s.capacityTotalBytes !== undefined) this.capacityTotal.set(s.capacityTotalBytes);
+    this.gpuCapacityUsed.reset();
+    this.gpuCapacityTotal.reset();
+    for (const g of s.capacityByGpu ?? []) {
+      this.gpuCapacityUsed.set({ gpu_uuid: g.uuid }, g.usedBytes);
+      this.gpuCapacityTotal.set({ gpu_uuid: g.uuid }, g.totalBytes);
+    }
+    if (s.gpuMetricsAvailable !== undefined) this.gpuMetricsAvailable.set(s.gpuMetricsAvailable ? 1 : 0);
     this.leader.reset();
     if (s.leader !== undefined) this.leader.set({ policy: s.leader }, 1);
     if (s.diskCacheBytes !== undefined) this.diskCache.set(s.diskCacheBytes);

@@ -50,6 +50,8 @@ export type {
 export {
   TritonError,
   isOutOfMemoryText,
+  isUnhealthyStub,
+  maskedPlanPath,
   classifyTritonFailure,
   OUT_OF_MEMORY_TEXTS,
   type TritonErrorKind,
@@ -69,6 +71,15 @@ export {
   type JsonValue,
 } from './model-config-schema';
 export type * from './types';
+export {
+  readGpuMap,
+  cudaOrdinals,
+  parseNvidiaSmi,
+  NVIDIA_SMI_ARGS,
+  type GpuMap,
+  type GpuIdentity,
+  type GpuMapOptions,
+} from './gpu-identity';
 export {
   ManagedTriton,
   LineSplitter,

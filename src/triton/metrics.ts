@@ -29,6 +29,11 @@ export interface ModelCounters {
 
 export interface TritonMetrics {
   gpus: GpuMetrics[];
+  /**
+   * True when the page has GPU memory series. Triton exports none when GPU metrics are off or DCGM is
+   * unavailable: that means "figures unavailable", not "no GPUs".
+   */
+  gpuSeries: boolean;
   models: ModelCounters[];
 }
 
@@ -52,6 +57,7 @@ const MODEL_FIELDS: Record<string, keyof ModelCounters> = {
 /** Reads Triton's Prometheus text into typed GPU and per-model values. Unknown families are ignored. */
 export function parseTritonMetrics(text: string): TritonMetrics {
   const gpus = new Map<string, GpuMetrics>();
+  let gpuSeries = false;
   const models = new Map<string, ModelCounters>();
   const gpu = (uuid: string): GpuMetrics => {
     let g = gpus.get(uuid);
@@ -91,6 +97,7 @@ export function parseTritonMetrics(text: string): TritonMetrics {
           if (labels.gpu_uuid) gpu(labels.gpu_uuid).memoryUsedBytes = value;
           break;
         case 'nv_gpu_memory_total_bytes':
+          gpuSeries = true;
           if (labels.gpu_uuid) gpu(labels.gpu_uuid).memoryTotalBytes = value;
           break;
         case 'nv_gpu_utilization':
@@ -115,7 +122,7 @@ export function parseTritonMetrics(text: string): TritonMetrics {
       }
     }
   }
-  return { gpus: [...gpus.values()], models: [...models.values()] };
+  return { gpus: [...gpus.values()], gpuSeries, models: [...models.values()] };
 }
 
 /** Fetches and parses Triton's `/metrics` endpoint. */

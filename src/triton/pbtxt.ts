@@ -651,20 +651,38 @@ export function instanceGroups(doc: PbMessage): InstanceGroup[] {
     });
 }
 
+/** A scalar field of a group message. */
+const scalarField = (name: string, value: PbScalar): PbField => ({ name, value, line: 0, column: 0 });
+
+/** The instance-group messages of a config, in order, whether written one per field or as a list. */
+function groupMessages(doc: PbMessage): PbMessage[] {
+  return fieldValues(doc, 'instance_group').filter((v): v is PbMessage => v.kind === 'message');
+}
+
+function groupKind(g: PbMessage): string {
+  const kind = fieldValues(g, 'kind').at(-1);
+  return kind?.kind === 'ident' ? kind.text : 'KIND_AUTO';
+}
+
 /**
- * Places a model's GPU instances on `gpus`: its GPU (or AUTO) instance groups become one KIND_GPU group
- * with the same total count on those devices; CPU and MODEL groups stay as they are. Returns a new tree.
+ * Places a model's GPU instances on `gpus`, one `instance_group` per GPU: each GPU (or AUTO) group of the
+ * config is repeated on every one of `gpus` as KIND_GPU with that single GPU, keeping its count and its
+ * other fields (a named group gets `_gpu<d>` added, so instance names stay unique); CPU and MODEL groups
+ * stay as they are; no groups at all counts as one instance. One group per GPU is what lets Triton keep
+ * the instances on a GPU that stays when the list changes: it reuses an instance only when its whole group
+ * config but name and count (the `gpus` list included) and its device are unchanged (core
+ * backend_model.cc PrepareInstances, backend_model_instance.h Signature). Returns a new tree.
  */
 export function placeOnGpus(doc: PbMessage, gpus: readonly number[]): PbMessage {
-  const groups = instanceGroups(doc);
-  const onGpu = groups.filter((g) => g.kind === 'KIND_GPU' || g.kind === 'KIND_AUTO');
-  const count = groups.length === 0 ? 1 : onGpu.reduce((a, g) => a + g.count, 0);
+  const all = groupMessages(doc);
+  const onGpu = all.filter((g) => groupKind(g) === 'KIND_GPU' || groupKind(g) === 'KIND_AUTO');
+  const templates: PbMessage[] =
+    all.length === 0
+      ? [{ kind: 'message', fields: [scalarField('count', { kind: 'number', text: '1' })] }]
+      : onGpu;
   // Groups may be written one per field or as a list (`instance_group [ {...}, {...} ]`).
-  const cpuOrModel = (v: PbScalar | PbMessage): boolean => {
-    if (v.kind !== 'message') return false;
-    const kind = fieldValues(v, 'kind').at(-1);
-    return kind?.kind === 'ident' && (kind.text === 'KIND_CPU' || kind.text === 'KIND_MODEL');
-  };
+  const cpuOrModel = (v: PbScalar | PbMessage): boolean =>
+    v.kind === 'message' && (groupKind(v) === 'KIND_CPU' || groupKind(v) === 'KIND_MODEL');
   const kept: PbField[] = [];
   for (const f of doc.fields) {
     if (f.name !== 'instance_group') kept.push(f);
@@ -673,19 +691,57 @@ export function placeOnGpus(doc: PbMessage, gpus: readonly number[]): PbMessage 
       if (items.length > 0) kept.push({ ...f, value: { kind: 'list', items } });
     } else if (cpuOrModel(f.value)) kept.push(f);
   }
-  if (count === 0) return { kind: 'message', fields: kept };
-  const group: PbMessage = {
-    kind: 'message',
-    fields: [
-      { name: 'count', value: { kind: 'number', text: String(count) }, line: 0, column: 0 },
-      { name: 'kind', value: { kind: 'ident', text: 'KIND_GPU' }, line: 0, column: 0 },
-      {
-        name: 'gpus',
-        value: { kind: 'list', items: gpus.map((g) => ({ kind: 'number', text: String(g) }) as const) },
+  const placed: PbField[] = [];
+  for (const d of gpus) {
+    for (const t of templates) {
+      const fields: PbField[] = [];
+      let count: PbField | undefined;
+      for (const f of t.fields) {
+        if (f.name === 'kind' || f.name === 'gpus') continue;
+        if (f.name === 'count') count = f;
+        else if (f.name === 'name' && f.value.kind === 'string')
+          fields.push({ ...f, value: { kind: 'string', value: `${f.value.value}_gpu${d}` } });
+        else fields.push(f);
+      }
+      placed.push({
+        name: 'instance_group',
+        value: {
+          kind: 'message',
+          fields: [
+            count ?? scalarField('count', { kind: 'number', text: '1' }),
+            scalarField('kind', { kind: 'ident', text: 'KIND_GPU' }),
+            {
+              name: 'gpus',
+              value: { kind: 'list', items: [{ kind: 'number', text: String(d) }] },
+              line: 0,
+              column: 0,
+            },
+            ...fields,
+          ],
+        },
         line: 0,
         column: 0,
-      },
-    ],
-  };
-  return { kind: 'message', fields: [...kept, { name: 'instance_group', value: group, line: 0, column: 0 }] };
+      });
+    }
+  }
+  return { kind: 'message', fields: [...kept, ...placed] };
+}
+
+/**
+ * The GPUs on which Triton keeps the instances it has when a config's instance groups change from
+ * `before` to `after` (an update in place): those of GPU groups in `after` that name their GPUs and have
+ * an equivalent group in `before` (the same fields but `name` and `count`). A group that names no GPUs
+ * stands for all of them, which this cannot judge: it keeps nothing here.
+ */
+export function keptGpus(before: PbMessage, after: PbMessage): Set<number> {
+  const signature = (g: PbMessage) =>
+    writePbtxt({ kind: 'message', fields: g.fields.filter((f) => f.name !== 'name' && f.name !== 'count') });
+  const gpuGroups = (doc: PbMessage) =>
+    groupMessages(doc).filter((g) => groupKind(g) === 'KIND_GPU' && fieldValues(g, 'gpus').length > 0);
+  const old = new Set(gpuGroups(before).map(signature));
+  const kept = new Set<number>();
+  for (const g of gpuGroups(after))
+    if (old.has(signature(g)))
+      for (const v of fieldValues(g, 'gpus')) if (v.kind === 'number') kept.add(Number(v.text));
+  return kept;
 }

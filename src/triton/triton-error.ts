@@ -61,6 +61,23 @@ export function isOutOfMemoryText(message: string, names: readonly string[] = []
   return OUT_OF_MEMORY_PATTERN.test(text);
 }
 
+/**
+ * tensorrt_backend's auto-complete (Triton's default) replaces *any* failure to deserialise a plan, out of
+ * memory included, by this text naming only the plan file (model_state.cc AutoCompleteConfig): the reason
+ * is only in Triton's log. Returns the plan's path when `message` is that text.
+ */
+export function maskedPlanPath(message: string): string | undefined {
+  return /unable to load plan file to auto complete config: ([^\n;]+?)(?:;|\n|$)/.exec(message)?.[1]?.trim();
+}
+
+/**
+ * python_backend's text for an instance whose stub process died while loading (stub_launcher.cc): often
+ * transient (the host's OOM killer, a CUDA crash), so worth one more try and never remembered as bad.
+ */
+export function isUnhealthyStub(message: string): boolean {
+  return /Stub process '[^']*' is not healthy\./.test(message);
+}
+
 const KIND_BY_STATUS: Partial<Record<number, TritonErrorKind>> = {
   [GrpcStatus.NOT_FOUND]: 'NotFound',
   [GrpcStatus.UNAVAILABLE]: 'Unavailable',

@@ -343,15 +343,19 @@ describe('SageMaker MME invoke', () => {
     expect(um.json().error).toMatch(/unsupported content type 'text\/csv'/);
   });
 
-  test('507 when inference runs out of memory', async () => {
+  test('out of memory inside a request: an idle model on its GPU is evicted and the request tried once more', async () => {
+    const before = stack.emulator.loadedModels().length;
+    const failures = stack.emulator.counters(tritonNameFor('one')).inferFailures;
     stack.emulator.failNextInfer(
       tritonNameFor('one'),
       grpc.status.INTERNAL,
-      'CUDA out of memory. Tried to allocate 1.00 GiB',
+      'PyTorch execute failure: CUDA out of memory. Tried to allocate 1.00 GiB',
     );
     const r = await invoke('one', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }] });
-    expect(r.status).toBe(507);
-    expect(r.json().error).toMatch(/CUDA out of memory/);
+    expect(r.status).toBe(200);
+    expect(stack.emulator.counters(tritonNameFor('one')).inferFailures).toBe(failures + 1);
+    expect(stack.emulator.loadedModels()).toHaveLength(before - 1);
+    expect(stack.emulator.loadedModels()).toContain(tritonNameFor('one'));
   });
 
   test('502 when Triton fails the inference for its own reasons', async () => {
@@ -365,7 +369,7 @@ describe('SageMaker MME invoke', () => {
     const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [9] }] };
     const ambiguous = await request(stack.url, 'POST', '/invocations', body);
     expect(ambiguous.status).toBe(400);
-    expect(ambiguous.json().error).toMatch(/4 models are loaded/);
+    expect(ambiguous.json().error).toMatch(/3 models are loaded/);
     const targeted = await request(stack.url, 'POST', '/invocations', body, {
       'X-Amzn-SageMaker-Target-Model': 'one',
     });

@@ -105,12 +105,19 @@ describe('capacity-based eviction against a small emulated GPU', () => {
   test('Triton out of memory despite the estimate: evict more and retry, then learn the real footprint', async () => {
     await start();
     for (const m of ['a', 'b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
-    // Declares 5 MiB but takes 40 MiB: the first load fails in Triton, the retry makes room.
+    // Declares 5 MiB but takes 40 MiB: the first load fails in Triton; each failure teaches that it needs
+    // more than it had (its reservation and what was free beside it), and the retry makes that much room.
+    // With 3 MiB of the GPU its own, the first eviction frees 37 MiB: one more failure, one more eviction.
     const r = await add('liar', { gpuMiB: 40, declaredMiB: 5 });
     expect(r.status).toBe(200);
-    expect(stack.emulator.counters(t('liar'))).toMatchObject({ loads: 2, loadFailures: 1 });
+    expect(stack.emulator.counters(t('liar')).loadFailures).toBeLessThanOrEqual(2);
     expect(resident()).toContain(t('liar'));
     expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
+    // Then the samples teach its real footprint, and the lower bound gives way to it.
+    await waitFor(() => {
+      const s = stack.agent.registry.status('liar');
+      return s?.footprintMeasured === true && Math.abs((s.footprintBytes ?? 0) - 40 * MiB) < MiB;
+    });
   });
 
   test('the measured footprint replaces the estimate after one load, and is kept on disk', async () => {
@@ -124,12 +131,15 @@ describe('capacity-based eviction against a small emulated GPU', () => {
       await new Promise((res) => setTimeout(res, 20));
       after = (await request(stack.url, 'GET', '/models/m/status')).json();
     }
-    expect(after).toMatchObject({ footprintMeasured: true, footprintBytes: 30 * MiB });
+    // Learned from the GPU's figures, which move in whole MiB.
+    expect(after.footprintMeasured).toBe(true);
+    expect(Math.abs((after.footprintBytes as number) - 30 * MiB)).toBeLessThan(MiB);
     await stack.agent.registry.footprints?.flushed();
     const file = JSON.parse(
       await fs.readFile(path.join(stack.repository, '.cache', 'footprints.json'), 'utf8'),
-    );
-    expect(Object.values(file)).toEqual([30 * MiB]);
+    ) as Record<string, number>;
+    expect(Object.values(file)).toHaveLength(1);
+    expect(Math.abs(Object.values(file)[0] - 30 * MiB)).toBeLessThan(MiB);
   });
 
   test('nothing evictable until the cold-load wait ends: 507 saying what was needed, what is free and what is pinned', async () => {
@@ -140,8 +150,15 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     await waitFor(() => stack.emulator.lifecycle.records.size === 3 && pinnedCount() === 3);
     const r = await add('d', { gpuMiB: 30 });
     expect(r.status).toBe(507);
-    expect(r.json().error).toMatch(
-      /not enough GPU memory for model 'd' by the cold-load deadline: it needs 30 MiB, 10 MiB are free \(90 MiB resident, 0 MiB reserved by loads in flight, 0 MiB being unloaded, 0 MiB used outside the models, 0 MiB headroom\); 3 resident model\(s\) holding 90 MiB are pinned by requests in flight/,
+    // The emulated GPU's CUDA context (its baseline) is what the GPU uses itself.
+    const base = Math.round(stack.emulator.gpu.baselineBytes / MiB);
+    const text = r.json().error as string;
+    expect(text).toContain(
+      `not enough GPU memory for model 'd' by the cold-load deadline: it needs 30 MiB and ${10 - base} MiB are free. ` +
+        `The ledger: 90 MiB resident, 0 MiB reserved by loads in flight, 0 MiB being unloaded, ${base} MiB the GPU uses itself (CUDA context, memory pool, other processes), 0 MiB used and not yet explained, 0 MiB headroom; the last sample (`,
+    );
+    expect(text).toMatch(
+      / ms old\) said 93 MiB of 100 MiB used; 3 resident model\(s\) holding 90 MiB are pinned by requests in flight$/,
     );
     expect((await Promise.all(inflight)).map((x) => x.status)).toEqual([200, 200, 200]);
     // Nothing changed for the others, and nothing of d was left behind.

@@ -229,10 +229,12 @@ describe('TritonClient against the emulator over gRPC', () => {
       {
         uuid: emulator.gpuUuid,
         memoryTotalBytes: 64 * MiB,
-        memoryUsedBytes: emulator.gpu.usedBytes(),
+        // DCGM's figures are whole MiB.
+        memoryUsedBytes: Math.floor(emulator.gpu.usedBytes() / MiB) * MiB,
         utilization: 0,
       },
     ]);
+    expect(m.gpuSeries).toBe(true);
     expect(m.gpus[0].memoryUsedBytes).toBeGreaterThanOrEqual(4 * MiB);
     const bad = await new TritonMetricsReader('http://127.0.0.1:1/metrics', 500)
       .read()

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { TritonClient } from '../../src/triton/client';
 import { TritonError } from '../../src/triton/triton-error';
 import { parseTritonMetrics } from '../../src/triton/metrics';
-import { TritonEmulator, emulatedGpuUuid, texts } from '../support/triton-emulator';
+import { TritonEmulator, texts } from '../support/triton-emulator';
 import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
 
 const MiB = 1024 * 1024;
@@ -35,6 +35,8 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
       versions: { '1': { 'model.pt': 10 } },
     });
   const used = () => emulator.gpus.map((g) => g.usedBytes());
+  /** Held now, memory in its release lag left out. */
+  const held = () => emulator.gpus.map((g) => g.heldBytes());
 
   beforeEach(async () => {
     repo = await tempDir();
@@ -43,7 +45,9 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
       gpuCount: 4,
       gpuMemoryBytes: DEVICE,
       memoryReleaseLagMs: LAG_MS,
-      reportMemoryUsage: true,
+      gpuBaselineBytes: 0,
+      failedReadEvery: 0,
+      memoryTracker: ['tensorrt', 'onnxruntime'],
     });
     client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
   });
@@ -54,15 +58,15 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     await repo.cleanup();
   });
 
-  test('four devices with distinct, stable UUIDs; GPU 0 keeps the single-GPU UUID', () => {
-    expect(emulator.gpus.map((g) => g.uuid)).toEqual([
-      'GPU-00000000-0000-0000-0000-000000000000',
-      'GPU-00000000-0000-0000-0000-000000000001',
-      'GPU-00000000-0000-0000-0000-000000000002',
-      'GPU-00000000-0000-0000-0000-000000000003',
-    ]);
+  test('four devices with distinct random UUIDs, in PCI order as nvidia-smi lists them', () => {
+    const uuids = emulator.gpus.map((g) => g.uuid);
+    expect(new Set(uuids).size).toBe(4);
+    for (const u of uuids)
+      expect(u).toMatch(/^GPU-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(emulator.nvidiaSmiCsv().trim().split('\n')).toEqual(
+      emulator.gpus.map((g, i) => `${i}, ${g.uuid}, ${g.pciBusId}`),
+    );
     expect(emulator.gpu).toBe(emulator.gpus[0]);
-    expect(emulator.gpuUuid).toBe(emulatedGpuUuid(0));
     expect(emulator.gpus.map((g) => g.totalBytes)).toEqual([DEVICE, DEVICE, DEVICE, DEVICE]);
   });
 
@@ -173,18 +177,20 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     const e = await rejection(client.load('everywhere'));
     expect(e.kind).toBe('OutOfMemory');
     expect(e.tritonMessage).toBe(
-      "load failed for model 'everywhere': version 1 is at UNAVAILABLE state: Internal: failed to load model " +
-        "'everywhere': CUDA out of memory. Tried to allocate 4.00 MiB (GPU 2; 0.02 GiB total capacity; " +
-        '0.01 GiB already allocated; 2.00 MiB free; 0.01 GiB reserved in total by PyTorch);\n',
+      texts.loadFailed(
+        'everywhere',
+        texts.versionUnavailable(1, texts.pytorchOutOfMemory('everywhere', 4, DEVICE / 1024 ** 3, 2, 2)),
+      ),
     );
-    // All or nothing: devices 0, 1 and 3 had room, yet nothing stayed on them.
+    // All or nothing: devices 0 and 1 got their instances (created one after another, in order), which
+    // went again when device 2's failed; nothing stayed, PyTorch's cache emptied by their destructors.
     expect(emulator.placement('everywhere')).toEqual([0, 0, 0, 0]);
-    expect(used()).toEqual([0, 0, 14 * MiB, 0]);
-    expect(emulator.gpus.map((g) => g.peakBytes())).toEqual([0, 0, 14 * MiB, 0]);
+    expect(held()).toEqual([0, 0, 14 * MiB, 0]);
+    expect(emulator.gpus.map((g) => g.peakBytes())).toEqual([INSTANCE, INSTANCE, 14 * MiB, 0]);
 
     // A model that needs only a device with room loads.
     await client.load('pinned0');
-    expect(used()).toEqual([INSTANCE, 0, 14 * MiB, 0]);
+    expect(held()).toEqual([INSTANCE, 0, 14 * MiB, 0]);
   });
 
   test('TensorRT out of memory on one device keeps TensorRT’s text and allocates nothing', async () => {
@@ -196,9 +202,9 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     await client.load('filler');
     const e = await rejection(client.load('trt'));
     expect(e.tritonMessage).toBe(
-      texts.loadFailed('trt', texts.versionUnavailable(1, texts.tensorrtOutOfMemory())),
+      texts.loadFailed('trt', texts.versionUnavailable(1, texts.tensorrtEngineOutOfMemory())),
     );
-    expect(used()).toEqual([0, 0, 0, 14 * MiB]);
+    expect(held()).toEqual([0, 0, 0, 14 * MiB]);
   });
 
   test('unload releases each device’s allocation, after each device’s release lag', async () => {
@@ -238,32 +244,76 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     expect(emulator.placement('moved')).toEqual([0, 0, 0, INSTANCE]);
   });
 
-  test('an instance_group change alone is an update in place: only added instances take memory and time', async () => {
+  test('an instance_group change alone is an update in place: instances whose group and GPU are unchanged are kept', async () => {
     await model('grow', 'instance_group { kind: KIND_GPU gpus: [0] }', INSTANCE);
     const cfg = path.join(repo.dir, 'grow', 'config.pbtxt');
     const text = await fs.readFile(cfg, 'utf8');
     await fs.writeFile(cfg, text + '\nparameters { key: "emulator_load_ms" value { string_value: "300" } }');
     await client.load('grow');
     expect(emulator.placement('grow')).toEqual([INSTANCE, 0, 0, 0]);
-    // Two more GPUs: no second copy on GPU 0, one instance each on 1 and 2, two instances' load time.
-    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0]', 'gpus: [0, 1, 2]'));
+    // One group per GPU: GPU 0's group is unchanged, so its instance is kept; one new instance each on 1
+    // and 2, two instances' load time, never a second copy on GPU 0.
+    const perGpu = (gpus: number[]) =>
+      `instance_group [ ${gpus.map((g) => `{ kind: KIND_GPU gpus: [${g}] }`).join(', ')} ]`;
+    await fs.writeFile(
+      cfg,
+      (await fs.readFile(cfg, 'utf8')).replace(
+        'instance_group { kind: KIND_GPU gpus: [0] }',
+        perGpu([0, 1, 2]),
+      ),
+    );
     const t0 = Date.now();
     await client.load('grow');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * 300 - 5);
     expect(emulator.placement('grow')).toEqual([INSTANCE, INSTANCE, INSTANCE, 0]);
-    expect(used()).toEqual([INSTANCE, INSTANCE, INSTANCE, 0]);
-    // Back to one GPU: the others are released; GPU 0 keeps its instance throughout.
-    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0, 1, 2]', 'gpus: [0]'));
+    expect(held()).toEqual([INSTANCE, INSTANCE, INSTANCE, 0]);
+    expect(emulator.gpus[0].peakBytes()).toBe(INSTANCE);
+    // Back to one GPU: the others go; GPU 0 keeps its instance throughout.
+    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace(perGpu([0, 1, 2]), perGpu([0])));
     await client.load('grow');
     expect(emulator.placement('grow')).toEqual([INSTANCE, 0, 0, 0]);
-    // An update that does not fit fails, and the model stays as it was, still serving.
+    expect(emulator.gpus[0].peakBytes()).toBe(INSTANCE);
+    // An update that does not fit fails, and the model stays as it was, still serving, READY.
     await model('hog', 'instance_group { kind: KIND_GPU gpus: [3] }', DEVICE - INSTANCE / 2);
     await client.load('hog');
-    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0]', 'gpus: [0, 3]'));
+    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace(perGpu([0]), perGpu([0, 3])));
     const e = await rejection(client.load('grow'));
     expect(e.message).toContain('CUDA out of memory');
+    expect(e.tritonMessage).toMatch(/^load failed for model 'grow': version 1 is at READY state: Internal: /);
     expect(emulator.placement('grow')).toEqual([INSTANCE, 0, 0, 0]);
     expect(await client.modelReady('grow')).toBe(true);
+  });
+
+  test('a group whose GPU list changes is a new group: every instance is created anew, a second copy on the GPU kept', async () => {
+    await model('whole', 'instance_group { kind: KIND_GPU gpus: [0] }', INSTANCE);
+    await client.load('whole');
+    const cfg = path.join(repo.dir, 'whole', 'config.pbtxt');
+    await fs.writeFile(cfg, (await fs.readFile(cfg, 'utf8')).replace('gpus: [0]', 'gpus: [0, 1]'));
+    await client.load('whole');
+    expect(emulator.placement('whole')).toEqual([INSTANCE, INSTANCE, 0, 0]);
+    // The old instance served until the new set was in: GPU 0 held two for a while.
+    expect(emulator.gpus[0].peakBytes()).toBe(2 * INSTANCE);
+  });
+
+  test('TensorRT keeps no instance in an update, and its engine stays on a GPU it leaves until it unloads', async () => {
+    const trt = (gpus: number[]) =>
+      resnetTrtConfig('engine') +
+      `\nparameters { key: "emulator_gpu_bytes" value { string_value: "${INSTANCE}" } }\n` +
+      `instance_group [ ${gpus.map((g) => `{ kind: KIND_GPU gpus: [${g}] }`).join(', ')} ]`;
+    await writeModel(repo.dir, 'engine', { config: trt([0, 1]), versions: { '1': { 'model.plan': 10 } } });
+    await client.load('engine');
+    expect(emulator.placement('engine')).toEqual([INSTANCE, INSTANCE, 0, 0]);
+    await fs.writeFile(path.join(repo.dir, 'engine', 'config.pbtxt'), trt([0]));
+    await client.load('engine');
+    // GPU 1 has no instance but still its engine (four fifths of an instance here); GPU 0's context was
+    // built again beside the old one.
+    const engine = INSTANCE - Math.ceil(INSTANCE / 5);
+    expect(emulator.placement('engine')).toEqual([INSTANCE, engine, 0, 0]);
+    expect(emulator.gpus[0].peakBytes()).toBe(INSTANCE + Math.ceil(INSTANCE / 5));
+    await client.unload('engine');
+    await emulator.idle();
+    expect(emulator.placement('engine')).toEqual([0, 0, 0, 0]);
+    expect(held()).toEqual([0, 0, 0, 0]);
   });
 
   test('PyTorch creates instances one after another: on four GPUs a load takes four instances’ time', async () => {
@@ -343,19 +393,35 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     await client.load('b');
     emulator.refreshMetrics();
     const m = parseTritonMetrics(await (await fetch(emulator.metricsUrl)).text());
+    const uuid = (i: number) => emulator.gpus[i].uuid;
     expect(m.gpus).toEqual([
-      { uuid: emulatedGpuUuid(0), memoryUsedBytes: 0, memoryTotalBytes: DEVICE, utilization: 0 },
-      { uuid: emulatedGpuUuid(1), memoryUsedBytes: 3 * INSTANCE, memoryTotalBytes: DEVICE, utilization: 0 },
-      { uuid: emulatedGpuUuid(2), memoryUsedBytes: 0, memoryTotalBytes: DEVICE, utilization: 0 },
-      { uuid: emulatedGpuUuid(3), memoryUsedBytes: INSTANCE, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: uuid(0), memoryUsedBytes: 0, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: uuid(1), memoryUsedBytes: 3 * INSTANCE, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: uuid(2), memoryUsedBytes: 0, memoryTotalBytes: DEVICE, utilization: 0 },
+      { uuid: uuid(3), memoryUsedBytes: INSTANCE, memoryTotalBytes: DEVICE, utilization: 0 },
     ]);
   });
 
-  test('ModelStatistics.memory_usage: one GPU entry per device the model holds', async () => {
-    await model('pair', 'instance_group { kind: KIND_GPU count: 2 gpus: [3, 1] }');
-    await model('everywhere');
+  test('ModelStatistics.memory_usage: one GPU entry per device, for onnxruntime with the tracker; never PyTorch', async () => {
+    const onnx = (name: string, groups = '') =>
+      writeModel(repo.dir, name, {
+        config: [
+          `name: "${name}"`,
+          'platform: "onnxruntime_onnx"',
+          'max_batch_size: 8',
+          'input { name: "x" data_type: TYPE_FP32 dims: [4] }',
+          'output { name: "y" data_type: TYPE_FP32 dims: [4] }',
+          `parameters { key: "emulator_gpu_bytes" value { string_value: "${INSTANCE}" } }`,
+          groups,
+        ].join('\n'),
+        versions: { '1': { 'model.onnx': 10 } },
+      });
+    await onnx('pair', 'instance_group { kind: KIND_GPU count: 2 gpus: [3, 1] }');
+    await onnx('everywhere');
+    await model('torch', 'instance_group { kind: KIND_GPU gpus: [0] }');
     await client.load('pair');
     await client.load('everywhere');
+    await client.load('torch');
     const [pair] = await client.modelStatistics('pair');
     expect(pair.memory_usage).toEqual([
       { type: 'GPU', id: 1, byte_size: 2 * INSTANCE },
@@ -363,6 +429,9 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     ]);
     const [all] = await client.modelStatistics('everywhere');
     expect(all.memory_usage).toEqual([0, 1, 2, 3].map((id) => ({ type: 'GPU', id, byte_size: INSTANCE })));
+    // pytorch_backend never calls TRITONBACKEND_*ReportMemoryUsage.
+    const [torch] = await client.modelStatistics('torch');
+    expect(torch.memory_usage).toEqual([]);
   });
 });
 
@@ -373,7 +442,7 @@ describe('Triton emulator GPU count: the default stays one GPU', () => {
     const client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
     try {
       expect(emulator.gpus).toHaveLength(1);
-      expect(emulator.gpuUuid).toBe('GPU-00000000-0000-0000-0000-000000000000');
+      expect(emulator.gpuUuid).toMatch(/^GPU-[0-9a-f-]{36}$/);
       await writeModel(repo.dir, 'one', {
         config:
           resnetPtConfig({ name: 'one', gpuBytes: INSTANCE }) +
@@ -391,7 +460,7 @@ describe('Triton emulator GPU count: the default stays one GPU', () => {
     }
   });
 
-  test('gpuUuid names GPU 0 only; a count below 1 is refused', async () => {
+  test('gpuUuid names GPU 0 only (gpuUuids names them all); a count below 1 is refused', async () => {
     const repo = await tempDir();
     try {
       const e = await TritonEmulator.start({
@@ -400,11 +469,20 @@ describe('Triton emulator GPU count: the default stays one GPU', () => {
         gpuUuid: 'GPU-7a0c1f5e-0000-0000-0000-000000000000',
         metricsPort: null,
       });
-      expect(e.gpus.map((g) => g.uuid)).toEqual([
-        'GPU-7a0c1f5e-0000-0000-0000-000000000000',
-        emulatedGpuUuid(1),
-      ]);
+      expect(e.gpus[0].uuid).toBe('GPU-7a0c1f5e-0000-0000-0000-000000000000');
+      expect(e.gpus[1].uuid).not.toBe(e.gpus[0].uuid);
       await e.stop();
+      const named = await TritonEmulator.start({
+        modelRepository: repo.dir,
+        gpuCount: 2,
+        gpuUuids: ['GPU-ffffffff-0000-4000-8000-000000000000', 'GPU-00000000-0000-4000-8000-000000000000'],
+        metricsPort: null,
+      });
+      expect(named.gpus.map((g) => g.uuid)).toEqual([
+        'GPU-ffffffff-0000-4000-8000-000000000000',
+        'GPU-00000000-0000-4000-8000-000000000000',
+      ]);
+      await named.stop();
       await expect(TritonEmulator.start({ modelRepository: repo.dir, gpuCount: 0 })).rejects.toThrow(
         'gpuCount must be a whole number of at least 1',
       );
@@ -445,11 +523,9 @@ describe('Triton emulator CLI: --gpu-count', () => {
         child.once('exit', (code) => reject(new Error(`emulator exited with ${code}: ${out}`)));
       });
       const m = parseTritonMetrics(await (await fetch(`http://${metricsHost}/metrics`)).text());
-      expect(m.gpus.map((g) => [g.uuid, g.memoryTotalBytes])).toEqual([
-        [emulatedGpuUuid(0), MiB],
-        [emulatedGpuUuid(1), MiB],
-        [emulatedGpuUuid(2), MiB],
-      ]);
+      expect(m.gpus).toHaveLength(3);
+      expect(new Set(m.gpus.map((g) => g.uuid)).size).toBe(3);
+      expect(m.gpus.map((g) => g.memoryTotalBytes)).toEqual([MiB, MiB, MiB]);
     } finally {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

@@ -1,4 +1,6 @@
+import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { TritonClient, tritonServiceDefinition } from '../../src/triton/client';
 import { TritonError } from '../../src/triton/triton-error';
@@ -51,7 +53,13 @@ describe('Triton emulator: explicit model control', () => {
 
   beforeEach(async () => {
     repo = await tempDir();
-    emulator = await TritonEmulator.start({ modelRepository: repo.dir, gpuMemoryBytes: 100 * MiB });
+    // Exact figures: no CUDA context on the emulated GPU, no failed DCGM reads.
+    emulator = await TritonEmulator.start({
+      modelRepository: repo.dir,
+      gpuMemoryBytes: 100 * MiB,
+      gpuBaselineBytes: 0,
+      failedReadEvery: 0,
+    });
     client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
   });
 
@@ -170,16 +178,27 @@ describe('Triton emulator: explicit model control', () => {
     expect(await client.modelReady('m')).toBe(true);
   });
 
-  test('loading a loaded model reloads it; unloading an unloaded model succeeds', async () => {
-    await writeModel(repo.dir, 'r', {
-      config: resnetPtConfig({ name: 'r' }),
+  test('loading an unchanged loaded model changes nothing; a newer file reloads it; unloading an unloaded model succeeds', async () => {
+    const dir = await writeModel(repo.dir, 'r', {
+      config: resnetPtConfig({ name: 'r', loadMs: 200 }),
       versions: { '1': { 'model.pt': MiB } },
     });
     await client.load('r');
+    // model_repository_manager.cc: "the (re-)load is not necessary because there is no change".
+    let t0 = Date.now();
     await client.load('r');
+    expect(Date.now() - t0).toBeLessThan(200);
     expect(emulator.counters('r').loads).toBe(2);
     expect(await client.modelReady('r')).toBe(true);
-    // The reload's memory replaced the first load's.
+    expect(emulator.gpu.peakBytes()).toBe(MiB);
+    // A file newer than at the last load (stat: max of mtime and ctime) is a change: a full reload, the
+    // old version serving until the new one is in.
+    const later = new Date(Date.now() + 60_000);
+    await fs.utimes(path.join(dir, '1', 'model.pt'), later, later);
+    t0 = Date.now();
+    await client.load('r');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(195);
+    expect(emulator.gpu.peakBytes()).toBe(2 * MiB);
     expect(emulator.gpu.usedBytes()).toBe(MiB);
     await client.unload('never-loaded');
     await client.unload('r');
@@ -387,21 +406,123 @@ ensemble_scheduling { step { model_name: "ghost" model_version: -1 input_map { k
     emulator.refreshMetrics();
     m = parseTritonMetrics(await (await fetch(emulator.metricsUrl)).text());
     expect(m.gpus[0]).toMatchObject({ memoryUsedBytes: 8 * MiB, memoryTotalBytes: 10 * MiB });
+    // tensorrt_backend's auto-complete deserialises the plan first and masks any failure, out of memory
+    // included, with a text naming the plan file; the reason is only in the server's log.
     const trt = await rejection(client.load('trt'));
-    expect(trt.tritonMessage).toBe(
-      "load failed for model 'trt': version 1 is at UNAVAILABLE state: Internal: unable to create TensorRT engine: 1: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory);\n",
+    const masked = texts.loadFailed(
+      'trt',
+      texts.versionUnavailable(1, texts.tensorrtPlanNotLoaded(path.join(repo.dir, 'trt'), 1, 'model.plan')),
     );
-    expect(trt.kind).toBe('OutOfMemory');
+    expect(trt.tritonMessage).toBe(masked);
+    expect(trt.kind).toBe('InvalidArgument');
+    expect(emulator.logLines.some((l) => l.includes('Cuda Runtime (out of memory)'))).toBe(true);
     await client.unload('small');
     await emulator.idle();
     // Freed memory shows up only after the lag.
     expect(emulator.gpu.usedBytes()).toBe(8 * MiB);
-    expect((await rejection(client.load('trt'))).kind).toBe('OutOfMemory');
+    expect((await rejection(client.load('trt'))).tritonMessage).toBe(masked);
     await new Promise((r) => setTimeout(r, 200));
     expect(emulator.gpu.usedBytes()).toBe(4 * MiB);
     await client.load('trt');
     expect(emulator.gpu.usedBytes()).toBe(10 * MiB);
     expect(emulator.gpu.peakBytes()).toBe(10 * MiB);
+  });
+
+  test('with auto-complete off, TensorRT says it ran out of memory creating the engine', async () => {
+    await emulator.stop();
+    emulator = await TritonEmulator.start({
+      modelRepository: repo.dir,
+      gpuMemoryBytes: 4 * MiB,
+      gpuBaselineBytes: 0,
+      autoCompleteConfig: false,
+    });
+    client.close();
+    client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
+    await writeModel(repo.dir, 'trt', {
+      config: resnetTrtConfig('trt'),
+      versions: { '1': { 'model.plan': 6 * MiB } },
+    });
+    const e = await rejection(client.load('trt'));
+    expect(e.tritonMessage).toBe(
+      texts.loadFailed('trt', texts.versionUnavailable(1, texts.tensorrtEngineOutOfMemory())),
+    );
+    expect(e.kind).toBe('OutOfMemory');
+  });
+
+  test('a PyTorch load that runs out of memory on its first instance leaves its blocks in PyTorch’s cache', async () => {
+    await writeModel(repo.dir, 'big', {
+      config: resnetPtConfig({ name: 'big', gpuBytes: 120 * MiB }),
+      versions: { '1': { 'model.pt': 10 } },
+    });
+    await writeModel(repo.dir, 'small', {
+      config: resnetPtConfig({ name: 'small', gpuBytes: 10 * MiB }),
+      versions: { '1': { 'model.pt': 10 } },
+    });
+    await writeModel(repo.dir, 'onnx', {
+      config: [
+        'name: "onnx"',
+        'platform: "onnxruntime_onnx"',
+        'max_batch_size: 0',
+        'input { name: "x" data_type: TYPE_FP32 dims: [4] }',
+        'output { name: "y" data_type: TYPE_FP32 dims: [4] }',
+        `parameters { key: "emulator_gpu_bytes" value { string_value: "${10 * MiB}" } }`,
+      ].join('\n'),
+      versions: { '1': { 'model.onnx': 10 } },
+    });
+    expect((await rejection(client.load('big'))).kind).toBe('OutOfMemory');
+    // What it allocated before failing stays reserved: no destructor ran, so nothing emptied the cache.
+    expect(emulator.gpu.usedBytes()).toBe(100 * MiB);
+    expect(emulator.gpu.torchCache).toBe(100 * MiB);
+    // Another backend finds the GPU full...
+    expect((await rejection(client.load('onnx'))).kind).toBe('OutOfMemory');
+    // ... PyTorch reuses its own cache ...
+    await client.load('small');
+    expect(emulator.gpu.usedBytes()).toBe(100 * MiB);
+    // ... and the next PyTorch unload empties it (~ModelInstanceState runs emptyCache, process-wide).
+    await client.unload('small');
+    await emulator.idle();
+    expect(emulator.gpu.usedBytes()).toBe(0);
+    await client.load('onnx');
+  });
+
+  test('a PyTorch model grows at its first inference of a larger batch; growth that does not fit fails the request', async () => {
+    await emulator.stop();
+    emulator = await TritonEmulator.start({
+      modelRepository: repo.dir,
+      gpuMemoryBytes: 10 * MiB,
+      gpuBaselineBytes: 0,
+    });
+    client.close();
+    client = new TritonClient({ address: emulator.grpcAddress, retry: { attempts: 1 } });
+    await writeModel(repo.dir, 'g', {
+      config:
+        identityConfig('g', [{ type: 'TYPE_FP32', dims: [2] }], 8).replace(
+          'backend: "python"',
+          'backend: "pytorch"',
+        ) +
+        `\nparameters { key: "emulator_gpu_bytes" value { string_value: "${4 * MiB}" } }` +
+        `\nparameters { key: "emulator_growth_bytes" value { string_value: "${8 * MiB}" } }`,
+      versions: { '1': { 'model.pt': 10 } },
+    });
+    await client.load('g');
+    expect(emulator.gpu.usedBytes()).toBe(4 * MiB);
+    const infer = (batch: number) =>
+      client.infer({
+        model_name: 'g',
+        inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [batch, 2] }],
+        raw_input_contents: [Buffer.alloc(batch * 8)],
+      });
+    await infer(2); // a quarter of the largest batch: a quarter of the growth
+    expect(emulator.gpu.usedBytes()).toBe(6 * MiB);
+    await infer(2);
+    expect(emulator.gpu.usedBytes()).toBe(6 * MiB);
+    const e = await rejection(infer(8));
+    expect(e.grpcCode).toBe(grpc.status.INTERNAL);
+    expect(e.tritonMessage).toMatch(
+      /^PyTorch execute failure: CUDA out of memory\. Tried to allocate 6\.00 MiB/,
+    );
+    expect(e.kind).toBe('OutOfMemory');
+    expect(emulator.gpu.usedBytes()).toBe(6 * MiB);
   });
 
   test('KIND_CPU instances take no GPU memory; instance count multiplies it', async () => {

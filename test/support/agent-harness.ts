@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Agent } from '../../src/agent';
 import { loadConfig } from '../../src/config';
 import type { Clock } from '../../src/models';
-import { silentLogger } from '../../src/observability';
+import { createLogger, silentLogger } from '../../src/observability';
 import { TritonEmulator, type TritonEmulatorOptions } from './triton-emulator';
 import { resnetPtConfig, resnetTrtConfig, tempDir, writeModel, type ModelSpec } from './model-repo';
 
@@ -40,7 +40,11 @@ export async function startStack(
     metricsIntervalMs: 20,
     ...opts.emulator,
   });
+  // The machine's nvidia-smi, for the agent to tell the emulated GPUs apart (their UUIDs are random).
+  const bin = await tempDir('mme-bin-');
+  const nvidiaSmi = await emulator.writeNvidiaSmi(bin.dir);
   const where = {
+    AGENT_NVIDIA_SMI: nvidiaSmi,
     SAGEMAKER_BIND_TO_PORT: '0',
     AGENT_BIND_HOST: '127.0.0.1',
     TRITON_GRPC_URL: emulator.grpcAddress,
@@ -60,7 +64,11 @@ export async function startStack(
           ...opts.env,
         },
   );
-  const agent = new Agent(config, silentLogger(), { clock: opts.clock });
+  // AGENT_TEST_LOG=debug (or info, ...) shows the agent's log on stderr while debugging a test.
+  const logger = process.env.AGENT_TEST_LOG
+    ? createLogger(process.env.AGENT_TEST_LOG, false, process.stderr)
+    : silentLogger();
+  const agent = new Agent(config, logger, { clock: opts.clock });
   await agent.start();
   return {
     emulator,
@@ -72,6 +80,7 @@ export async function startStack(
       await agent.stop(1000);
       await emulator.stop();
       await root.cleanup();
+      await bin.cleanup();
     },
   };
 }

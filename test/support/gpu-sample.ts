@@ -4,6 +4,11 @@ import type { GpuSample } from '../../src/models';
 export function emptyGpus(count: number, totalBytes: number, at = 0): GpuSample {
   return {
     at,
-    devices: Array.from({ length: count }, (_, i) => ({ uuid: `GPU-${i}`, usedBytes: 0, totalBytes })),
+    devices: Array.from({ length: count }, (_, i) => ({
+      uuid: `GPU-${i}`,
+      ordinal: i,
+      usedBytes: 0,
+      totalBytes,
+    })),
   };
 }

@@ -54,6 +54,6 @@ describe('parseTritonMetrics', () => {
   });
 
   test('empty text', () => {
-    expect(parseTritonMetrics('')).toEqual({ gpus: [], models: [] });
+    expect(parseTritonMetrics('')).toEqual({ gpus: [], gpuSeries: false, models: [] });
   });
 });

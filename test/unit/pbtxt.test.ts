@@ -5,6 +5,7 @@ import {
   parsePbtxt,
   instanceGroups,
   placeOnGpus,
+  keptGpus,
   writePbtxt,
   readModelConfig,
   setModelName,
@@ -229,8 +230,21 @@ describe('instance groups and placement', () => {
     const placed = parsePbtxt(writePbtxt(placeOnGpus(doc, [2])));
     expect(instanceGroups(placed)).toEqual([
       { kind: 'KIND_CPU', count: 1, gpus: [] },
-      { kind: 'KIND_GPU', count: 5, gpus: [2] },
+      { kind: 'KIND_GPU', count: 2, gpus: [2] },
+      { kind: 'KIND_GPU', count: 3, gpus: [2] },
     ]);
+    // One group per GPU, each GPU group of the artifact repeated with its count and fields.
+    const named = parsePbtxt(
+      'instance_group [{ name: "g" kind: KIND_GPU count: 2 profile: "1" }, { kind: KIND_CPU count: 1 }]',
+    );
+    const two = placeOnGpus(named, [0, 3]);
+    expect(instanceGroups(two)).toEqual([
+      { kind: 'KIND_CPU', count: 1, gpus: [] },
+      { kind: 'KIND_GPU', count: 2, gpus: [0] },
+      { kind: 'KIND_GPU', count: 2, gpus: [3] },
+    ]);
+    expect(writePbtxt(two)).toContain('name: "g_gpu3"');
+    expect(writePbtxt(two).match(/profile: "1"/g)).toHaveLength(2);
     // No groups: Triton's one instance per GPU becomes one instance on the chosen GPU.
     expect(instanceGroups(placeOnGpus(parsePbtxt('name: "m"'), [1]))).toEqual([
       { kind: 'KIND_GPU', count: 1, gpus: [1] },
@@ -238,5 +252,19 @@ describe('instance groups and placement', () => {
     // A CPU-only model gets no GPU group.
     const cpu = parsePbtxt('instance_group [{ kind: KIND_CPU }]');
     expect(instanceGroups(placeOnGpus(cpu, [0]))).toEqual([{ kind: 'KIND_CPU', count: 1, gpus: [] }]);
+  });
+
+  test('keptGpus: the GPUs whose group is unchanged keep their instances; a changed GPU list keeps none', () => {
+    const artifact = parsePbtxt('instance_group [{ kind: KIND_GPU count: 2 }]');
+    const one = placeOnGpus(artifact, [0]);
+    const three = placeOnGpus(artifact, [0, 1, 2]);
+    expect([...keptGpus(one, three)]).toEqual([0]);
+    expect([...keptGpus(three, placeOnGpus(artifact, [2]))]).toEqual([2]);
+    // One group listing several GPUs (what earlier versions wrote): every instance is new.
+    const listed = parsePbtxt('instance_group [{ count: 2 kind: KIND_GPU gpus: [0] }]');
+    const widened = parsePbtxt('instance_group [{ count: 2 kind: KIND_GPU gpus: [0, 1] }]');
+    expect([...keptGpus(listed, widened)]).toEqual([]);
+    // A group naming no GPUs is every GPU: nothing can be judged kept.
+    expect([...keptGpus(artifact, one)]).toEqual([]);
   });
 });

@@ -40,7 +40,6 @@ const IGNORED = new Set([
   'metrics-config',
   'strict-model-config',
   'strict-readiness',
-  'disable-auto-complete-config',
   'exit-on-error',
   'exit-timeout-secs',
   'id',
@@ -55,7 +54,6 @@ const IGNORED = new Set([
   'model-namespacing',
   'backend-directory',
   'repoagent-directory',
-  'backend-config',
   'host-policy',
   'pinned-memory-pool-byte-size',
   'cuda-memory-pool-byte-size',
@@ -82,6 +80,8 @@ const EMULATED = new Set([
   'metrics-address',
   'allow-metrics',
   'metrics-interval-ms',
+  'backend-config',
+  'disable-auto-complete-config',
 ]);
 
 /** The emulator's own knobs (not tritonserver's): GPU count and size, latencies. */
@@ -95,6 +95,7 @@ const EMULATOR_ONLY = new Set([
   'unload-latency-ms',
   'infer-latency-ms',
   'footprint-factor',
+  'failed-read-every',
 ]);
 
 /** Real tritonserver options whose behaviour the emulator does not have: refused rather than faked. */
@@ -138,6 +139,7 @@ function logPrefix(file: string): string {
 /** Parses tritonserver's command line: every option takes a value, `--flag=value` or `--flag value`. */
 function parseArgs(argv: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
+  backendConfigs.length = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--') || a === '--') throw new UsageError(`Unexpected argument: ${a}`);
@@ -157,9 +159,33 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
     if (BOOLEAN.has(key) && !/^(true|false|1|0|on|off|yes|no)$/i.test(value)) {
       throw new UsageError(`invalid value for bool option: ${value}`);
     }
+    if (key === 'backend-config') backendConfigs.push(value);
     out.set(key, value);
   }
   return out;
+}
+
+/** Every `--backend-config` value, in order (tritonserver takes the option many times). */
+const backendConfigs: string[] = [];
+
+/**
+ * The backends whose memory tracker `--backend-config` turns on: `<backend>,triton-backend-memory-tracker=true`
+ * for one, or the global form without a backend name for all (server command_line_parser.cc; backend
+ * device_memory_tracker.h). Only tensorrt and onnxruntime report memory at all.
+ */
+function memoryTracker(values: readonly string[]): ('tensorrt' | 'onnxruntime')[] {
+  const on = new Set<'tensorrt' | 'onnxruntime'>();
+  for (const v of values) {
+    const m = /^(?:([^,=]+),)?triton-backend-memory-tracker=(.*)$/.exec(v);
+    if (!m) continue;
+    const enabled = /^(true|1|on|yes)$/i.test(m[2]);
+    for (const b of m[1] === undefined ? (['tensorrt', 'onnxruntime'] as const) : [m[1]])
+      if (b === 'tensorrt' || b === 'onnxruntime') {
+        if (enabled) on.add(b);
+        else on.delete(b);
+      }
+  }
+  return [...on];
 }
 
 function int(args: Map<string, string>, key: string): number | undefined {
@@ -216,6 +242,9 @@ async function main(): Promise<void> {
     unloadLatencyMs: int(args, 'unload-latency-ms'),
     inferLatencyMs: int(args, 'infer-latency-ms'),
     footprintFactor: args.has('footprint-factor') ? Number(args.get('footprint-factor')) : undefined,
+    failedReadEvery: int(args, 'failed-read-every'),
+    memoryTracker: memoryTracker(backendConfigs),
+    autoCompleteConfig: !isTrue(args.get('disable-auto-complete-config')),
     log: (line) => console.log(logPrefix('model_lifecycle.cc:0') + line),
   };
   if (options.gpuCount === 0)

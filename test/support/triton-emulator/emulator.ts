@@ -1,9 +1,11 @@
+import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
+import * as path from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { tritonServiceDefinition } from '../../../src/triton/client';
 import { prepareInputs, runModel, type Tensor, type WireInferRequest } from './compute';
-import { GpuMemory, emulatedGpuUuid } from './gpu-memory';
+import { GpuMemory, emulatedPciBusId, randomGpuUuid } from './gpu-memory';
 import {
   EmulatorError,
   ModelLifecycle,
@@ -28,10 +30,19 @@ export interface TritonEmulatorOptions {
   gpuCount?: number;
   /** Memory of each GPU (every device the same size). */
   gpuMemoryBytes?: number;
-  /** Memory used on each GPU before any model (CUDA context, other processes). */
+  /**
+   * Memory used on each GPU before any model: Triton's CUDA context and its CUDA memory pool (64 MiB by
+   * default, `--cuda-memory-pool-byte-size`), other processes. Default: 3 % of the GPU, as a CUDA context
+   * of a few hundred MiB is on a 16 GiB device.
+   */
   gpuBaselineBytes?: number;
-  /** UUID of GPU 0; GPU k is `GPU-00000000-0000-0000-0000-<k, 12 digits>` (`emulatedGpuUuid`). */
+  /** UUID of GPU 0 (the others random). */
   gpuUuid?: string;
+  /**
+   * UUIDs of the GPUs by CUDA ordinal; default random, as real ones are (their order says nothing of the
+   * ordinals: core metrics.cc labels the series with `gpu_uuid` only).
+   */
+  gpuUuids?: readonly string[];
   /** How long freed GPU memory still shows as used (on each device). */
   memoryReleaseLagMs?: number;
   /** Like `--metrics-interval-ms` (Triton's default is 2000). */
@@ -43,8 +54,19 @@ export interface TritonEmulatorOptions {
   inferLatencyMs?: number;
   /** GPU bytes = model file bytes × this, unless the config declares `emulator_gpu_bytes`. */
   footprintFactor?: number;
-  /** Fill ModelStatistics.memory_usage, as backends that report their memory do. */
-  reportMemoryUsage?: boolean;
+  /**
+   * Backends whose Triton memory tracker is on (`--backend-config=<backend>,triton-backend-memory-tracker=true`):
+   * only tensorrt and onnxruntime report ModelStatistics.memory_usage, and only then. Default none, as
+   * Triton's default.
+   */
+  memoryTracker?: readonly ('tensorrt' | 'onnxruntime')[];
+  /** tensorrt_backend's config auto-complete (Triton's default: on; `--disable-auto-complete-config`). */
+  autoCompleteConfig?: boolean;
+  /**
+   * Every this many metrics refreshes one device (in turn) reads 0 used of 0 total, as DCGM reports a
+   * failed read (core metrics.cc); 0 never. Default 29.
+   */
+  failedReadEvery?: number;
   serverVersion?: string;
   log?: (line: string) => void;
 }
@@ -106,19 +128,26 @@ export class TritonEmulator {
     const gpuCount = options.gpuCount ?? 1;
     if (!Number.isInteger(gpuCount) || gpuCount < 1)
       throw new Error(`gpuCount must be a whole number of at least 1, got ${gpuCount}`);
-    const uuids = Array.from({ length: gpuCount }, (_, i) =>
-      i === 0 && options.gpuUuid !== undefined ? options.gpuUuid : emulatedGpuUuid(i),
+    if (options.gpuUuids !== undefined && options.gpuUuids.length !== gpuCount)
+      throw new Error(`gpuUuids names ${options.gpuUuids.length} GPUs, gpuCount is ${gpuCount}`);
+    const uuids = Array.from(
+      { length: gpuCount },
+      (_, i) =>
+        options.gpuUuids?.[i] ??
+        (i === 0 && options.gpuUuid !== undefined ? options.gpuUuid : randomGpuUuid()),
     );
     if (new Set(uuids).size !== uuids.length)
-      throw new Error(`gpuUuid ${options.gpuUuid} is the UUID of another emulated GPU`);
+      throw new Error(`two emulated GPUs share a UUID: ${uuids.join(', ')}`);
+    const total = options.gpuMemoryBytes ?? 16 * GiB;
     this.gpus = uuids.map(
-      (uuid) =>
+      (uuid, i) =>
         new GpuMemory(
-          options.gpuMemoryBytes ?? 16 * GiB,
-          options.gpuBaselineBytes ?? 0,
+          total,
+          options.gpuBaselineBytes ?? Math.round(total * 0.03),
           options.memoryReleaseLagMs ?? 0,
           Date.now,
           uuid,
+          emulatedPciBusId(i),
         ),
     );
     this.lifecycle = new ModelLifecycle({
@@ -128,6 +157,8 @@ export class TritonEmulator {
       loadThreads: Math.max(1, options.modelLoadThreadCount ?? 4),
       unloadLatencyMs: options.unloadLatencyMs ?? 0,
       footprintFactor: options.footprintFactor ?? 1,
+      autoCompleteConfig: options.autoCompleteConfig ?? true,
+      memoryTracker: new Set(options.memoryTracker ?? []),
       log: this.log,
     });
   }
@@ -269,6 +300,34 @@ export class TritonEmulator {
     this.metricsText = this.renderMetrics();
   }
 
+  /**
+   * What `nvidia-smi --query-gpu=index,uuid,pci.bus_id --format=csv,noheader` prints on this server (the
+   * emulated GPUs are all the machine has, in PCI order).
+   */
+  nvidiaSmiCsv(): string {
+    return this.gpus.map((g, i) => `${i}, ${g.uuid}, ${g.pciBusId}\n`).join('');
+  }
+
+  /**
+   * Writes an `nvidia-smi` stand-in into `dir` that answers the agent's query for these GPUs (and refuses
+   * anything else); returns its path.
+   */
+  async writeNvidiaSmi(dir: string): Promise<string> {
+    const file = path.join(dir, 'nvidia-smi');
+    const script =
+      '#!/bin/sh\n' +
+      '# nvidia-smi stand-in written by the Triton emulator: answers the GPU identity query only.\n' +
+      'case "$*" in\n' +
+      "  *--query-gpu=index,uuid,pci.bus_id*) cat <<'EOF'\n" +
+      this.nvidiaSmiCsv() +
+      'EOF\n' +
+      '  ;;\n' +
+      '  *) echo "nvidia-smi stand-in: unsupported arguments: $*" >&2; exit 2 ;;\n' +
+      'esac\n';
+    await fs.writeFile(file, script, { mode: 0o755 });
+    return file;
+  }
+
   /** GPU 0: what single-GPU callers mean by "the GPU". */
   get gpu(): GpuMemory {
     return this.gpus[0];
@@ -288,20 +347,28 @@ export class TritonEmulator {
     return this.lifecycle.placement(model);
   }
 
+  private refreshes = 0;
+
   private renderMetrics(): string {
-    // One series per device, labelled with its UUID, as Triton's NVML-backed GPU metrics are.
-    const perGpu = (value: (g: GpuMemory) => number) =>
-      this.gpus.map((g) => `{gpu_uuid="${g.uuid}"} ${value(g)}`);
+    // DCGM's figures (core metrics.cc): whole MiB; now and then one device's read fails and shows 0 of 0.
+    const every = this.options.failedReadEvery ?? 29;
+    this.refreshes++;
+    const failed =
+      every > 0 && this.refreshes % every === 0 ? (this.refreshes / every) % this.gpus.length : -1;
+    const readings = this.gpus.map((g, i) => (i === failed ? { usedBytes: 0, totalBytes: 0 } : g.reading()));
+    // One series per device, labelled with its UUID, as Triton's DCGM-backed GPU metrics are.
+    const perGpu = (value: (g: GpuMemory, i: number) => number) =>
+      this.gpus.map((g, i) => `{gpu_uuid="${g.uuid}"} ${value(g, i)}`);
     const lines: string[] = [
       '# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)',
       '# TYPE nv_gpu_utilization gauge',
       ...perGpu(() => 0).map((s) => `nv_gpu_utilization${s}`),
       '# HELP nv_gpu_memory_total_bytes GPU total memory, in bytes',
       '# TYPE nv_gpu_memory_total_bytes gauge',
-      ...perGpu((g) => g.totalBytes).map((s) => `nv_gpu_memory_total_bytes${s}`),
+      ...perGpu((_, i) => readings[i].totalBytes).map((s) => `nv_gpu_memory_total_bytes${s}`),
       '# HELP nv_gpu_memory_used_bytes GPU used memory, in bytes',
       '# TYPE nv_gpu_memory_used_bytes gauge',
-      ...perGpu((g) => g.usedBytes()).map((s) => `nv_gpu_memory_used_bytes${s}`),
+      ...perGpu((_, i) => readings[i].usedBytes).map((s) => `nv_gpu_memory_used_bytes${s}`),
     ];
     const families: [string, string, (r: ModelRecord) => number][] = [
       ['nv_inference_request_success', 'counter', (r) => r.stats.successCount],
@@ -483,14 +550,8 @@ export class TritonEmulator {
               success: { count: r.stats.successCount, ns: r.stats.successNs },
               fail: { count: r.stats.failCount, ns: r.stats.failNs },
             },
-            // Backends report memory per instance (TRITONBACKEND_ModelInstanceReportMemoryUsage);
-            // Triton adds it up per memory type and device id: one GPU entry per device used.
-            memory_usage:
-              this.options.reportMemoryUsage && r.config
-                ? [...(r.config.deviceBytes.get(v.version) ?? new Map<number, number>())]
-                    .sort((a, b) => a[0] - b[0])
-                    .map(([id, bytes]) => ({ type: 'GPU', id, byte_size: bytes }))
-                : [],
+            // Only tensorrt and onnxruntime report it, at load, with the memory tracker on.
+            memory_usage: r.config ? lc.memoryUsage(r.config, v) : [],
           })),
       ),
     };
@@ -510,8 +571,10 @@ export class TritonEmulator {
       const latency = this.inferLatencyMs + cfg.inferMs;
       let outputs: Map<string, Tensor>;
       // One request at a time per instance; the others queue.
-      const done = await lc.execute(vr, () => rec.config?.instances ?? cfg.instances);
+      const { instance, done } = await lc.execute(vr, cfg);
       try {
+        const first = [...inputs.values()][0];
+        lc.grow(cfg, instance, cfg.summary.maxBatchSize > 0 && first ? (first.shape[0] ?? 1) : 1);
         if (latency > 0) await sleep(latency);
         outputs = await this.run(name, cfg, inputs, 0);
       } finally {

@@ -30,25 +30,59 @@ export class EmulatorError extends Error {
 
 export type VersionStateName = 'LOADING' | 'READY' | 'UNLOADING' | 'UNAVAILABLE';
 
+/**
+ * One execution instance of a loaded version (core backend_model_instance.h): where it runs, the
+ * signature Triton compares to reuse it in an update, and the memory it holds.
+ */
+export interface Instance {
+  /** CUDA ordinal; undefined for KIND_CPU and KIND_MODEL instances (no GPU memory of their own). */
+  device: number | undefined;
+  /**
+   * Its group's config but `name` and `count`, with the device (core `EquivalentInInstanceConfig` and
+   * `Signature`): an update reuses an instance only when this matches.
+   */
+  signature: string;
+  /** Its allocation on `device`. */
+  key: string;
+  /** Bytes allocated while the instance was created (what a memory tracker sees). */
+  loadBytes: number;
+  /** Bytes it grew by after load, for the largest batch it has run (PyTorch's caching allocator). */
+  grownBytes: number;
+  /** Largest batch it has run. */
+  peakBatch: number;
+  /** Runs one request at a time (Triton's default scheduler). */
+  busy: boolean;
+}
+
 export interface VersionRecord {
   version: number;
   state: VersionStateName;
   reason: string;
-  allocKey?: string;
   inflight: number;
   onDrained?: () => void;
-  /** Requests executing now: at most one per instance, as Triton's default scheduler runs them. */
-  executing?: number;
+  /** Its execution instances; empty for an ensemble (its steps run on the composing models'). */
+  instances: Instance[];
+  /**
+   * TensorRT engines by device (shared by the version's instances there, tensorrt_backend model_state.cc):
+   * freed only when the whole model goes (`~ModelState`), even after an update removed the device.
+   */
+  engines: Map<number, string>;
   /** Requests queued for a free instance, oldest first. */
-  queued?: (() => void)[];
-  /** How many instances it has now. */
-  instances?: () => number;
+  queued?: ((i: Instance) => void)[];
 }
 
 /** Names of the `parameters` keys the emulator reads from a config.pbtxt. */
 export const EMULATOR_PARAMETERS = {
-  /** GPU bytes one instance of the model takes (else derived from the model file's size). */
+  /** GPU bytes one instance of the model takes at load (else derived from the model file's size). */
   gpuBytes: 'emulator_gpu_bytes',
+  /** GPU bytes = model file bytes × this (else the emulator's footprint factor): a footprint is not a file size. */
+  memoryFactor: 'emulator_memory_factor',
+  /**
+   * Bytes one instance grows by at its first inference of a full batch (`max_batch_size`; a smaller batch
+   * grows it in proportion), as PyTorch's caching allocator and cuDNN workspaces do. Default: a quarter of
+   * its load bytes for PyTorch, none for other backends.
+   */
+  growthBytes: 'emulator_growth_bytes',
   /**
    * Time in ms one instance takes to load. Backends that create instances one after another (all but
    * python and onnxruntime) take it once per instance, so a model on every GPU loads that many times slower.
@@ -60,24 +94,26 @@ export const EMULATOR_PARAMETERS = {
   behaviour: 'emulator_behaviour',
 } as const;
 
+/** One instance Triton will create: its device and the signature an update compares. */
+interface Slot {
+  device: number | undefined;
+  signature: string;
+}
+
 export interface LoadedConfig {
   summary: ModelConfigSummary;
   json: JsonObject;
   platform: string;
   modelDir: string;
-  /**
-   * GPU bytes per loaded version, per device index (all the version's instances on that device); a
-   * device the version has no instance on is absent.
-   */
-  deviceBytes: Map<number, Map<number, number>>;
   loadMs: number;
   inferMs: number;
-  /** Execution instances (GPU and CPU): how many requests the model runs at once. */
-  instances: number;
-  /** GPU bytes one instance takes, once a version has loaded. */
+  /** GPU bytes one instance takes at load, once a version has loaded. */
   perInstanceBytes?: number;
-  /** The model directory's files but config.pbtxt, as `lstat` sees them: what tells an update from a reload. */
-  files?: string;
+  /**
+   * The model directory's files but config.pbtxt, each with the later of its mtime and ctime as `stat`
+   * sees them (links followed): what tells an update from a reload (core model_repository_manager.cc).
+   */
+  files?: Map<string, number>;
 }
 
 export interface ModelStats {
@@ -115,6 +151,16 @@ export interface LifecycleOptions {
   unloadLatencyMs: number;
   /** Model file bytes × this factor = GPU bytes, when the config declares none. */
   footprintFactor: number;
+  /**
+   * tensorrt_backend auto-completes every config by deserialising its plan (model_state.cc): on by default
+   * in Triton; `--disable-auto-complete-config` turns it off.
+   */
+  autoCompleteConfig: boolean;
+  /**
+   * `--backend-config=<backend>,triton-backend-memory-tracker=true`: the backends whose load-time memory
+   * ModelStatistics.memory_usage reports. Only tensorrt and onnxruntime ever report it.
+   */
+  memoryTracker: ReadonlySet<string>;
   log: (line: string) => void;
 }
 
@@ -359,10 +405,8 @@ export class ModelLifecycle {
       json: modelConfigToJson(doc),
       platform,
       modelDir,
-      deviceBytes: new Map(),
       loadMs: param(EMULATOR_PARAMETERS.loadMs),
       inferMs: param(EMULATOR_PARAMETERS.inferMs),
-      instances: 1,
     };
   }
 
@@ -408,41 +452,59 @@ export class ModelLifecycle {
     return available.slice(-Math.max(1, policy.numVersions));
   }
 
+  // --- instances ----------------------------------------------------------------------------------
+
   /**
-   * How many instances of the model each GPU gets, as Triton places them (model configuration docs,
-   * "Instance Groups"; core NormalizeInstanceGroup then ValidateInstanceGroup): a config without
-   * `instance_group` gets one KIND_AUTO group; KIND_AUTO becomes KIND_GPU when the server has GPUs; a
-   * KIND_GPU group without `gpus` lists every available GPU; `count` (at least 1) instances go on each
-   * listed GPU, so a GPU listed twice gets two sets; groups add up. KIND_CPU instances take no GPU memory,
-   * nor do KIND_MODEL ones (the backend places those itself; the emulator charges them nothing). Returns
-   * Triton's failure reason for a GPU id the server does not have, or GPUs on a non-GPU kind.
+   * The instances Triton creates for a config, in creation order (core NormalizeInstanceGroup, then
+   * ValidateInstanceGroup, then TritonModel::PrepareInstances): a config without `instance_group` gets one
+   * KIND_AUTO group; KIND_AUTO becomes KIND_GPU when the server has GPUs (else KIND_CPU); a KIND_GPU group
+   * without `gpus` lists every GPU (and that list is part of the normalised group); `count` instances go on
+   * each listed GPU; KIND_CPU and KIND_MODEL instances hold no GPU memory. Each carries the signature an
+   * update compares: the normalised group but `name` and `count`, and the device (backend_model_instance.h).
+   * Returns Triton's failure reason for a GPU id the server does not have, or GPUs on a non-GPU kind.
    */
-  private instancesPerDevice(name: string, cfg: LoadedConfig): Map<number, number> | { reason: string } {
-    type Group = { name?: string; kind?: string; count?: number; gpus?: number[] };
+  private slots(name: string, cfg: LoadedConfig): Slot[] | { reason: string } {
+    if (cfg.platform === 'ensemble') return [];
+    type Group = Record<string, unknown> & { name?: string; kind?: string; count?: number; gpus?: number[] };
     const declared = (cfg.json.instance_group as Group[] | undefined) ?? [];
     const groups: Group[] = declared.length > 0 ? declared : [{ kind: 'KIND_AUTO' }];
     const all = this.options.gpus.map((_, i) => i);
-    const perDevice = new Map<number, number>();
+    const cpuDefault = /^(onnxruntime|tensorflow)/.test(cfg.platform) ? 2 : 1;
+    const out: Slot[] = [];
     for (const [i, g] of groups.entries()) {
       const group = g.name || `${name}_${i}`;
       const gpus = g.gpus ?? [];
-      const kind = g.kind ?? 'KIND_AUTO';
+      let kind = g.kind ?? 'KIND_AUTO';
+      if (kind === 'KIND_AUTO') kind = all.length > 0 ? 'KIND_GPU' : 'KIND_CPU';
       if (kind === 'KIND_CPU' || kind === 'KIND_MODEL') {
-        if (gpus.length > 0) {
+        if (gpus.length > 0 && g.kind !== 'KIND_AUTO') {
           return {
             reason:
               kind === 'KIND_CPU' ? texts.kindCpuWithGpus(group, name) : texts.kindModelWithGpus(group, name),
           };
         }
+        const count = g.count !== undefined && g.count > 0 ? g.count : kind === 'KIND_CPU' ? cpuDefault : 1;
+        const signature = JSON.stringify({ ...ModelLifecycle.sansNameAndCount(g), kind, gpus: [] });
+        for (let k = 0; k < count; k++) out.push({ device: undefined, signature: `${signature}@cpu` });
         continue;
       }
-      const count = Math.max(1, g.count ?? 1);
-      for (const gpu of gpus.length > 0 ? gpus : all) {
+      const listed = gpus.length > 0 ? gpus : all;
+      for (const gpu of listed)
         if (!all.includes(gpu)) return { reason: texts.invalidGpuId(group, name, gpu, all) };
-        perDevice.set(gpu, (perDevice.get(gpu) ?? 0) + count);
-      }
+      const signature = JSON.stringify({ ...ModelLifecycle.sansNameAndCount(g), kind, gpus: listed });
+      const count = Math.max(1, g.count ?? 1);
+      for (const gpu of listed)
+        for (let k = 0; k < count; k++) out.push({ device: gpu, signature: `${signature}@${gpu}` });
     }
-    return perDevice;
+    return out;
+  }
+
+  /** A group's fields but `name` and `count`: what core's EquivalentInInstanceConfig compares. */
+  private static sansNameAndCount(g: Record<string, unknown>): Record<string, unknown> {
+    const rest = { ...g };
+    delete rest.name;
+    delete rest.count;
+    return rest;
   }
 
   private loadsRunning = 0;
@@ -462,93 +524,252 @@ export class ModelLifecycle {
     };
   }
 
-  /**
-   * Every execution instance of the model: its GPU instances, plus `count` per CPU group (core's
-   * SetDefaultInstanceCount: 2 for onnxruntime and tensorflow, else 1), a model with no GPU group on a
-   * server without GPUs getting one CPU group. At least 1.
-   */
-  private instanceCount(name: string, cfg: LoadedConfig): number {
-    // An ensemble has no instances of its own: its steps run on the composing models'.
-    if (cfg.platform === 'ensemble') return Number.POSITIVE_INFINITY;
-    type Group = { kind?: string; count?: number };
-    const declared = (cfg.json.instance_group as Group[] | undefined) ?? [];
-    const perDevice = this.instancesPerDevice(name, cfg);
-    let total = perDevice instanceof Map ? [...perDevice.values()].reduce((a, b) => a + b, 0) : 0;
-    const cpuDefault = /^(onnxruntime|tensorflow)/.test(cfg.platform) ? 2 : 1;
-    const noGpus = this.options.gpus.length === 0;
-    const groups: Group[] = declared.length > 0 ? declared : [{ kind: 'KIND_AUTO' }];
-    for (const g of groups) {
-      const kind = g.kind ?? 'KIND_AUTO';
-      if (kind === 'KIND_CPU' || (noGpus && kind !== 'KIND_MODEL'))
-        total += g.count !== undefined && g.count > 0 ? g.count : cpuDefault;
-      else if (kind === 'KIND_MODEL') total += Math.max(1, g.count ?? 1);
-    }
-    return Math.max(1, total);
-  }
-
   /** Whether the backend creates a model's instances at once (backend docs: only python and onnxruntime). */
   private static parallelInstanceLoading(platform: string): boolean {
     return platform === 'python' || platform.startsWith('onnxruntime');
   }
 
+  private static isTensorrt(platform: string): boolean {
+    return platform.startsWith('tensorrt');
+  }
+
+  private static isPytorch(platform: string): boolean {
+    return platform === 'pytorch_libtorch' || platform === 'pytorch';
+  }
+
+  /**
+   * Whether an update may keep an existing instance of this kind: never for a GPU instance of a
+   * DEVICE_BLOCKING backend (core backend_model.cc PrepareInstances skips reuse when
+   * `ShareBackendThread(DeviceBlocking(), kind)`; tensorrt_backend tensorrt.cc sets DEVICE_BLOCKING).
+   */
+  private static reusable(platform: string, slot: Slot): boolean {
+    return !(ModelLifecycle.isTensorrt(platform) && slot.device !== undefined);
+  }
+
   /**
    * Bytes `model` holds on each device right now, by device index (0 where it holds none): every
-   * version's live allocation, including a version still UNLOADING. Memory already freed but not yet
-   * returned to the driver (the release lag) is the device's, not the model's.
+   * version's instances (grown as they have), TensorRT engines (also on GPUs an update removed), a
+   * version still UNLOADING included. Memory already freed but in its release lag is the device's.
    */
   placement(name: string): number[] {
-    const keys = [...(this.records.get(name)?.versions.values() ?? [])]
-      .map((v) => v.allocKey)
-      .filter((k): k is string => k !== undefined);
-    return this.options.gpus.map((gpu) => keys.reduce((sum, k) => sum + gpu.allocatedBytes(k), 0));
+    const versions = [...(this.records.get(name)?.versions.values() ?? [])];
+    return this.options.gpus.map((gpu) => {
+      let sum = 0;
+      for (const v of versions) {
+        for (const i of v.instances) sum += gpu.allocatedBytes(i.key);
+        for (const k of v.engines.values()) sum += gpu.allocatedBytes(k);
+      }
+      return sum;
+    });
   }
 
-  private release(key: string | undefined): void {
-    if (key) for (const gpu of this.options.gpus) gpu.release(key);
+  /**
+   * ModelStatistics.memory_usage of a version: what its instances allocated while being created, per
+   * device, for the backends that report it (tensorrt and onnxruntime: `TRITONBACKEND_*ReportMemoryUsage`
+   * in tensorrt.cc and onnxruntime.cc) and only with Triton's memory tracker on (backend
+   * device_memory_tracker.h `EnableFromBackendConfig`); growth after load is never counted. Core sums the
+   * instances per type and device (backend_model.h). A TensorRT engine is counted with the instances on
+   * its device, so one on a GPU an update removed is not (though still allocated).
+   */
+  memoryUsage(cfg: LoadedConfig, vr: VersionRecord): { type: string; id: number; byte_size: number }[] {
+    const backend = ModelLifecycle.isTensorrt(cfg.platform)
+      ? 'tensorrt'
+      : cfg.platform.startsWith('onnxruntime')
+        ? 'onnxruntime'
+        : undefined;
+    if (backend === undefined || !this.options.memoryTracker.has(backend)) return [];
+    const perDevice = new Map<number, number>();
+    for (const i of vr.instances) {
+      if (i.device === undefined) continue;
+      perDevice.set(i.device, (perDevice.get(i.device) ?? 0) + i.loadBytes);
+    }
+    for (const [d, key] of vr.engines)
+      if (perDevice.has(d))
+        perDevice.set(d, (perDevice.get(d) ?? 0) + this.options.gpus[d].allocatedBytes(key));
+    return [...perDevice]
+      .sort((a, b) => a[0] - b[0])
+      .map(([id, bytes]) => ({ type: 'GPU', id, byte_size: bytes }));
   }
 
-  /** Checks one version's files and allocates its memory; returns the allocation or the failure reason. */
+  /** GPU bytes one instance of this version takes at load: declared, else its file's bytes × a factor. */
+  private async perInstanceBytes(cfg: LoadedConfig, file: string): Promise<number> {
+    const declared = Number(cfg.summary.parameters[EMULATOR_PARAMETERS.gpuBytes] ?? NaN);
+    if (Number.isFinite(declared)) return declared;
+    const factor = Number(cfg.summary.parameters[EMULATOR_PARAMETERS.memoryFactor] ?? NaN);
+    return Math.ceil(
+      (await pathSize(file)) *
+        (Number.isFinite(factor) && factor > 0 ? factor : this.options.footprintFactor),
+    );
+  }
+
+  /**
+   * A TensorRT instance's bytes split as its device's engine (shared by the version's instances there) and
+   * its own execution context: a fifth of the footprint (inference; the engine dominates).
+   */
+  private static tensorrtSplit(perInstance: number): { engine: number; context: number } {
+    const context = Math.ceil(perInstance / 5);
+    return { engine: perInstance - context, context };
+  }
+
+  /**
+   * Creates one instance: allocates its memory on its device (an engine first for TensorRT's first
+   * instance there). Returns it, or the backend's failure reason.
+   */
+  private createInstance(
+    name: string,
+    cfg: LoadedConfig,
+    vr: VersionRecord,
+    slot: Slot,
+    perInstance: number,
+  ): Instance | { reason: string } {
+    const key = `${name}/${vr.version}/${++this.allocSeq}`;
+    const instance: Instance = {
+      device: slot.device,
+      signature: slot.signature,
+      key,
+      loadBytes: 0,
+      grownBytes: 0,
+      peakBatch: 0,
+      busy: false,
+    };
+    const d = slot.device;
+    if (d === undefined) return instance;
+    const gpu = this.options.gpus[d];
+    if (ModelLifecycle.isTensorrt(cfg.platform)) {
+      const { engine, context } = ModelLifecycle.tensorrtSplit(perInstance);
+      if (!vr.engines.has(d)) {
+        const engineKey = `${key}/engine`;
+        if (!gpu.tryAllocate(engineKey, engine)) return { reason: texts.tensorrtEngineOutOfMemory() };
+        vr.engines.set(d, engineKey);
+      }
+      if (!gpu.tryAllocate(key, context)) return { reason: texts.tensorrtContextOutOfMemory() };
+      instance.loadBytes = context;
+      return instance;
+    }
+    const torch = ModelLifecycle.isPytorch(cfg.platform);
+    if (!gpu.tryAllocate(key, perInstance, torch))
+      return { reason: this.outOfMemory(name, cfg, perInstance, d) };
+    instance.loadBytes = perInstance;
+    return instance;
+  }
+
+  /**
+   * Destroys instances (and, with `engines`, the version's TensorRT engines). A PyTorch instance's
+   * destructor empties the caching allocator, process-wide (libtorch.cc ~ModelInstanceState).
+   */
+  private destroy(
+    cfg: LoadedConfig,
+    vr: VersionRecord,
+    instances: readonly Instance[],
+    engines: boolean,
+  ): void {
+    for (const i of instances) if (i.device !== undefined) this.options.gpus[i.device].release(i.key);
+    if (engines) {
+      for (const [d, key] of vr.engines) this.options.gpus[d].release(key);
+      vr.engines.clear();
+    }
+    if (ModelLifecycle.isPytorch(cfg.platform) && instances.length > 0)
+      for (const gpu of this.options.gpus) gpu.emptyTorchCache();
+  }
+
+  /**
+   * Creates `slots` one after another (or all at once for backends that create instances in parallel),
+   * each taking its memory as it is created and `emulator_load_ms` to load. On a failure the instances
+   * created are destroyed and the reason returned (`fresh`: a first load, whose model state goes too). A
+   * PyTorch instance that fails with none created before
+   * it leaves what it allocated in PyTorch's cache: no destructor runs for it, so nothing empties the cache
+   * (libtorch.cc: the constructor throws).
+   */
+  private async createInstances(
+    name: string,
+    cfg: LoadedConfig,
+    vr: VersionRecord,
+    slots: readonly Slot[],
+    perInstance: number,
+    gen: number,
+    fresh: boolean,
+  ): Promise<{ created: Instance[] } | { reason: string }> {
+    const created: Instance[] = [];
+    const parallel = ModelLifecycle.parallelInstanceLoading(cfg.platform);
+    const failWith = (reason: string, slot: Slot) => {
+      const torchFirst = ModelLifecycle.isPytorch(cfg.platform) && created.length === 0;
+      // A failed load destroys the model state and its TensorRT engines with it; a failed update keeps
+      // the model state, so an engine made for a new GPU stays (model_state.cc device_engines_).
+      this.destroy(cfg, vr, created, fresh);
+      if (torchFirst && slot.device !== undefined)
+        this.options.gpus[slot.device].keepPartialInTorchCache(perInstance);
+      return { reason };
+    };
+    for (const slot of slots) {
+      const made = this.createInstance(name, cfg, vr, slot, perInstance);
+      if ('reason' in made) return failWith(made.reason, slot);
+      created.push(made);
+      if (!parallel && cfg.loadMs > 0 && slot.device !== undefined) await sleep(cfg.loadMs);
+      if (gen !== this.generation) return { created };
+    }
+    if (parallel && cfg.loadMs > 0 && created.length > 0) await sleep(cfg.loadMs);
+    return { created };
+  }
+
+  /**
+   * tensorrt_backend's auto-complete (on unless `--disable-auto-complete-config`): when the first instance
+   * group is KIND_GPU, ModelState::Create deserialises the plan on that group's first GPU
+   * (`instance_group[0].gpus[0]`, model_state.cc 119-136 and 308-331), complete config or not, and
+   * replaces *any* failure of that, out of memory included, by a text naming only the plan file (397-415).
+   */
+  private autoCompleteFails(cfg: LoadedConfig, slots: readonly Slot[], perInstance: number): boolean {
+    if (!this.options.autoCompleteConfig || !ModelLifecycle.isTensorrt(cfg.platform)) return false;
+    const first = slots[0]?.device;
+    if (first === undefined) return false;
+    return !this.options.gpus[first].fits(ModelLifecycle.tensorrtSplit(perInstance).engine);
+  }
+
+  /**
+   * Loads one version: checks its file, then creates its instances, taking memory as each is created.
+   * Returns its instances, or the failure reason.
+   */
   private async loadVersion(
     name: string,
     cfg: LoadedConfig,
     version: number,
-  ): Promise<{ allocKey?: string; reason?: string }> {
+    gen: number,
+  ): Promise<{ vr: VersionRecord; reason?: undefined } | { reason: string; vr?: undefined }> {
+    const vr: VersionRecord = {
+      version,
+      state: 'LOADING',
+      reason: '',
+      inflight: 0,
+      instances: [],
+      engines: new Map(),
+    };
     const injected = this.faults.get(name)?.failLoad?.shift();
     if (injected !== undefined) return { reason: injected };
-    if (cfg.platform === 'ensemble') {
-      cfg.deviceBytes.set(version, new Map());
-      return {};
-    }
+    if (cfg.platform === 'ensemble') return { vr };
     const fileName = cfg.summary.defaultModelFilename || DEFAULT_FILE[cfg.platform];
     if (fileName === undefined)
       return { reason: `Invalid argument: unexpected platform type '${cfg.platform}' for ${name}` };
     const file = path.join(cfg.modelDir, String(version), fileName);
     if (!(await exists(file))) {
       return {
-        reason:
-          cfg.platform === 'tensorrt_plan'
-            ? texts.tensorrtMissingPlan(cfg.modelDir, version, fileName)
-            : texts.pytorchMissingFile(cfg.modelDir, version, fileName, name),
+        reason: ModelLifecycle.isTensorrt(cfg.platform)
+          ? texts.tensorrtPlanNotLoaded(cfg.modelDir, version, fileName)
+          : texts.pytorchMissingFile(cfg.modelDir, version, fileName, name),
       };
     }
-    const declared = Number(cfg.summary.parameters[EMULATOR_PARAMETERS.gpuBytes] ?? NaN);
-    const perInstance = Number.isFinite(declared)
-      ? declared
-      : Math.ceil((await pathSize(file)) * this.options.footprintFactor);
-    const instances = this.instancesPerDevice(name, cfg);
-    if (!(instances instanceof Map)) return instances;
-    const wanted = new Map([...instances].map(([d, n]) => [d, perInstance * n]));
-    // All or nothing across devices: Triton creates the instances one by one and, when one fails (out
-    // of memory on its GPU), destroys those already created, so a failed load leaves nothing behind.
-    // The first device without room is the one named, as the failing instance's error names it.
+    const perInstance = await this.perInstanceBytes(cfg, file);
     cfg.perInstanceBytes = perInstance;
-    for (const [d, bytes] of [...wanted].sort((a, b) => a[0] - b[0])) {
-      if (!this.options.gpus[d].fits(bytes)) return { reason: this.outOfMemory(name, cfg, bytes, d) };
+    const slots = this.slots(name, cfg);
+    if (!Array.isArray(slots)) return slots;
+    if (this.autoCompleteFails(cfg, slots, perInstance)) {
+      this.options.log(
+        'E tensorrt: 1: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)',
+      );
+      return { reason: texts.tensorrtPlanNotLoaded(cfg.modelDir, version, fileName) };
     }
-    const key = `${name}/${version}/${++this.allocSeq}`;
-    for (const [d, bytes] of wanted) this.options.gpus[d].tryAllocate(key, bytes);
-    cfg.deviceBytes.set(version, wanted);
-    return { allocKey: key };
+    const made = await this.createInstances(name, cfg, vr, slots, perInstance, gen, true);
+    if ('reason' in made) return { reason: made.reason };
+    vr.instances = made.created;
+    return { vr };
   }
 
   /** The backend's error for an instance that does not fit on device `d`. */
@@ -556,40 +777,51 @@ export class ModelLifecycle {
     const gpu = this.options.gpus[d];
     const MiB = 1024 * 1024;
     const GiB = 1024 * MiB;
-    return cfg.platform === 'tensorrt_plan'
-      ? texts.tensorrtOutOfMemory()
-      : texts.pytorchOutOfMemory(
-          name,
-          bytes / MiB,
-          gpu.totalBytes / GiB,
-          gpu.usedBytes() / GiB,
-          gpu.freeBytes() / MiB,
-          d,
-        );
-  }
-
-  /** What `lstat` sees of a model directory's files but its config.pbtxt, in a stable order. */
-  private static async fileSignature(dir: string): Promise<string> {
-    const out: string[] = [];
-    const walk = async (rel: string): Promise<void> => {
-      const entries = await fs.readdir(path.join(dir, rel)).catch(() => [] as string[]);
-      for (const e of entries.sort()) {
-        const r = path.join(rel, e);
-        if (r === 'config.pbtxt') continue;
-        const st = await fs.lstat(path.join(dir, r)).catch(() => undefined);
-        if (!st) continue;
-        out.push(`${r}:${st.mtimeMs}:${st.size}:${st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'f'}`);
-        if (st.isDirectory()) await walk(r);
-      }
-    };
-    await walk('');
-    return out.join('\n');
+    return ModelLifecycle.isTensorrt(cfg.platform)
+      ? texts.tensorrtEngineOutOfMemory()
+      : texts.pytorchOutOfMemory(name, bytes / MiB, gpu.totalBytes / GiB, gpu.freeBytes() / MiB, d);
   }
 
   /**
-   * Triton's model update (model management docs): a load of a loaded model whose files are unchanged
-   * and whose config differs only in `instance_group` adds and removes instances in place. The old
-   * instances keep serving; only added ones take load time and memory; a failure leaves the model as it was.
+   * The model directory's entries but config.pbtxt, each with the latest max(mtime, ctime) in its tree,
+   * as `stat` sees it (links followed; core model_repository_manager.cc ModelTimestamp, local.h 119-135).
+   */
+  private static async fileTimes(dir: string): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const latest = async (p: string, depth: number): Promise<number> => {
+      const st = await fs.stat(p).catch(() => undefined);
+      if (!st) return 0;
+      let t = Math.max(st.mtimeMs, st.ctimeMs);
+      if (st.isDirectory() && depth < 8)
+        for (const e of await fs.readdir(p).catch(() => [] as string[]))
+          t = Math.max(t, await latest(path.join(p, e), depth + 1));
+      return t;
+    };
+    for (const e of (await fs.readdir(dir).catch(() => [] as string[])).sort()) {
+      if (e === 'config.pbtxt') continue;
+      out.set(e, await latest(path.join(dir, e), 0));
+    }
+    return out;
+  }
+
+  /**
+   * Whether a loaded model's files changed since it loaded (core model_repository_manager.cc 396-414,
+   * IsModelVersionModified): the latest time over its version directories and other entries (config.pbtxt
+   * left out) is strictly newer than it was. An older or equal time is no change.
+   */
+  private static filesModified(before: Map<string, number> | undefined, now: Map<string, number>): boolean {
+    if (!before) return true;
+    const latest = (m: Map<string, number>) => Math.max(0, ...m.values());
+    return latest(now) > latest(before);
+  }
+
+  /**
+   * Triton's model update (core model_lifecycle.cc, backend_model.cc UpdateInstanceGroup): a load of a
+   * loaded model whose files are unchanged and whose config differs only in `instance_group` (or
+   * `version_policy`) keeps serving with its old instances while new ones are created in the background;
+   * an existing instance is kept only where one of the new config's instances has the same signature (and
+   * never for TensorRT); the others go once the new set is in. On failure the new ones are destroyed and
+   * the model stays as it was, READY ("version N is at READY state").
    */
   private async updateInstances(
     name: string,
@@ -600,63 +832,68 @@ export class ModelLifecycle {
   ): Promise<void> {
     const prev = rec.config as LoadedConfig;
     const injected = this.faults.get(name)?.failLoad?.shift();
-    if (injected !== undefined) {
+    const ready = [...rec.versions.values()].filter((v) => v.state === 'READY');
+    const failUpdate = (reason: string): never => {
       this.counter(name).loadFailures++;
-      throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, injected));
-    }
-    const before = this.instancesPerDevice(name, prev);
-    const after = this.instancesPerDevice(name, cfg);
-    if (!(after instanceof Map)) {
-      this.counter(name).loadFailures++;
-      throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, after.reason));
-    }
-    const had = before instanceof Map ? before : new Map<number, number>();
-    let added = 0;
-    for (const [d, n] of after) added += Math.max(0, n - (had.get(d) ?? 0));
-    cfg.instances = this.instanceCount(name, cfg);
+      const perVersion = ready.map((v) => texts.versionReady(v.version, reason)).join('');
+      throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, perVersion));
+    };
+    if (injected !== undefined) failUpdate(injected);
+    const slots = this.slots(name, cfg);
+    if (!Array.isArray(slots)) return failUpdate(slots.reason);
     cfg.perInstanceBytes = prev.perInstanceBytes;
-    const serial = ModelLifecycle.parallelInstanceLoading(cfg.platform) ? Math.min(1, added) : added;
-    const latency = this.options.loadLatencyMs + cfg.loadMs * serial;
+    const per = prev.perInstanceBytes ?? 0;
     const thread = await this.loadThread();
     try {
-      if (latency > 0) await sleep(latency);
+      if (this.options.loadLatencyMs > 0) await sleep(this.options.loadLatencyMs);
+      if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
+      const plans: { v: VersionRecord; keep: Instance[]; create: Slot[]; order: (Instance | Slot)[] }[] = [];
+      for (const v of ready) {
+        const pool = [...v.instances];
+        const keep: Instance[] = [];
+        const create: Slot[] = [];
+        const order: (Instance | Slot)[] = [];
+        for (const slot of slots) {
+          const at = ModelLifecycle.reusable(cfg.platform, slot)
+            ? pool.findIndex((i) => i.signature === slot.signature)
+            : -1;
+          if (at >= 0) {
+            const [i] = pool.splice(at, 1);
+            keep.push(i);
+            order.push(i);
+          } else {
+            create.push(slot);
+            order.push(slot);
+          }
+        }
+        plans.push({ v, keep, create, order });
+      }
+      const made = new Map<VersionRecord, Instance[]>();
+      for (const plan of plans) {
+        const result = await this.createInstances(name, cfg, plan.v, plan.create, per, gen, false);
+        if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
+        if ('reason' in result) {
+          for (const [v, created] of made) this.destroy(cfg, v, created, false);
+          failUpdate(result.reason);
+          return;
+        }
+        made.set(plan.v, result.created);
+      }
+      // Commit: the new set serves; instances not kept go (TensorRT engines stay until the model goes).
+      for (const plan of plans) {
+        const fresh = [...(made.get(plan.v) ?? [])];
+        const next = plan.order.map((x) => ('key' in x ? x : (fresh.shift() as Instance)));
+        const dropped = plan.v.instances.filter((i) => !plan.keep.includes(i));
+        plan.v.instances = next;
+        this.destroy(cfg, plan.v, dropped, false);
+        ModelLifecycle.pump(plan.v);
+      }
     } finally {
       thread();
     }
-    if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
-    const per = prev.perInstanceBytes ?? 0;
-    const ready = [...rec.versions.values()].filter((v) => v.state === 'READY');
-    const devices = new Set([...had.keys(), ...after.keys()]);
-    // Room first, for every version, so a failure changes nothing.
-    for (const d of [...devices].sort((a, b) => a - b)) {
-      const grow = ((after.get(d) ?? 0) - (had.get(d) ?? 0)) * per * ready.length;
-      if (grow > 0 && !this.options.gpus[d].fits(grow)) {
-        this.counter(name).loadFailures++;
-        const reason = this.outOfMemory(name, cfg, grow, d);
-        const perVersion = ready.map((v) => texts.versionUnavailable(v.version, reason)).join('');
-        throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, perVersion));
-      }
-    }
-    for (const v of ready) {
-      const wanted = new Map([...after].map(([d, n]) => [d, per * n]));
-      for (const d of devices) {
-        const gpu = this.options.gpus[d];
-        const have = v.allocKey ? gpu.allocatedBytes(v.allocKey) : 0;
-        const want = wanted.get(d) ?? 0;
-        if (!v.allocKey || want === have) continue;
-        if (want > have) gpu.tryAllocate(v.allocKey, want - have);
-        else {
-          gpu.release(v.allocKey);
-          if (want > 0) gpu.tryAllocate(v.allocKey, want);
-        }
-      }
-      cfg.deviceBytes.set(v.version, wanted);
-    }
-    for (const [v, bytes] of prev.deviceBytes) if (!cfg.deviceBytes.has(v)) cfg.deviceBytes.set(v, bytes);
+    cfg.files = prev.files;
     rec.config = cfg;
     rec.loadDurationSecs = (Date.now() - started) / 1000;
-    // Added instances take queued requests at once.
-    for (const v of ready) ModelLifecycle.pump(v);
   }
 
   /**
@@ -693,10 +930,26 @@ export class ModelLifecycle {
     const existing = this.records.get(name);
     // A composing model that is already loaded is reused as it is.
     if (asDependency && this.isReady(existing)) return;
-    cfg.files = await ModelLifecycle.fileSignature(cfg.modelDir);
-    if (existing?.config && this.isReady(existing) && !isEnsemble(cfg.summary)) {
-      const sansInstances = (c: LoadedConfig) => JSON.stringify({ ...c.json, instance_group: undefined });
-      if (existing.config.files === cfg.files && sansInstances(existing.config) === sansInstances(cfg))
+    cfg.files = await ModelLifecycle.fileTimes(cfg.modelDir);
+    if (
+      existing?.config &&
+      this.isReady(existing) &&
+      !isEnsemble(cfg.summary) &&
+      configOverride === undefined
+    ) {
+      const modified = ModelLifecycle.filesModified(existing.config.files, cfg.files);
+      const rest = (c: LoadedConfig) =>
+        JSON.stringify({ ...c.json, instance_group: undefined, version_policy: undefined });
+      const same = (c: LoadedConfig) => JSON.stringify(c.json);
+      const versions = await this.selectVersions(cfg);
+      const readyVersions = [...existing.versions.values()]
+        .filter((v) => v.state === 'READY')
+        .map((v) => v.version)
+        .sort((a, b) => a - b);
+      const sameVersions = JSON.stringify(versions) === JSON.stringify(readyVersions);
+      // Nothing changed: success at once (model_repository_manager.cc: `if (unmodified) return`).
+      if (!modified && same(existing.config) === same(cfg) && sameVersions) return;
+      if (!modified && rest(existing.config) === rest(cfg) && sameVersions)
         return this.updateInstances(name, existing, cfg, started, gen);
     }
 
@@ -711,7 +964,7 @@ export class ModelLifecycle {
           counter.loadFailures++;
           const reason = texts.ensembleDependency(name, dep, (err as Error).message.trimEnd());
           const rec = this.record(name);
-          rec.versions.set(1, { version: 1, state: 'UNAVAILABLE', reason, inflight: 0 });
+          rec.versions.set(1, ModelLifecycle.unavailable(1, reason));
           throw new EmulatorError(
             status.INVALID_ARGUMENT,
             texts.loadFailed(name, texts.versionUnavailable(1, reason)),
@@ -736,25 +989,22 @@ export class ModelLifecycle {
       const cur = rec.versions.get(v);
       // A background reload of a READY version keeps showing READY.
       if (!cur || cur.state !== 'READY')
-        rec.versions.set(v, { version: v, state: 'LOADING', reason: '', inflight: 0 });
+        rec.versions.set(v, { ...ModelLifecycle.unavailable(v, ''), state: 'LOADING' });
     }
 
     const hang = this.faults.get(name)?.hangLoad?.shift();
     if (hang) await hang.wait;
-    cfg.instances = this.instanceCount(name, cfg);
-    // Instances are created one after another unless the backend loads them in parallel.
-    const serial = ModelLifecycle.parallelInstanceLoading(cfg.platform) ? 1 : cfg.instances;
-    const latency = this.options.loadLatencyMs + cfg.loadMs * serial;
     const failures: [number, string][] = [];
-    const allocated: [number, string | undefined][] = [];
+    const loaded: VersionRecord[] = [];
     const thread = await this.loadThread();
     try {
-      if (latency > 0) await sleep(latency);
+      if (this.options.loadLatencyMs > 0) await sleep(this.options.loadLatencyMs);
       if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
       for (const v of versions) {
-        const result = await this.loadVersion(name, cfg, v);
+        const result = await this.loadVersion(name, cfg, v, gen);
+        if (gen !== this.generation) throw new EmulatorError(status.UNAVAILABLE, texts.serverNotReady());
         if (result.reason !== undefined) failures.push([v, result.reason]);
-        else allocated.push([v, result.allocKey]);
+        else loaded.push(result.vr);
       }
     } finally {
       thread();
@@ -764,39 +1014,46 @@ export class ModelLifecycle {
     if (failures.length > 0) {
       counter.loadFailures++;
       // Versions that did load are released again; READY versions of an earlier load keep serving.
-      for (const [v, key] of allocated) {
-        this.release(key);
-        const cur = rec.versions.get(v);
+      for (const vr of loaded) {
+        this.destroy(cfg, vr, vr.instances, true);
+        const cur = rec.versions.get(vr.version);
         if (cur && cur.state !== 'READY')
-          rec.versions.set(v, { version: v, state: 'UNAVAILABLE', reason: 'unloaded', inflight: 0 });
+          rec.versions.set(vr.version, ModelLifecycle.unavailable(vr.version, 'unloaded'));
       }
       for (const [v, reason] of failures) {
         const cur = rec.versions.get(v);
-        if (!cur || cur.state !== 'READY')
-          rec.versions.set(v, { version: v, state: 'UNAVAILABLE', reason, inflight: 0 });
+        if (!cur || cur.state !== 'READY') rec.versions.set(v, ModelLifecycle.unavailable(v, reason));
       }
       const perVersion = failures.map(([v, reason]) => texts.versionUnavailable(v, reason)).join('');
       throw new EmulatorError(status.INVALID_ARGUMENT, texts.loadFailed(name, perVersion));
     }
 
-    for (const [v, key] of allocated) {
-      const old = rec.versions.get(v);
-      this.release(old?.allocKey);
-      const ready: VersionRecord = { version: v, state: 'READY', reason: '', inflight: 0 };
-      if (key) ready.allocKey = key;
-      rec.versions.set(v, ready);
+    const oldConfig = rec.config;
+    for (const vr of loaded) {
+      const old = rec.versions.get(vr.version);
+      if (old && old.state === 'READY' && oldConfig) this.destroy(oldConfig, old, old.instances, true);
+      vr.state = 'READY';
+      rec.versions.set(vr.version, vr);
     }
     // Versions the policy no longer selects are unloaded.
     for (const [v, vr] of rec.versions) {
-      if (!versions.includes(v) && vr.state === 'READY') this.startUnloadVersion(vr);
+      if (!versions.includes(v) && vr.state === 'READY') this.startUnloadVersion(vr, cfg);
     }
     rec.config = cfg;
     rec.loadDurationSecs = (Date.now() - started) / 1000;
   }
 
+  private static unavailable(version: number, reason: string): VersionRecord {
+    return { version, state: 'UNAVAILABLE', reason, inflight: 0, instances: [], engines: new Map() };
+  }
+
   // --- unload -------------------------------------------------------------------------------------
 
-  private startUnloadVersion(vr: VersionRecord): void {
+  /**
+   * Starts an unload (core AsyncUnload): UNLOADING at once; the model goes once its requests finish, in
+   * the background (ModelDeleter), and only then does the index say UNAVAILABLE, "unloaded".
+   */
+  private startUnloadVersion(vr: VersionRecord, cfg: LoadedConfig | undefined): void {
     vr.state = 'UNLOADING';
     vr.reason = '';
     const gen = this.generation;
@@ -805,8 +1062,8 @@ export class ModelLifecycle {
       if (vr.inflight > 0) await new Promise<void>((r) => (vr.onDrained = r));
       if (this.options.unloadLatencyMs > 0) await sleep(this.options.unloadLatencyMs);
       if (gen !== this.generation || vr.state !== 'UNLOADING') return;
-      this.release(vr.allocKey);
-      vr.allocKey = undefined;
+      if (cfg) this.destroy(cfg, vr, vr.instances, true);
+      vr.instances = [];
       vr.state = 'UNAVAILABLE';
       vr.reason = 'unloaded';
     })();
@@ -822,7 +1079,7 @@ export class ModelLifecycle {
       const ready = [...rec.versions.values()].filter((v) => v.state === 'READY' || v.state === 'LOADING');
       if (ready.length === 0) return;
       this.counter(name).unloads++;
-      for (const vr of ready) this.startUnloadVersion(vr);
+      for (const vr of ready) this.startUnloadVersion(vr, rec.config);
       rec.explicitlyLoaded = false;
       if (!unloadDependents) return;
       // Ensembles that use this model cannot serve without it.
@@ -871,30 +1128,69 @@ export class ModelLifecycle {
   }
 
   /**
-   * Waits for a free execution instance of the version (`instances()` of them, read each time: an update
-   * changes it), as Triton's scheduler queues requests for a busy model; returns the function that frees it.
+   * Waits for a free execution instance of the version, as Triton's scheduler queues requests for a busy
+   * model (an update changes the set; added instances take queued requests at once); returns it with the
+   * function that frees it. An ensemble has no instances of its own: `instance` is undefined.
    */
-  async execute(vr: VersionRecord, instances: () => number): Promise<() => void> {
-    vr.executing ??= 0;
-    vr.instances = instances;
-    if (vr.executing >= instances()) await new Promise<void>((r) => (vr.queued ??= []).push(r));
-    else vr.executing++;
+  async execute(vr: VersionRecord, cfg: LoadedConfig): Promise<{ instance?: Instance; done: () => void }> {
+    if (cfg.platform === 'ensemble') return { done: () => undefined };
+    let instance = vr.instances.find((i) => !i.busy);
+    if (instance) instance.busy = true;
+    else instance = await new Promise<Instance>((r) => (vr.queued ??= []).push(r));
+    const mine = instance;
     let freed = false;
-    return () => {
-      if (freed) return;
-      freed = true;
-      vr.executing = (vr.executing ?? 1) - 1;
-      ModelLifecycle.pump(vr);
+    return {
+      instance: mine,
+      done: () => {
+        if (freed) return;
+        freed = true;
+        mine.busy = false;
+        ModelLifecycle.pump(vr);
+      },
     };
   }
 
   /** Starts queued requests, oldest first, while the version has free instances. */
   private static pump(vr: VersionRecord): void {
-    const limit = vr.instances?.() ?? 1;
-    while ((vr.queued?.length ?? 0) > 0 && (vr.executing ?? 0) < limit) {
-      vr.executing = (vr.executing ?? 0) + 1;
-      vr.queued?.shift()?.();
+    for (const i of vr.instances) {
+      if ((vr.queued?.length ?? 0) === 0) return;
+      if (i.busy) continue;
+      i.busy = true;
+      vr.queued?.shift()?.(i);
     }
+  }
+
+  /**
+   * An instance runs a batch of `batch`: it grows to what that batch needs the first time it runs one that
+   * large (PyTorch's caching allocator keeps activations and cuDNN workspaces; libtorch.cc empties the cache
+   * only at unload unless ENABLE_CACHE_CLEANING). Throws the backend's out-of-memory failure when the
+   * growth does not fit.
+   */
+  grow(cfg: LoadedConfig, instance: Instance | undefined, batch: number): void {
+    if (!instance || instance.device === undefined || batch <= instance.peakBatch) return;
+    const declared = Number(cfg.summary.parameters[EMULATOR_PARAMETERS.growthBytes] ?? NaN);
+    const full = Number.isFinite(declared)
+      ? declared
+      : ModelLifecycle.isPytorch(cfg.platform)
+        ? Math.ceil((cfg.perInstanceBytes ?? 0) / 4)
+        : 0;
+    const share = cfg.summary.maxBatchSize > 0 ? Math.min(1, batch / cfg.summary.maxBatchSize) : 1;
+    const target = Math.ceil(full * share);
+    const more = target - instance.grownBytes;
+    if (more > 0) {
+      const gpu = this.options.gpus[instance.device];
+      if (!gpu.tryAllocate(instance.key, more, ModelLifecycle.isPytorch(cfg.platform))) {
+        const MiB = 1024 * 1024;
+        throw new EmulatorError(
+          status.INTERNAL,
+          ModelLifecycle.isPytorch(cfg.platform)
+            ? texts.pytorchExecuteOutOfMemory(more / MiB, instance.device, gpu.totalBytes, gpu.freeBytes())
+            : texts.onnxruntimeExecuteOutOfMemory(more),
+        );
+      }
+      instance.grownBytes = target;
+    }
+    instance.peakBatch = batch;
   }
 
   leave(vr: VersionRecord): void {

@@ -39,29 +39,36 @@ export const texts = {
   // core ModelRepositoryManager::LoadUnloadModels wraps per-version failures.
   versionUnavailable: (version: number, reason: string) =>
     `version ${version} is at UNAVAILABLE state: ${reason};`,
+  // core model_lifecycle.cc: a failed in-place update leaves the version serving, READY.
+  versionReady: (version: number, reason: string) => `version ${version} is at READY state: ${reason};`,
   loadFailed: (model: string, perVersion: string) => `load failed for model '${model}': ${perVersion}\n`,
   // pytorch_backend model_state.cc LoadModel (quoted name is the model).
   pytorchMissingFile: (modelDir: string, version: number, file: string, model: string) =>
     `Unavailable: unable to find '${modelDir}/${version}/${file}' for model instance '${model}'`,
-  // tensorrt_backend model_state.cc AutoCompleteConfigHelper (auto-complete on, the default).
-  tensorrtMissingPlan: (modelDir: string, version: number, file: string) =>
+  // tensorrt_backend model_state.cc AutoCompleteConfig (auto-complete on, Triton's default): *any* failure
+  // to deserialise the plan, a missing file or out of memory alike, becomes this text; the reason is only
+  // in the server's log.
+  tensorrtPlanNotLoaded: (modelDir: string, version: number, file: string) =>
     `Internal: unable to load plan file to auto complete config: ${modelDir}/${version}/${file}`,
-  // pytorch_backend: libtorch CUDA OOM caught around torch::jit::load; `gpu` is the device the
-  // instance was being created on (CUDA's device ordinal, as PyTorch prints it).
-  pytorchOutOfMemory: (
-    model: string,
-    tryMiB: number,
-    totalGiB: number,
-    allocatedGiB: number,
-    freeMiB: number,
-    gpu = 0,
-  ) =>
-    `Internal: failed to load model '${model}': CUDA out of memory. Tried to allocate ${tryMiB.toFixed(2)} MiB ` +
-    `(GPU ${gpu}; ${totalGiB.toFixed(2)} GiB total capacity; ${allocatedGiB.toFixed(2)} GiB already allocated; ` +
-    `${freeMiB.toFixed(2)} MiB free; ${allocatedGiB.toFixed(2)} GiB reserved in total by PyTorch)`,
+  // pytorch_backend libtorch.cc LoadModel: `failed to load model '<m>': <ex.what()>` around
+  // torch::jit::load, with c10's out-of-memory text (PyTorch 2.1 and later); `gpu` is the CUDA ordinal.
+  pytorchOutOfMemory: (model: string, tryMiB: number, totalGiB: number, freeMiB: number, gpu = 0) =>
+    `Internal: failed to load model '${model}': ${torchOutOfMemory(tryMiB, gpu, totalGiB, freeMiB)}`,
+  // pytorch_backend libtorch.cc Execute: `PyTorch execute failure: <ex.what()>`, TRITONSERVER_ERROR_INTERNAL.
+  pytorchExecuteOutOfMemory: (tryMiB: number, gpu: number, totalBytes: number, freeBytes: number) =>
+    `PyTorch execute failure: ${torchOutOfMemory(tryMiB, gpu, totalBytes / 1024 ** 3, freeBytes / 1024 ** 2)}`,
+  // onnxruntime_backend onnxruntime_utils.h: `onnx runtime error <code>: <msg>` (BFCArena growth at Run).
+  onnxruntimeExecuteOutOfMemory: (bytes: number) =>
+    `onnx runtime error 6: Non-zero status code returned while running Conv node. Name:'Conv_0' Status Message: ` +
+    `/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, onnxruntime::WaitNotificationFn) Failed to allocate memory for requested buffer of size ${bytes}`,
   // tensorrt_backend loader.cc LoadPlan, with TensorRT's allocator error line.
-  tensorrtOutOfMemory: () =>
+  tensorrtEngineOutOfMemory: () =>
     'Internal: unable to create TensorRT engine: 1: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)',
+  // tensorrt_backend instance_state.cc: the execution context of an instance.
+  tensorrtContextOutOfMemory: () =>
+    'Internal: unable to create TensorRT context: 1: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)',
+  // python_backend stub_launcher.cc: the instance's stub process died (host OOM kill, CUDA crash).
+  pythonStubUnhealthy: (instance: string) => `Internal: Stub process '${instance}' is not healthy.`,
   // core model_config_utils.cc ValidateInstanceGroup (run by TritonModel::Create when a version loads,
   // after NormalizeInstanceGroup has named unnamed groups `<model>_<index>`). `supported` lists the
   // GPUs that meet the minimum compute capability (`--min-supported-compute-capability`, 6.0 by
@@ -128,6 +135,16 @@ export const texts = {
   duplicateInput: (name: string) => `input '${name}' already exists in request`,
   serverNotReady: () => 'Server not ready',
 } as const;
+
+/** c10's CUDA out-of-memory text (CUDACachingAllocator.cpp, PyTorch 2.1 and later). */
+function torchOutOfMemory(tryMiB: number, gpu: number, totalGiB: number, freeMiB: number): string {
+  return (
+    `CUDA out of memory. Tried to allocate ${tryMiB.toFixed(2)} MiB. GPU ${gpu} has a total capacity of ` +
+    `${totalGiB.toFixed(2)} GiB of which ${freeMiB.toFixed(2)} MiB is free. Of the allocated memory ` +
+    `${(totalGiB * 0.9).toFixed(2)} GiB is allocated by PyTorch, and 0 bytes is reserved by PyTorch but unallocated. ` +
+    `If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.`
+  );
+}
 
 const BATCH_NOTE =
   'NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be prepended to each input shape. If you want to specify the full shape including the batch dim in your input dims config, try setting max_batch_size to zero. See the model configuration docs for more info on max_batch_size.';
