@@ -343,8 +343,12 @@ export class Agent {
         grpcUrl: c.tritonGrpcUrl,
         metricsUrl: c.tritonMetricsUrl,
         metricsIntervalMs: c.tritonMetricsIntervalMs,
+        stopGraceMs: c.tritonStopGraceMs,
+        memoryTracker: c.tritonMemoryTracker,
         extra: c.tritonServerArgs,
       }),
+      // CUDA counts GPUs in PCI bus order, as nvidia-smi lists them: the agent's GPU map holds for Triton.
+      env: { ...process.env, CUDA_DEVICE_ORDER: 'PCI_BUS_ID' },
       // ServerReady on the agent's own channel: ready means the agent can reach it.
       probe: () => this.triton.serverReady({ deadlineMs: 1_000, noRetry: true }),
       logger: this.logger,

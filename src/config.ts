@@ -59,6 +59,7 @@ export interface AgentConfig {
   cudaVisibleDevices: string | undefined;
   tritonServerBin: string;
   tritonServerArgs: string[] | undefined;
+  tritonMemoryTracker: boolean;
   tritonMetricsIntervalMs: number;
   tritonStartupTimeoutMs: number;
   tritonStopGraceMs: number;
@@ -588,6 +589,14 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning:
       "managed mode: extra tritonserver options, split like a shell does (quotes group words), placed after the agent's own so they win",
     parse: shellWords,
+  },
+  {
+    key: 'tritonMemoryTracker',
+    env: 'TRITON_MEMORY_TRACKER',
+    meaning:
+      "managed mode: turn Triton's memory tracker on for TensorRT and ONNX Runtime, which then report what a load allocated (a footprint at once); it uses CUPTI, which allows one subscriber per process: set false if another part of Triton needs CUPTI",
+    fallback: 'true',
+    parse: boolean,
   },
   {
     key: 'tritonMetricsIntervalMs',

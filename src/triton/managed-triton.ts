@@ -62,24 +62,45 @@ export interface TritonServerArgsInput {
   /** Triton's Prometheus endpoint; tritonserver serves metrics on its port. */
   metricsUrl: string;
   metricsIntervalMs: number;
+  /** How long the agent gives tritonserver to exit after SIGTERM: Triton's own exit timeout stays below it. */
+  stopGraceMs?: number;
+  /**
+   * Turns Triton's memory tracker on for the TensorRT and ONNX Runtime backends, the only ones that report
+   * ModelStatistics.memory_usage (a footprint at once, not learned from samples).
+   */
+  memoryTracker?: boolean;
   /** Appended last: tritonserver takes the last value of a repeated option, so these win. */
   extra?: readonly string[];
+}
+
+/** A URL host that only this machine can reach, as tritonserver's `--*-address` wants it. */
+function loopbackAddress(host: string): string | undefined {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h))
+    return h === 'localhost' ? '127.0.0.1' : h;
+  if (h === '::1') return '::1';
+  return undefined;
 }
 
 /**
  * tritonserver's command line for the agent: explicit model control over the agent's repository, gRPC
  * on the port the agent dials, HTTP off (the agent is the only front door), GPU metrics on the port the
- * agent reads with a short interval, so capacity corrections arrive quickly.
+ * agent reads with a short interval, so capacity corrections arrive quickly. When the agent dials Triton
+ * on loopback, gRPC and metrics listen on loopback only: Triton's model-control API has no authentication,
+ * and by default it listens on every interface (server grpc_server.h, command_line_parser.cc).
  */
 export function tritonServerArgs(input: TritonServerArgsInput): string[] {
   const grpcPort = /:(\d{1,5})$/.exec(input.grpcUrl)?.[1];
+  const grpcHost = input.grpcUrl.replace(/:\d{1,5}$/, '');
   if (!grpcPort) {
     throw new AgentError(ErrorCode.BadRequest, `TRITON_GRPC_URL must end in :port, got '${input.grpcUrl}'`);
   }
   let metricsPort: string;
+  let metricsHost = '';
   try {
     const u = new URL(input.metricsUrl);
     metricsPort = u.port;
+    metricsHost = u.hostname;
   } catch {
     metricsPort = '';
   }
@@ -89,16 +110,36 @@ export function tritonServerArgs(input: TritonServerArgsInput): string[] {
       `TRITON_METRICS_URL must name its port in managed mode (e.g. http://127.0.0.1:8002/metrics), got '${input.metricsUrl}'`,
     );
   }
+  const grpcAddress = loopbackAddress(grpcHost);
+  const metricsAddress = loopbackAddress(metricsHost);
   return [
     `--model-repository=${input.modelRepository}`,
     '--model-control-mode=explicit',
     '--allow-http=false',
     '--allow-grpc=true',
+    ...(grpcAddress ? [`--grpc-address=${grpcAddress}`] : []),
     `--grpc-port=${grpcPort}`,
     '--allow-metrics=true',
     '--allow-gpu-metrics=true',
+    ...(metricsAddress ? [`--metrics-address=${metricsAddress}`] : []),
     `--metrics-port=${metricsPort}`,
     `--metrics-interval-ms=${input.metricsIntervalMs}`,
+    // Triton waits up to 30 s for requests in flight when told to stop (main.cc); the agent kills it after
+    // its own grace, so Triton's wait ends first and it exits on its own terms.
+    ...(input.stopGraceMs !== undefined
+      ? [`--exit-timeout-secs=${Math.max(0, Math.floor(input.stopGraceMs / 1000) - 1)}`]
+      : []),
+    // No retries inside one load call: Triton would repeat an out-of-memory load with nothing evicted
+    // (model_lifecycle.cc loops CreateModel), where the agent evicts and then tries again itself.
+    '--model-load-retry-count=0',
+    // The only backends that report what a load allocated, when asked (backend device_memory_tracker.h).
+    // CUPTI allows one subscriber per process: turn it off if another component of Triton uses CUPTI.
+    ...(input.memoryTracker
+      ? [
+          '--backend-config=tensorrt,triton-backend-memory-tracker=true',
+          '--backend-config=onnxruntime,triton-backend-memory-tracker=true',
+        ]
+      : []),
     ...(input.extra ?? []),
   ];
 }

@@ -75,7 +75,8 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
 
   test('/ping is 503 while tritonserver starts and 200 once ready; a model loads; SIGTERM stops both', async () => {
     closeGate();
-    agent = startAgentProcess(await env());
+    const envFile = path.join(root.dir, 'tritonserver.env');
+    agent = startAgentProcess(await env({ TRITONSERVER_STANDIN_ENV: envFile }));
     const base = await agent.url();
     const started = await agent.waitForLog((e) => e.message === 'tritonserver started');
     const args = started.args as string[];
@@ -87,6 +88,14 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
         '--allow-metrics=true',
         '--allow-gpu-metrics=true',
         '--metrics-interval-ms=50',
+        // The agent dials loopback: Triton's unauthenticated control API listens there only.
+        '--grpc-address=127.0.0.1',
+        '--metrics-address=127.0.0.1',
+        // Triton's own exit wait ends before the agent's 5 s stop grace does.
+        '--exit-timeout-secs=4',
+        '--model-load-retry-count=0',
+        '--backend-config=tensorrt,triton-backend-memory-tracker=true',
+        '--backend-config=onnxruntime,triton-backend-memory-tracker=true',
       ]),
     );
     // Held at the gate: not ready.
@@ -97,13 +106,15 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     await openGate();
     await agent.waitForLog((e) => e.message === 'agent ready');
     expect((await request(base, 'GET', '/ping')).status).toBe(200);
-    // tritonserver's own lines reach the agent's log.
+    // tritonserver's own lines reach the agent's log; it listens on loopback.
     expect(
       agent.logs.some(
         (e) =>
-          e.source === 'tritonserver' && /Started GRPCInferenceService at 0\.0\.0\.0:\d+/.test(e.message),
+          e.source === 'tritonserver' && /Started GRPCInferenceService at 127\.0\.0\.1:\d+/.test(e.message),
       ),
     ).toBe(true);
+    // CUDA counts GPUs in PCI bus order for tritonserver, as nvidia-smi does for the agent.
+    expect(await fs.readFile(envFile, 'utf8')).toMatch(/^CUDA_DEVICE_ORDER=PCI_BUS_ID$/m);
 
     await load(base, 'echo');
     const r = await request(base, 'POST', '/models/echo/invoke', int32(41));

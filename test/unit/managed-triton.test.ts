@@ -61,14 +61,43 @@ describe('tritonServerArgs', () => {
       '--model-control-mode=explicit',
       '--allow-http=false',
       '--allow-grpc=true',
+      '--grpc-address=127.0.0.1',
       '--grpc-port=9001',
       '--allow-metrics=true',
       '--allow-gpu-metrics=true',
+      '--metrics-address=127.0.0.1',
       '--metrics-port=9002',
       '--metrics-interval-ms=500',
+      '--model-load-retry-count=0',
       '--log-verbose=1',
       '--grpc-port=7001',
     ]);
+  });
+
+  test('loopback only when the agent dials loopback; an exit timeout below the stop grace; the memory tracker', () => {
+    const args = tritonServerArgs({
+      modelRepository: '/models',
+      grpcUrl: 'localhost:8001',
+      metricsUrl: 'http://[::1]:8002/metrics',
+      metricsIntervalMs: 500,
+      stopGraceMs: 5000,
+      memoryTracker: true,
+    });
+    expect(args).toContain('--grpc-address=127.0.0.1');
+    expect(args).toContain('--metrics-address=::1');
+    expect(args).toContain('--exit-timeout-secs=4');
+    expect(args).toContain('--backend-config=tensorrt,triton-backend-memory-tracker=true');
+    expect(args).toContain('--backend-config=onnxruntime,triton-backend-memory-tracker=true');
+    // Another host (Triton in a sibling container): Triton listens as configured there.
+    const remote = tritonServerArgs({
+      modelRepository: '/models',
+      grpcUrl: 'triton:8001',
+      metricsUrl: 'http://triton:8002/metrics',
+      metricsIntervalMs: 500,
+    });
+    expect(remote.some((a) => a.startsWith('--grpc-address') || a.startsWith('--metrics-address'))).toBe(
+      false,
+    );
   });
 
   test('a metrics URL without a port is refused with the setting named', () => {
