@@ -62,6 +62,8 @@ export class GpuLedger {
   private accounts: DeviceAccount[] = [];
   private lastSample: GpuSample | undefined;
   private identifiedValue = true;
+  /** Each device's last reading that was not a failed (0 of 0) one. */
+  private readonly lastGood = new Map<string, DeviceMemory>();
   /** Reservations of failed loads, kept until a sample shows whether their memory is still used. */
   private held: { model: string; bytes: number; devices: Devices; until: number }[] = [];
   /** Bytes released, where, and when: a sample taken soon after may still show them. */
@@ -416,12 +418,13 @@ export class GpuLedger {
    * which can only make the unaccounted figure smaller, and the out-of-memory backstop covers that.
    */
   observe(sample: GpuSample, learn?: (settled: readonly SettledDevice[]) => void): void {
-    // A device DCGM failed to read reports 0 used of 0 total: it keeps its last account. A sample with a
-    // device never read well is no sample at all.
+    // A device DCGM failed to read reports 0 used of 0 total: it keeps its last good reading (and
+    // account). Until every device has been read well once, there is no sample to go by.
+    for (const d of sample.devices) if (d.totalBytes > 0) this.lastGood.set(d.uuid, d);
+    if (sample.devices.some((d) => d.totalBytes <= 0 && !this.lastGood.has(d.uuid))) return;
     const good = sample.devices.filter((d) => d.totalBytes > 0);
     const previous = this.accounts;
     const lastByUuid = new Map(previous.map((a) => [a.uuid, a]));
-    if (sample.devices.some((d) => d.totalBytes <= 0 && !lastByUuid.has(d.uuid))) return;
     this.lastSample = { at: sample.at, devices: good };
     // Memory held after a failed load is in this sample's figures from here on, or gone.
     if (this.held.length > 0) this.held = this.held.filter((h) => h.until > sample.at);
@@ -435,9 +438,11 @@ export class GpuLedger {
     this.accounts = devices.map((dev) => {
       const last = lastByUuid.get(dev.uuid);
       if (dev.totalBytes <= 0 && last) return { ...last };
+      // Never read well before this failed read: its last good reading stands in.
+      const reading = dev.totalBytes > 0 ? dev : (this.lastGood.get(dev.uuid) as DeviceMemory);
       return {
         uuid: dev.uuid,
-        totalBytes: dev.totalBytes,
+        totalBytes: reading.totalBytes,
         unaccountedBytes: 0,
         baseBytes: last?.baseBytes ?? 0,
       };
@@ -452,8 +457,8 @@ export class GpuLedger {
       learn(settled);
     }
     this.accounts.forEach((a, d) => {
-      const dev = devices[d];
-      if (dev.totalBytes <= 0) return;
+      const dev = devices[d].totalBytes > 0 ? devices[d] : this.lastGood.get(devices[d].uuid);
+      if (!dev || (devices[d].totalBytes <= 0 && lastByUuid.has(dev.uuid))) return;
       let recent = 0;
       for (const r of this.released) if (r.at >= horizon && GpuLedger.on(r.devices, d)) recent += r.bytes;
       a.unaccountedBytes = Math.max(0, dev.usedBytes - a.baseBytes - this.charged(d) - recent);

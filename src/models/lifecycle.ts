@@ -468,10 +468,12 @@ export class Lifecycle {
     // The path is Triton's (`<repository>/<name>/<version>/<file>`); the staged copy is the agent's view.
     const staged = record.staged?.dirs[0];
     const local = staged ? path.join(staged, ...plan.split('/').slice(-2)) : plan;
-    const exists = await Promise.any(
-      [fsp.stat(plan), fsp.stat(local)].map((p) => p.then((st) => st.isFile())),
-    ).catch(() => false);
-    if (!exists) return undefined;
+    const planBytes = await Promise.any(
+      [fsp.stat(plan), fsp.stat(local)].map((p) =>
+        p.then((st) => (st.isFile() ? st.size : Promise.reject(new Error('not a file')))),
+      ),
+    ).catch(() => undefined);
+    if (planBytes === undefined) return undefined;
     const { ledger } = capacity;
     await this.sampleAfter(
       failedAt + ledger.options.metricsIntervalMs,
@@ -480,8 +482,11 @@ export class Lifecycle {
     const first = devices === 'all' ? 0 : (devices[0] ?? 0);
     const device = ledger.sample?.devices.find((d, i) => (d.ordinal ?? i) === first);
     const free = device ? device.totalBytes - device.usedBytes : ledger.freeOn(first) + need;
-    if (free >= need) return undefined;
-    return `TensorRT could not deserialise the plan on GPU ${first} while it had ${mibText(free)} free of the ${mibText(need)} the model needs: out of memory`;
+    // Its engine takes at least about what the plan holds, whatever was declared.
+    const needs = Math.max(need, planBytes);
+    if (free >= needs) return undefined;
+    if (record.footprintKey) capacity.footprints.needsMoreThan(record.footprintKey, planBytes - 1);
+    return `TensorRT could not deserialise the plan on GPU ${first} while it had ${mibText(free)} free of the ${mibText(needs)} it needs: out of memory`;
   }
 
   /**

@@ -265,8 +265,18 @@ export class ModelRegistry {
    * without it the first loads look to fit where a CUDA context already sits.
    */
   private async awaitFirstSample(): Promise<void> {
-    if (!this.probe || this.sampledOnce) return;
-    await waitForChange(this.clock, this.firstSample.next(), FIRST_SAMPLE_WAIT_MS);
+    const deadline = this.clock.now() + FIRST_SAMPLE_WAIT_MS;
+    let asked = false;
+    while (this.probe && this.ledger && !this.sampledOnce) {
+      const left = deadline - this.clock.now();
+      // A page that cannot be read means no waiting: capacity follows the accounting alone.
+      if (left <= 0 || (asked && this.metricsState === 'unavailable')) return;
+      // Ask now rather than at the next tick; then (a reading that was no sample, say a device that
+      // failed to read) wait for the timer's next one.
+      const attempt = asked || this.sampling ? this.firstSample.next() : this.sample();
+      asked = true;
+      await waitForChange(this.clock, attempt, Math.min(left, this.ledger.options.metricsIntervalMs));
+    }
   }
 
   /**

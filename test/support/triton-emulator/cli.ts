@@ -15,7 +15,6 @@ import { TritonEmulator, type TritonEmulatorOptions } from './emulator';
 const IGNORED = new Set([
   'allow-http',
   'allow-grpc',
-  'allow-gpu-metrics',
   'allow-cpu-metrics',
   'allow-sagemaker',
   'allow-vertex-ai',
@@ -80,6 +79,7 @@ const EMULATED = new Set([
   'metrics-address',
   'allow-metrics',
   'metrics-interval-ms',
+  'allow-gpu-metrics',
   'backend-config',
   'disable-auto-complete-config',
 ]);
@@ -243,6 +243,7 @@ async function main(): Promise<void> {
     inferLatencyMs: int(args, 'infer-latency-ms'),
     footprintFactor: args.has('footprint-factor') ? Number(args.get('footprint-factor')) : undefined,
     failedReadEvery: int(args, 'failed-read-every'),
+    gpuMetrics: !isFalse(args.get('allow-gpu-metrics')),
     memoryTracker: memoryTracker(backendConfigs),
     autoCompleteConfig: !isTrue(args.get('disable-auto-complete-config')),
     log: (line) => console.log(logPrefix('model_lifecycle.cc:0') + line),

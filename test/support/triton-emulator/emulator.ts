@@ -45,6 +45,11 @@ export interface TritonEmulatorOptions {
   gpuUuids?: readonly string[];
   /** How long freed GPU memory still shows as used (on each device). */
   memoryReleaseLagMs?: number;
+  /**
+   * Like `--allow-gpu-metrics` (default true). Off, or with DCGM unavailable, the metrics page has no
+   * nv_gpu_* series at all (core metrics.cc): GPU figures unavailable, not "no GPUs".
+   */
+  gpuMetrics?: boolean;
   /** Like `--metrics-interval-ms` (Triton's default is 2000). */
   metricsIntervalMs?: number;
   loadLatencyMs?: number;
@@ -359,7 +364,7 @@ export class TritonEmulator {
     // One series per device, labelled with its UUID, as Triton's DCGM-backed GPU metrics are.
     const perGpu = (value: (g: GpuMemory, i: number) => number) =>
       this.gpus.map((g, i) => `{gpu_uuid="${g.uuid}"} ${value(g, i)}`);
-    const lines: string[] = [
+    const gpuLines = [
       '# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)',
       '# TYPE nv_gpu_utilization gauge',
       ...perGpu(() => 0).map((s) => `nv_gpu_utilization${s}`),
@@ -370,6 +375,7 @@ export class TritonEmulator {
       '# TYPE nv_gpu_memory_used_bytes gauge',
       ...perGpu((_, i) => readings[i].usedBytes).map((s) => `nv_gpu_memory_used_bytes${s}`),
     ];
+    const lines: string[] = this.options.gpuMetrics === false ? [] : gpuLines;
     const families: [string, string, (r: ModelRecord) => number][] = [
       ['nv_inference_request_success', 'counter', (r) => r.stats.successCount],
       ['nv_inference_count', 'counter', (r) => r.stats.inferenceCount],
