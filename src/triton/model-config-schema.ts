@@ -172,6 +172,8 @@ function jsonMessage(obj: unknown, type: protobuf.Type, where: string): PbMessag
         'config override',
       );
     }
+    // protobuf's JSON mapping reads null as the field's default: as if it were absent.
+    if (value === null) continue;
     const at = `${where}.${field.name}`;
     const push = (v: PbScalar | PbMessage) => fields.push({ name: field.name, value: v, line: 1, column: 1 });
     if (field instanceof protobuf.MapField) {

@@ -1041,6 +1041,21 @@ export class ModelLifecycle {
     }
     rec.config = cfg;
     rec.loadDurationSecs = (Date.now() - started) / 1000;
+    // A loaded version is a new model object, with statistics of its own from zero (core keeps them in
+    // the model, InferenceStatsAggregator); an update in place or a reload that changed nothing keeps them.
+    rec.stats = ModelLifecycle.freshStats();
+  }
+
+  private static freshStats(): ModelStats {
+    return {
+      inferenceCount: 0,
+      executionCount: 0,
+      lastInference: 0,
+      successCount: 0,
+      successNs: 0,
+      failCount: 0,
+      failNs: 0,
+    };
   }
 
   private static unavailable(version: number, reason: string): VersionRecord {
