@@ -5,9 +5,18 @@
 #   docker build -t triton-sagemaker-mme-agent .
 #   docker run --gpus=all -p 8080:8080 triton-sagemaker-mme-agent serve
 #
-# Both base images are pinned by tag. Change TRITON_IMAGE and the TensorRT release used to build model.plan
-# together (triton-models/build_trt_plan.sh): a plan only loads in the TensorRT version that built it.
+# Every base image is pinned by tag. The Triton release is deploy/triton-release.json's: the export script's
+# torch, the plan script's TensorRT and the deploy script's SageMaker AMI agree with it (tests check).
+#
+# TRITON_BASE picks the Triton image underneath the agent:
+#   nvidia     NVIDIA's image from NGC (default; any machine with an NVIDIA driver)
+#   sagemaker  AWS's SageMaker Triton image (the one SageMaker documents for GPU multi-model endpoints),
+#              the same Triton release built by AWS; its URI is per region (SAGEMAKER_TRITON_IMAGE):
+#   docker build --build-arg TRITON_BASE=sagemaker \
+#     --build-arg SAGEMAKER_TRITON_IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-tritonserver:24.12-py3 .
+ARG TRITON_BASE=nvidia
 ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.12-py3
+ARG SAGEMAKER_TRITON_IMAGE=785573368785.dkr.ecr.us-east-1.amazonaws.com/sagemaker-tritonserver:24.12-py3
 # Node.js 22 LTS from the official Node.js image: the release tarball that image installs is verified
 # against the release's signed SHASUMS, and the build stage runs the very same binary the final image gets.
 ARG NODE_IMAGE=node:22.23.3-bookworm-slim
@@ -28,8 +37,12 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-# --- runtime: NVIDIA's Triton image, Node.js, the built agent ---
-FROM ${TRITON_IMAGE} AS runtime
+# --- the Triton underneath: NVIDIA's or AWS's SageMaker build of the same release ---
+FROM ${TRITON_IMAGE} AS triton-nvidia
+FROM ${SAGEMAKER_TRITON_IMAGE} AS triton-sagemaker
+
+# --- runtime: Triton, Node.js, the built agent ---
+FROM triton-${TRITON_BASE} AS runtime
 ARG RUN_AS=triton-server
 LABEL com.amazonaws.sagemaker.capabilities.multi-models=true \
       com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \

@@ -8,10 +8,12 @@
 #     --fp16   reduce precision to FP16 (faster, smaller; the post's option)
 #     --local  run trtexec from PATH instead of NGC's TensorRT container
 #   WORKSPACE (default ./workspace) holds model.onnx and receives model.plan.
-#   TRITON_RELEASE (default 24.12) picks nvcr.io/nvidia/tensorrt:<release>-py3.
+#   TRITON_RELEASE (default: the release the image ships, deploy/triton-release.json) picks
+#   nvcr.io/nvidia/tensorrt:<release>-py3.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-release="${TRITON_RELEASE:-24.12}"
+pinned="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tritonRelease"])' "$here/../deploy/triton-release.json")"
+release="${TRITON_RELEASE:-$pinned}"
 precision=()
 local_run=false
 for arg in "$@"; do

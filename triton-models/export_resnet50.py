@@ -17,7 +17,42 @@ import json
 import os
 import sys
 
-import torch
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The Triton release the image ships, and the libtorch it loads TorchScript with (deploy/triton-release.json).
+with open(os.path.join(HERE, "..", "deploy", "triton-release.json")) as f:
+    RELEASE = json.load(f)
+
+torch = None  # imported in main(), after the arguments (so --help works without torch)
+torchvision = None
+
+
+def import_torch():
+    global torch
+    try:
+        import torch as t
+    except ImportError:
+        raise SystemExit(
+            f"export_resnet50: torch is not installed; for Triton {RELEASE['tritonRelease']} install "
+            f"torch=={RELEASE['torch']}.* torchvision=={RELEASE['torchvision']}.*"
+        )
+    torch = t
+
+
+def check_torch(allow_any: bool) -> None:
+    """TorchScript files load in the libtorch that saved them or a newer one, never reliably in an older one:
+    the export's torch must be the release's (major.minor), or the file may not load in Triton."""
+    have = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    if have == RELEASE["libtorch"]:
+        return
+    message = (
+        f"torch {torch.__version__} is installed, but Triton {RELEASE['tritonRelease']} loads TorchScript with libtorch "
+        f"{RELEASE['libtorch']}: a newer torch may save operators it does not know. Install "
+        f"torch=={RELEASE['torch']}.* torchvision=={RELEASE['torchvision']}.*, or run this inside "
+        f"nvcr.io/nvidia/pytorch:{RELEASE['tritonRelease']}-py3"
+    )
+    if not allow_any:
+        raise SystemExit(f"export_resnet50: {message} (--any-torch exports anyway, for the emulator only)")
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def import_torchvision():
@@ -47,7 +82,6 @@ def import_torchvision():
             torch.library.register_fake = register_fake
 
 
-torchvision = import_torchvision()
 
 
 def build(weights: str):
@@ -78,11 +112,24 @@ def export_onnx(model, example, path):
 
 
 def main() -> int:
-    here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=os.path.join(here, "workspace"))
-    p.add_argument("--weights", choices=["auto", "pretrained", "random"], default="auto")
+    p.add_argument("--out", default=os.path.join(HERE, "workspace"), help="where model.pt and model.onnx go (default %(default)s)")
+    p.add_argument(
+        "--weights",
+        choices=["auto", "pretrained", "random"],
+        default="auto",
+        help="pretrained downloads torchvision's weights; random needs no network; auto tries pretrained (default)",
+    )
+    p.add_argument(
+        "--any-torch",
+        action="store_true",
+        help=f"export with whatever torch is installed, not only {RELEASE['torch']}.x (the file may not load in Triton {RELEASE['tritonRelease']}; the emulator does not care)",
+    )
     args = p.parse_args()
+    global torchvision
+    import_torch()
+    check_torch(args.any_torch)
+    torchvision = import_torchvision()
     os.makedirs(args.out, exist_ok=True)
 
     model, source = build(args.weights)

@@ -16,13 +16,23 @@ GPUUtilization (the launch post's choice) or InvocationsPerInstance.
     --delete --name resnet-mme removes the scaling policy, endpoint, endpoint config and model.
 
 If a step fails, what this run created is deleted again (newest first), so a failed deployment leaves
-nothing behind. Exit status: 0 done, 1 an AWS call failed, 2 bad arguments (nothing was called).
-Credentials and region come from boto3's standard chain (or --region).
+nothing behind; an endpoint SageMaker could not start is reported with SageMaker's own failure reason (for
+example an image it refused). Exit status: 0 done, 1 an AWS call failed, 2 bad arguments or no region or
+credentials (nothing was called). Credentials come from boto3's standard chain; the region from --region,
+AWS_REGION or AWS_DEFAULT_REGION.
+
+The endpoint runs on the SageMaker inference AMI whose NVIDIA driver runs the image's Triton release
+(deploy/triton-release.json: --inference-ami-version).
 """
 import argparse
 import json
+import os
 import re
 import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "..", "triton-release.json")) as _f:
+    RELEASE = json.load(_f)
 
 METRIC_NAMESPACE = "/aws/sagemaker/Endpoints"
 VARIANT = "AllTraffic"
@@ -41,18 +51,27 @@ def parse_args(argv):
     p.add_argument("--image", help="ECR image URI of this project's image")
     p.add_argument("--model-data-url", help="S3 prefix holding the .tar.gz artifacts (TargetModel is relative to it)")
     p.add_argument("--role-arn", help="SageMaker execution role (reads the S3 prefix, pulls the image)")
-    p.add_argument("--instance-type", default="ml.g4dn.4xlarge", help="a single-GPU instance type (default %(default)s)")
+    p.add_argument(
+        "--instance-type",
+        default="ml.g4dn.4xlarge",
+        help="a GPU instance type, with one GPU or several (e.g. ml.g5.12xlarge: the agent places models on each); default %(default)s",
+    )
     p.add_argument("--instance-count", type=int, default=2, help="initial instances (default %(default)s, as the post recommends)")
-    p.add_argument("--min-capacity", type=int, default=1)
-    p.add_argument("--max-capacity", type=int, default=5)
-    p.add_argument("--metric", choices=["GPUUtilization", "InvocationsPerInstance"], default="GPUUtilization")
+    p.add_argument("--min-capacity", type=int, default=1, help="fewest instances auto-scaling keeps (default %(default)s)")
+    p.add_argument("--max-capacity", type=int, default=5, help="most instances auto-scaling adds (default %(default)s)")
+    p.add_argument("--metric", choices=["GPUUtilization", "InvocationsPerInstance"], default="GPUUtilization", help="what auto-scaling tracks (default %(default)s)")
     p.add_argument("--target", type=float, help="target value: GPUUtilization percent (default 60) or invocations per instance per minute (default 100)")
-    p.add_argument("--scale-in-cooldown", type=int, default=600)
-    p.add_argument("--scale-out-cooldown", type=int, default=200)
+    p.add_argument("--scale-in-cooldown", type=int, default=600, help="seconds between scale-in steps (default %(default)s)")
+    p.add_argument("--scale-out-cooldown", type=int, default=200, help="seconds between scale-out steps (default %(default)s)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="container environment (repeatable), e.g. LOG_LEVEL=debug")
-    p.add_argument("--region")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--delete", action="store_true")
+    p.add_argument(
+        "--inference-ami-version",
+        default=RELEASE["inferenceAmiVersion"],
+        help=f"SageMaker inference AMI (its NVIDIA driver must run Triton {RELEASE['tritonRelease']}); default %(default)s ({RELEASE['inferenceAmiDriver']})",
+    )
+    p.add_argument("--region", help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION)")
+    p.add_argument("--dry-run", action="store_true", help="print every request as JSON and call nothing")
+    p.add_argument("--delete", action="store_true", help="remove the endpoint --name and what this script created for it")
     return p.parse_args(argv)
 
 
@@ -137,6 +156,7 @@ def plan(args):
                         "InstanceType": args.instance_type,
                         "InitialInstanceCount": args.instance_count,
                         "InitialVariantWeight": 1,
+                        "InferenceAmiVersion": args.inference_ami_version,
                     }
                 ],
             },
@@ -169,6 +189,25 @@ def plan(args):
     ]
 
 
+class EndpointFailed(Exception):
+    """SageMaker could not bring the endpoint into service; carries SageMaker's own reason."""
+
+    def __init__(self, name, reason, cause):
+        super().__init__(
+            f"endpoint {name} did not start: {reason}"
+            if reason
+            else f"endpoint {name} did not start ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else 'no detail'})"
+        )
+
+
+def failure_reason(sagemaker, name):
+    """SageMaker's FailureReason for an endpoint that failed (e.g. an image it refused), if it gives one."""
+    try:
+        return sagemaker.describe_endpoint(EndpointName=name).get("FailureReason")
+    except Exception:
+        return None
+
+
 # What undoes each creating call (the deployment's own resources only).
 UNDO = {
     "create_model": ("sagemaker", "delete_model", lambda p: {"ModelName": p["ModelName"]}),
@@ -189,7 +228,10 @@ def run(steps, clients, out=print, waiter_config=None):
         for client, op, params in steps:
             if client == "wait":
                 out(f"waiting for {params['EndpointName']} to be InService (several minutes)")
-                clients["sagemaker"].get_waiter(op).wait(**params, WaiterConfig=waiter_config or {"Delay": 30, "MaxAttempts": 120})
+                try:
+                    clients["sagemaker"].get_waiter(op).wait(**params, WaiterConfig=waiter_config or {"Delay": 30, "MaxAttempts": 120})
+                except Exception as err:
+                    raise EndpointFailed(params["EndpointName"], failure_reason(clients["sagemaker"], params["EndpointName"]), err) from err
                 continue
             getattr(clients[client], op)(**params)
             out(f"{op}: done")
@@ -248,10 +290,21 @@ def teardown(steps, clients, out=print):
                 raise
 
 
+class SetupError(Exception):
+    """No region or no credentials: said in one line, with the fix."""
+
+
 def make_clients(region):
     import boto3
 
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise SetupError("no AWS region: pass --region or set AWS_REGION (e.g. AWS_REGION=us-east-1)")
     session = boto3.session.Session(region_name=region)
+    if session.get_credentials() is None:
+        raise SetupError(
+            "no AWS credentials found: run `aws configure`, set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
     return {"sagemaker": session.client("sagemaker"), "application-autoscaling": session.client("application-autoscaling")}
 
 
@@ -265,7 +318,11 @@ def main(argv=None, clients=None, out=print, err=lambda m: print(m, file=sys.std
     if args.dry_run:
         out(json.dumps([{"client": c, "operation": o, "params": p} for c, o, p in steps], indent=2))
         return 0
-    clients = clients or make_clients(args.region)
+    try:
+        clients = clients or make_clients(args.region)
+    except SetupError as e:
+        err(f"deploy_endpoint: {e}")
+        return 2
     try:
         if args.delete:
             teardown(steps, clients, out)

@@ -83,6 +83,7 @@ def expect_endpoint_config(h, instance_type="ml.g4dn.4xlarge", count=2):
                     "InstanceType": instance_type,
                     "InitialInstanceCount": count,
                     "InitialVariantWeight": 1,
+                    "InferenceAmiVersion": deploy_endpoint.RELEASE["inferenceAmiVersion"],
                 }
             ],
         },
@@ -231,6 +232,43 @@ class DeployTest(unittest.TestCase):
         h.expect("sagemaker", "delete_model", {"ModelName": "resnet-mme"})
         self.assertEqual(h.main(BASE), 1)
         h.all_used(self)
+
+    def test_an_image_sagemaker_refuses_is_reported_with_its_reason_not_a_traceback(self):
+        h = Harness()
+        expect_model(h)
+        expect_endpoint_config(h)
+        expect_endpoint(h)
+        reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+        failed = dict(described("Failed"), FailureReason=reason)
+        h.expect("sagemaker", "describe_endpoint", {"EndpointName": "resnet-mme"}, failed)
+        h.expect("sagemaker", "describe_endpoint", {"EndpointName": "resnet-mme"}, failed)
+        h.expect("sagemaker", "delete_endpoint", {"EndpointName": "resnet-mme"})
+        h.expect("sagemaker", "delete_endpoint_config", {"EndpointConfigName": "resnet-mme"})
+        h.expect("sagemaker", "delete_model", {"ModelName": "resnet-mme"})
+        self.assertEqual(h.main(BASE), 1)
+        h.all_used(self)
+        self.assertEqual(h.err, [f"deploy_endpoint: endpoint resnet-mme did not start: {reason}"])
+
+    def test_no_region_or_no_credentials_is_one_line_naming_the_fix(self):
+        saved = {k: os.environ.pop(k, None) for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")}
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/credentials"
+        os.environ["AWS_CONFIG_FILE"] = "/nonexistent/config"
+        try:
+            err = []
+            self.assertEqual(deploy_endpoint.main(BASE, err=err.append, out=lambda m: None), 2)
+            self.assertEqual(err, ["deploy_endpoint: no AWS region: pass --region or set AWS_REGION (e.g. AWS_REGION=us-east-1)"])
+            # AWS_REGION alone (what the README's docker run uses) is enough for the region.
+            os.environ["AWS_REGION"] = "eu-west-1"
+            err = []
+            self.assertEqual(deploy_endpoint.main(BASE, err=err.append, out=lambda m: None), 2)
+            self.assertEqual(len(err), 1)
+            self.assertIn("no AWS credentials found", err[0])
+        finally:
+            for k in ("AWS_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+                os.environ.pop(k, None)
+            for k, v in saved.items():
+                if v is not None:
+                    os.environ[k] = v
 
     def test_bad_arguments_call_nothing(self):
         cases = [

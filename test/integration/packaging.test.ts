@@ -18,6 +18,76 @@ const argsOf = (i: Instruction) =>
     .map((a) => a.getValue())
     .join(' ');
 
+describe('one Triton release, agreed on everywhere (deploy/triton-release.json)', () => {
+  const pins = JSON.parse(read('deploy/triton-release.json')) as Record<string, string>;
+  const release = pins.tritonRelease;
+
+  test('the image, its SageMaker variant, the plan builder and the export script name the same release', () => {
+    const docker = read('Dockerfile');
+    expect(docker).toContain(`ARG TRITON_IMAGE=${pins.tritonImage}\n`);
+    expect(docker).toContain(`ARG SAGEMAKER_TRITON_IMAGE=${pins.sagemakerTritonImage}\n`);
+    expect(pins.tritonImage.endsWith(`:${release}-py3`)).toBe(true);
+    expect(pins.sagemakerTritonImage.endsWith(`:${release}-py3`)).toBe(true);
+    // The plan builder defaults to the TensorRT of the same release; the export script checks torch.
+    expect(read('triton-models/build_trt_plan.sh')).toContain('triton-release.json');
+    expect(read('triton-models/export_resnet50.py')).toContain('triton-release.json');
+    // libtorch of the release = the torch the export asks for.
+    expect(pins.torch).toBe(pins.libtorch);
+  });
+
+  test('the export script refuses a torch other than the release\'s libtorch (a newer one may save ops it lacks)', () => {
+    const check = spawnSync(
+      'python3',
+      [
+        '-c',
+        [
+          'import sys, types, runpy',
+          `fake = types.ModuleType("torch"); fake.__version__ = "9.9.0+cpu"; sys.modules["torch"] = fake`,
+          'sys.argv = ["export_resnet50.py", "--out", "/nonexistent/out"]',
+          'runpy.run_path("triton-models/export_resnet50.py", run_name="__main__")',
+        ].join('\n'),
+      ],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
+    expect(check.status).not.toBe(0);
+    expect(check.stderr).toContain(`Triton ${release} loads TorchScript with libtorch ${pins.libtorch}`);
+    expect(check.stderr).toContain(`torch==${pins.torch}.* torchvision==${pins.torchvision}.*`);
+  });
+
+  test('the deploy script sets the SageMaker inference AMI whose driver runs that release', () => {
+    const dry = spawnSync(
+      'python3',
+      [
+        'deploy/sagemaker/deploy_endpoint.py',
+        '--dry-run',
+        '--name',
+        'e',
+        '--image',
+        '123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:1',
+        '--model-data-url',
+        's3://bucket/prefix/',
+        '--role-arn',
+        'arn:aws:iam::123456789012:role/R',
+      ],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
+    expect(dry.status).toBe(0);
+    const steps = JSON.parse(dry.stdout) as { operation: string; params: Record<string, unknown> }[];
+    const config = steps.find((s) => s.operation === 'create_endpoint_config');
+    expect(config?.params.ProductionVariants).toEqual([
+      expect.objectContaining({ InferenceAmiVersion: pins.inferenceAmiVersion }),
+    ]);
+  });
+
+  test('the README states the release, its driver floor and the AMI, and which image to use for SageMaker', () => {
+    const readme = read('README.md');
+    expect(readme).toContain(`Triton ${release}`);
+    expect(readme).toContain(pins.inferenceAmiVersion);
+    expect(readme).toContain('TRITON_BASE=sagemaker');
+    expect(readme).toMatch(/driver/i);
+  });
+});
+
 describe('Dockerfile', () => {
   const text = read('Dockerfile');
   const dockerfile = DockerfileParser.parse(text);
@@ -42,11 +112,20 @@ describe('Dockerfile', () => {
   });
 
   test('multi-stage: build and production-dependency stages on pinned Node.js 22, final stage on a pinned Triton', () => {
-    expect(froms.map((f) => f.getBuildStage())).toEqual(['build', 'deps', 'runtime']);
+    expect(froms.map((f) => f.getBuildStage())).toEqual([
+      'build',
+      'deps',
+      'triton-nvidia',
+      'triton-sagemaker',
+      'runtime',
+    ]);
     const images = froms.map((f) => resolve(f.getImage() ?? ''));
     expect(images[0]).toMatch(/^node:22\.\d+\.\d+-[a-z]+(-slim)?$/);
     expect(images[1]).toBe(images[0]);
     expect(images[2]).toMatch(/^nvcr\.io\/nvidia\/tritonserver:\d{2}\.\d{2}-py3$/);
+    expect(images[3]).toMatch(/^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\/sagemaker-tritonserver:\d{2}\.\d{2}-py3$/);
+    // TRITON_BASE picks one of the two (NVIDIA's by default).
+    expect(images[4]).toBe('triton-nvidia');
     // The runtime stage gets production dependencies only and Node.js from the build stage.
     const depsStage = dockerfile
       .getInstructions()
