@@ -35,7 +35,7 @@ describe('one Triton release, agreed on everywhere (deploy/triton-release.json)'
     expect(pins.torch).toBe(pins.libtorch);
   });
 
-  test('the export script refuses a torch other than the release\'s libtorch (a newer one may save ops it lacks)', () => {
+  test("the export script refuses a torch other than the release's libtorch (a newer one may save ops it lacks)", () => {
     const check = spawnSync(
       'python3',
       [
@@ -123,7 +123,9 @@ describe('Dockerfile', () => {
     expect(images[0]).toMatch(/^node:22\.\d+\.\d+-[a-z]+(-slim)?$/);
     expect(images[1]).toBe(images[0]);
     expect(images[2]).toMatch(/^nvcr\.io\/nvidia\/tritonserver:\d{2}\.\d{2}-py3$/);
-    expect(images[3]).toMatch(/^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\/sagemaker-tritonserver:\d{2}\.\d{2}-py3$/);
+    expect(images[3]).toMatch(
+      /^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com\/sagemaker-tritonserver:\d{2}\.\d{2}-py3$/,
+    );
     // TRITON_BASE picks one of the two (NVIDIA's by default).
     expect(images[4]).toBe('triton-nvidia');
     // The runtime stage gets production dependencies only and Node.js from the build stage.
