@@ -176,6 +176,45 @@ describe('the agent against Triton as it really behaves', () => {
     expect(s.emulator.counters(tritonNameFor('hot')).loadFailures).toBe(0);
   });
 
+  test('4b. TensorRT is rebuilt by a move: without room for a second copy on the GPU it keeps, it is not moved', async () => {
+    const s = await start({ AGENT_SCALE_PERIOD_MS: '200' }, { gpuCount: 2 });
+    const url = await sagemakerArtifact(s.models, 'h-hot', 'hot', {
+      config:
+        resnetTrtConfig('hot') +
+        `\nparameters { key: "emulator_gpu_bytes" value { string_value: "${40 * MiB}" } }` +
+        '\nparameters { key: "emulator_infer_ms" value { string_value: "40" } }',
+      versions: { '1': { 'model.plan': 100 } },
+    });
+    expect((await request(s.url, 'POST', '/models', { model_name: 'hot', url })).status).toBe(200);
+    const home = on(s, 'hot')[0];
+    // The rest of its GPU is taken by a model in steady use (never worth sending away for a move).
+    const filler = spec('filler', {
+      gpuMiB: 52,
+      groups: `instance_group [{ kind: KIND_GPU, gpus: [${home}] }]`,
+    });
+    expect((await add(s, 'filler', filler)).status).toBe(200);
+    const body = {
+      inputs: [
+        { name: 'input', datatype: 'FP32', shape: [1, 3, 224, 224], data: new Array(3 * 224 * 224).fill(0) },
+      ],
+    };
+    let busy = true;
+    const client = async (model: string, payload: object) => {
+      while (busy)
+        expect((await request(s.url, 'POST', `/models/${model}/invoke`, payload)).status).toBe(200);
+    };
+    const clients = [...Array.from({ length: 3 }, () => client('hot', body)), client('filler', int32(1))];
+    // Several scaler periods of demand for the busy model.
+    await new Promise((r) => setTimeout(r, 1500));
+    busy = false;
+    await Promise.all(clients);
+    // Every instance would be built anew beside the old ones, and its GPU has no room for that: no move
+    // was tried, so Triton never ran out of memory on one.
+    expect(on(s, 'hot')).toEqual([home]);
+    expect(s.emulator.counters(tritonNameFor('hot')).loadFailures).toBe(0);
+    expect(s.emulator.gpus[home].peakBytes()).toBeLessThanOrEqual(100 * MiB);
+  });
+
   test('5. memory a failed load leaves behind is held until a sample shows it: the next load does not overflow', async () => {
     const s = await start({}, {});
     // A PyTorch model that takes more than the GPU has: it fails on its first instance and leaves what it
