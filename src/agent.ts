@@ -136,6 +136,7 @@ export class Agent {
         artifactGpus: config.artifactGpus,
         ownDirs: [config.modelRepository, config.stagingDir, config.cacheDir],
         scalePeriodMs: config.scalePeriodMs,
+        firstSampleWaitMs: config.firstSampleWaitMs,
         idleUnloadMs: config.idleUnloadMs,
       },
     );
@@ -295,6 +296,7 @@ export class Agent {
       tritonManaged: managed !== undefined,
     });
     await managed?.start();
+    this.registry.expectSamples();
     await this.reconcileWithPreviousRun();
     if (this.phase !== 'starting') return;
     this.phase = 'serving';
@@ -363,6 +365,7 @@ export class Agent {
   /** A restarted tritonserver holds no models: the registry brings back the resident ones, most valuable first. */
   private async restoreAfterTritonRestart(): Promise<void> {
     this.logger.info('tritonserver restarted without models; loading the resident ones again');
+    this.registry.expectSamples();
     await this.registry.restoreAfterTritonRestart();
   }
 

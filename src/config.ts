@@ -45,6 +45,7 @@ export interface AgentConfig {
   metricsIntervalMs: number;
   oomRetries: number;
   releaseWaitMs: number;
+  firstSampleWaitMs: number;
   churnGuardMs: number;
   idleUnloadMs: number;
   gpuPlacement: 'adaptive' | 'pack' | 'triton-default';
@@ -483,6 +484,14 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
     meaning:
       'how long memory an unload released may take to show as free (allocators return it late): a load refused for lack of memory this soon after a release is retried with backoff before more models are evicted for it',
     fallback: '2000',
+    parse: integer(0),
+  },
+  {
+    key: 'firstSampleWaitMs',
+    env: 'AGENT_FIRST_SAMPLE_WAIT_MS',
+    meaning:
+      "how long loads wait, from Triton's start, for its first GPU sample (so each GPU's own use is known before anything is placed on it); after that they go ahead on the accounting alone",
+    fallback: '10000',
     parse: integer(0),
   },
   {

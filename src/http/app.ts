@@ -238,7 +238,8 @@ export function createApp(deps: AppDeps): RequestListener {
     // decoding) each take milliseconds: let other requests in between them.
     const large = body.length >= LARGE_BYTES;
     if (large) await nextTurn();
-    const lease = await registry.acquire(target);
+    // A request that fails while it waits for a load is still counted cold, its wait as waiting.
+    const lease = await registry.acquire(target, ctx);
     try {
       if (ctx) {
         ctx.model = lease.record.name;

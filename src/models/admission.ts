@@ -95,7 +95,7 @@ export class Admission {
         ErrorCode.InsufficientCapacity,
         usable <= 0
           ? `model '${record.name}' cannot be loaded: all of this GPU's memory is kept free as headroom (AGENT_GPU_HEADROOM_BYTES = ${mib(ledger.options.headroomBytes)}); lower it`
-          : `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} a GPU here has for models (headroom ${mib(ledger.options.headroomBytes)} kept free)`,
+          : `model '${record.name}' needs ${mib(need)} of GPU memory, more than the ${mib(usable)} a GPU here has for models (the GPU's own use and the headroom, ${mib(ledger.options.headroomBytes)}, left out)`,
       );
     }
     if (ledger.known) policy.setCapacity?.(ledger.usable() * Math.max(1, ledger.devices.length));

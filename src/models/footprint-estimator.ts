@@ -191,6 +191,9 @@ export class FootprintEstimator {
     const predicted = base.mean + models.reduce((s, m) => s + m.mean, 0);
     const residual = eq.usedBytes - predicted;
     const s = base.variance + models.reduce((acc, m) => acc + m.variance, 0) + r2;
+    // With nothing resident, a reading far from the base is memory on its way somewhere (a failed load's
+    // cache, a release not yet shown), not the GPU's own: the ledger counts it as unexplained instead.
+    if (models.length === 0 && Math.abs(residual) > 4 * Math.sqrt(s)) return;
     const step = (u: Unknown) => {
       const gain = u.variance / s;
       u.mean = Math.max(0, u.mean + gain * residual);

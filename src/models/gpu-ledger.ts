@@ -177,12 +177,15 @@ export class GpuLedger {
     return this.accounts.map((_, i) => i);
   }
 
-  /** Bytes models may use on device `d` (total less headroom); the smallest device when `d` is omitted. */
+  /**
+   * Bytes models may use on device `d` (total less what the device uses itself and the headroom); the
+   * smallest device when `d` is omitted.
+   */
   usable(d?: number): number {
     if (!this.known) return Infinity;
-    const totals =
-      d === undefined ? this.accounts.map((a) => a.totalBytes) : [this.accounts[d]?.totalBytes ?? 0];
-    return Math.max(0, Math.min(...totals) - this.options.headroomBytes);
+    const room = (a: DeviceAccount | undefined) => (a ? a.totalBytes - a.baseBytes : 0);
+    const rooms = d === undefined ? this.accounts.map(room) : [room(this.accounts[d])];
+    return Math.max(0, Math.min(...rooms) - this.options.headroomBytes);
   }
 
   /** Bytes charged on device `d` (in one state, or all, memory held after failed loads included). */

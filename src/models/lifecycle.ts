@@ -105,6 +105,8 @@ export interface LifecycleEvents {
   }): void;
   unloaded?(e: { model: string; ms: number; evicted: boolean }): void;
   loadFailed?(e: { model: string; code: string; message: string }): void;
+  /** A request could not pin its model (it failed to load, or was not ready in time). */
+  acquireFailed?(e: { model: string; cold: boolean; waitMs: number; code: string }): void;
 }
 
 /** Work to undo if a load fails part way, run last-in first-out. */

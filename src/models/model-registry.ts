@@ -42,6 +42,8 @@ export interface RegistryOptions {
   scalePeriodMs?: number;
   /** The agent's own directories (repository, staging, cache): no model may be loaded from inside them. */
   ownDirs?: string[];
+  /** How long loads wait, from Triton's start, for its first GPU sample (default 10 s). */
+  firstSampleWaitMs?: number;
 }
 
 /** GPU capacity settings; absent when eviction is off. */
@@ -95,10 +97,18 @@ const SCALE_IN_PERIODS = 2;
 /** How long `open` waits for a first GPU sample (Triton may not be up yet: loads wait for one anyway). */
 const OPEN_SAMPLE_WAIT_MS = 2000;
 /**
- * How long a load waits for the first GPU sample, so it is admitted knowing each device's base; after that
- * it goes ahead on the accounting alone.
+ * How long loads wait, from Triton's start, for the first GPU sample by default, so they are admitted
+ * knowing each device's base; after that they go ahead on the accounting alone.
  */
 const FIRST_SAMPLE_WAIT_MS = 10_000;
+
+/** Filled in by `acquire` as it goes, so a caller knows how a request that failed spent its time. */
+export interface AcquireProgress {
+  /** True once the request waited for a load. */
+  cold?: boolean;
+  /** How long it waited (set when it failed; a lease carries it on success). */
+  waitedMs?: number;
+}
 
 /** How much a model's footprint is loosened when it runs a larger batch than before (a share of it). */
 const GROWTH_SHARE = 0.25;
@@ -145,6 +155,8 @@ export class ModelRegistry {
   /** Settles at the first successful GPU sample. */
   private readonly firstSample = new ChangeSignal();
   private sampledOnce = false;
+  /** When Triton's metrics were last expected to answer (start, Triton ready): loads wait from there. */
+  private samplesExpectedAt = 0;
   private readonly scalePeriodMs: number;
   private sampling = false;
   private metricsState: 'unknown' | 'available' | 'unavailable' = 'unknown';
@@ -244,8 +256,18 @@ export class ModelRegistry {
     }
   }
 
+  /**
+   * Triton is up (again): its metrics should answer from now on. Loads wait (bounded from here) for the
+   * first sample, so the devices' bases are known when they are admitted.
+   */
+  expectSamples(): void {
+    this.samplesExpectedAt = this.clock.now();
+    void this.sample();
+  }
+
   /** Loads learned footprints and takes the first GPU sample (bounded; loads never wait for later ones). */
   async open(): Promise<void> {
+    this.samplesExpectedAt = this.clock.now();
     await this.footprints?.open();
     if (this.probe) {
       await waitForChange(this.clock, this.sample(), OPEN_SAMPLE_WAIT_MS);
@@ -265,12 +287,13 @@ export class ModelRegistry {
    * without it the first loads look to fit where a CUDA context already sits.
    */
   private async awaitFirstSample(): Promise<void> {
-    const deadline = this.clock.now() + FIRST_SAMPLE_WAIT_MS;
+    // Bounded from when Triton came up, not per load: a page that stays unreadable costs the first loads
+    // at most that long, then capacity follows the accounting alone.
+    const deadline = this.samplesExpectedAt + (this.options.firstSampleWaitMs ?? FIRST_SAMPLE_WAIT_MS);
     let asked = false;
     while (this.probe && this.ledger && !this.sampledOnce) {
       const left = deadline - this.clock.now();
-      // A page that cannot be read means no waiting: capacity follows the accounting alone.
-      if (left <= 0 || (asked && this.metricsState === 'unavailable')) return;
+      if (left <= 0) return;
       // Ask now rather than at the next tick; then (a reading that was no sample, say a device that
       // failed to read) wait for the timer's next one.
       const attempt = asked || this.sampling ? this.firstSample.next() : this.sample();
@@ -463,9 +486,35 @@ export class ModelRegistry {
    * Pins a model for one request. Loads it if it is evicted, or (with MODEL_DATA_URL) unknown, and waits
    * (bounded by the cold-load wait) for a load in progress; a model being unloaded is waited for.
    */
-  async acquire(nameOrTarget: string): Promise<Lease> {
+  async acquire(nameOrTarget: string, progress?: AcquireProgress): Promise<Lease> {
     const started = this.clock.now();
     const deadline = started + this.options.coldLoadWaitMs;
+    let cold = false;
+    try {
+      return await this.acquireLoop(nameOrTarget, started, deadline, (c) => {
+        cold = c;
+        if (progress) progress.cold = c;
+      });
+    } catch (err) {
+      // A request that failed while it waited for a load was cold all the same, and waited this long.
+      const waitedMs = cold ? this.clock.now() - started : 0;
+      if (progress) progress.waitedMs = waitedMs;
+      this.events?.acquireFailed?.({
+        model: this.catalogue.get(nameOrTarget)?.name ?? nameOrTarget,
+        cold,
+        waitMs: waitedMs,
+        code: err instanceof AgentError ? err.code : ErrorCode.Internal,
+      });
+      throw err;
+    }
+  }
+
+  private async acquireLoop(
+    nameOrTarget: string,
+    started: number,
+    deadline: number,
+    setCold: (cold: boolean) => void,
+  ): Promise<Lease> {
     let cost: number | undefined;
     let cold = false;
     for (;;) {
@@ -479,6 +528,7 @@ export class ModelRegistry {
         return this.pin(record, started, cold);
       }
       cold = true;
+      setCold(true);
       const left = deadline - this.clock.now();
       const notReady = () =>
         new AgentError(

@@ -294,10 +294,11 @@ export class AgentMetrics implements LifecycleMetrics {
     s.invocations.inc();
     if (r.status >= 500) s.errors5xx.inc();
     else if (r.status >= 400) s.errors4xx.inc();
+    // A request that waited for a load waited, whether or not it then reached Triton.
+    if (r.cold) this.loadingWait.observe(r.waitedMs / 1000);
     if (r.tritonMs !== undefined) {
       s.latency.observe(r.tritonMs / 1000);
       if (!r.cold) s.cacheHits.inc();
-      if (r.cold) this.loadingWait.observe(r.waitedMs / 1000);
     }
     this.overhead.observe(Math.max(0, r.overheadMs) / 1000);
   }

@@ -250,7 +250,7 @@ describe('the agent against Triton as it really behaves', () => {
   });
 
   test('6b. a metrics page with no nv_gpu series is "metrics unavailable", not "no GPUs": gauge and log say so', async () => {
-    const s = await start({}, { gpuMetrics: false });
+    const s = await start({ AGENT_FIRST_SAMPLE_WAIT_MS: '300' }, { gpuMetrics: false });
     expect((await add(s, 'a', spec('a', { gpuMiB: 10 }))).status).toBe(200);
     expect(s.agent.registry.gpuMetrics).toBe('unavailable');
     const page = (await request(s.url, 'GET', '/metrics')).body.toString();

@@ -59,14 +59,14 @@ describe('AgentMetrics', () => {
     expect(s.value('sagemaker_invocations_total', { model: 'a' })).toBe(3);
     expect(s.value('sagemaker_invocations_total', { model: 'b' })).toBe(2);
     expect(s.value('sagemaker_model_cache_hit_total', { model: 'a' })).toBe(2);
-    // A request that never reached Triton is neither a hit nor a loading wait.
+    // A request that never reached Triton is no hit; one that waited for a load and failed did wait.
     expect(s.value('sagemaker_model_cache_hit_total', { model: 'b' }) ?? 0).toBe(0);
     expect(s.value('sagemaker_invocation_4xx_errors_total', { model: 'b' })).toBe(1);
     expect(s.value('sagemaker_invocation_5xx_errors_total', { model: 'b' })).toBe(1);
     expect(s.value('sagemaker_invocation_4xx_errors_total', { model: 'a' }) ?? 0).toBe(0);
     const wait = s.histogram('sagemaker_model_loading_wait_time_seconds');
-    expect(wait.count).toBe(1);
-    expect(wait.sum).toBeCloseTo(1.5, 9);
+    expect(wait.count).toBe(2);
+    expect(wait.sum).toBeCloseTo(61.5, 9);
     const latency = s.histogram('sagemaker_model_latency_seconds', { model: 'a' });
     expect(latency.count).toBe(3);
     expect(latency.sum).toBeCloseTo(0.012, 9);

@@ -209,6 +209,12 @@ export class TritonEmulator {
           res.writeHead(404).end();
           return;
         }
+        this.metricsRequests++;
+        if (this.metricsHeld) {
+          // As a server still starting its metrics service answers (test control).
+          res.writeHead(503).end();
+          return;
+        }
         res
           .writeHead(200, { 'content-type': 'text/plain; charset=utf-8; version=0.0.4' })
           .end(this.metricsText);
@@ -331,6 +337,19 @@ export class TritonEmulator {
       'esac\n';
     await fs.writeFile(file, script, { mode: 0o755 });
     return file;
+  }
+
+  private metricsHeld = false;
+  /** Requests the metrics page has had (test observation). */
+  metricsRequests = 0;
+
+  /** The metrics page answers 503 until the returned function is called (a Triton still starting up). */
+  holdMetrics(): () => void {
+    this.metricsHeld = true;
+    return () => {
+      this.metricsHeld = false;
+      this.refreshMetrics();
+    };
   }
 
   /** GPU 0: what single-GPU callers mean by "the GPU". */
