@@ -84,7 +84,12 @@ export class Admission {
    * One decision: the devices reserved on; undefined to wait for a change; throws 507 when waiting cannot
    * help.
    */
-  private decide(record: ModelRecord, need: number, unaccountedMayChange = false): Devices | undefined {
+  private decide(
+    record: ModelRecord,
+    need: number,
+    unaccountedMayChange = false,
+    again = false,
+  ): Devices | undefined {
     const { ledger, policy } = this;
     const options = this.options(record);
     const indices = (o: Devices) => ledger.indices(o);
@@ -163,6 +168,10 @@ export class Admission {
       (unaccountedMayChange && ledger.unaccounted() > 0)
     )
       return undefined;
+    // Released memory counts as free once its lag has passed, which may have happened during this turn:
+    // decide once more rather than refuse a load that now fits.
+    if (!again && options.some((o) => indices(o).every((d) => ledger.freeOn(d) >= need)))
+      return this.decide(record, need, unaccountedMayChange, true);
     throw this.noCapacity(record, need, 'and nothing more can be evicted');
   }
 
@@ -199,20 +208,28 @@ export class Admission {
   }
 
   /**
-   * Sends away the policy's first idle model sharing a GPU with `record` (it ran out of memory serving a
-   * request); returns its name, or undefined when none can go.
+   * `record` ran out of memory serving a request and its charge was raised to what it needs: sends away
+   * the policy's idle models sharing a GPU with it until nothing there is over-committed (at least one, as
+   * the charge may still be short). Returns the names sent away (none when none could go).
    */
-  evictOneBeside(record: ModelRecord): string | undefined {
+  evictBeside(record: ModelRecord): string[] {
     const { ledger } = this;
-    const mine = ledger.devicesOf(record.name) ?? 'all';
-    const devices = ledger.indices(mine);
-    const [victim] = this.policy.chooseVictims(
-      1,
+    const devices = ledger.indices(ledger.devicesOf(record.name) ?? 'all');
+    const missing = new Map(devices.map((d) => [d, Math.max(0, -ledger.freeOn(d))]));
+    const candidates = this.policy.chooseVictims(
+      Number.MAX_SAFE_INTEGER,
       this.clock.now(),
       (n) => this.seam.evictable(n, record) && devices.some((d) => ledger.holds(n, d)),
     );
-    if (victim !== undefined) this.seam.evict(victim);
-    return victim;
+    const going: string[] = [];
+    for (const v of candidates) {
+      if (going.length > 0 && [...missing.values()].every((x) => x <= 0)) break;
+      going.push(v);
+      for (const d of devices)
+        if (ledger.holds(v, d)) missing.set(d, (missing.get(d) ?? 0) - ledger.chargeOf(v));
+    }
+    for (const v of going) this.seam.evict(v);
+    return going;
   }
 
   /** Sends away those of `victims` that are still evictable (a plan of `roomOn`, carried out). */

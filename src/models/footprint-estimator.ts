@@ -4,16 +4,15 @@
  *
  * Why a filter and not a measurement per load: in production `memory_usage` is empty for PyTorch (and for
  * every backend unless Triton's memory tracker is on), and under churn no load is ever alone on a device,
- * so "used after − used before" is rarely available. But every sample of a device whose resident set is
- * settled is an equation — used = base + Σ footprints of what is resident there — and the resident sets
- * differ from sample to sample. This solves those equations as they come with a Kalman filter whose
- * covariance is kept diagonal: each unknown has a mean and a variance; a sample's residual is split among
- * the unknowns of its equation in proportion to their variances, and each variance shrinks by what the
- * sample told about it. A model never measured has a wide prior (its declared size, or its file's bytes ×
- * a factor), so a residual goes mostly to it; a well-known base or model barely moves. Estimates move down
- * as well as up, and models in use drift a little every sample, so nothing is frozen for good. A figure
- * the backend reports (ModelStatistics.memory_usage) is a measurement as precise as a reading; a model
- * that ran out of memory gets a lower bound that holds until a few settled readings of it have been seen.
+ * so "used after − used before" is rarely available. But every reading of a device is an equation — used =
+ * base + Σ footprints of what is resident there + what is in flight — and the resident sets differ from
+ * reading to reading. Each device runs a Kalman filter over its base and the models it has held lately,
+ * with their full covariance: a reading's residual is split among the unknowns by what is known of each
+ * and of how they go together, so a model that comes and goes is told apart from those that stay, as least
+ * squares over the readings would. A model never measured starts from a wide prior (its declared size, or
+ * its file's bytes × a factor); models in use drift a little at every reading, so nothing is frozen for
+ * good. A figure the backend reports (ModelStatistics.memory_usage) is a measurement as precise as a
+ * reading; a model that ran out of memory gets a lower bound that holds until a few readings of it.
  *
  * Pure: no I/O, no clock. Keys are the agent's footprint keys (an artifact version); devices are UUIDs.
  */
@@ -56,19 +55,41 @@ export interface DeviceEquation {
   usedBytes: number;
   /** Footprint keys of the models resident on the device (each charged once per device). */
   keys: readonly string[];
+  /** What else is in flight there (loads part way, unloads, recent releases), at its expected value. */
+  offsetBytes?: number;
+  /** Its variance, bytes²: a reading taken during churn teaches less firmly. */
+  offsetVariance?: number;
+  /**
+   * Some resident model has not run since it loaded (it may grow at its first request): the reading may
+   * raise footprints, never lower them.
+   */
+  raiseOnly?: boolean;
+  /**
+   * Bytes that may or may not still show (memory released a while ago, by a lag not seen before): a reading
+   * above the estimate by up to this much teaches nothing; below it teaches as usual.
+   */
+  slackBytes?: number;
 }
 
-/** Settled readings of one device kept for sweeps (the diagonal filter alone couples unknowns slowly). */
-const WINDOW = 32;
-/** Mean-only passes over a device's window after each reading, and how far each moves toward it. */
-const SWEEPS = 2;
-const RELAXATION = 0.5;
+/** Most models a device's filter keeps together with their covariance (those seen longest ago leave). */
+const DEVICE_UNKNOWNS = 96;
+
+/**
+ * One device's joint belief: index 0 is its base, the others the models it has held lately; `cov` is
+ * their covariance. Each unknown's mean lives in the shared belief (a model moves between devices).
+ */
+interface DeviceFilter {
+  keys: string[];
+  cov: number[][];
+  /** When (in readings of this device) each model was last in an equation. */
+  lastSeen: number[];
+  readings: number;
+}
 
 export class FootprintEstimator {
   private readonly models = new Map<string, ModelUnknown>();
   private readonly bases = new Map<string, Unknown>();
-  /** Recent readings per device, replayed (means only) so coupled unknowns settle as least squares would. */
-  private readonly windows = new Map<string, DeviceEquation[]>();
+  private readonly filters = new Map<string, DeviceFilter>();
 
   constructor(readonly options: EstimatorOptions = DEFAULT_ESTIMATOR_OPTIONS) {}
 
@@ -98,14 +119,24 @@ export class FootprintEstimator {
   measure(key: string, bytes: number): void {
     const sd = this.options.readingSdBytes;
     this.models.set(key, { mean: Math.max(0, bytes), variance: sd * sd, bound: 0, boundReadings: 0 });
-    this.forgetReadingsOf(key);
+    this.resetCovariance(key);
   }
 
-  /** Readings taken before a model changed (it grew, it was re-measured) no longer describe it. */
-  private forgetReadingsOf(key: string): void {
-    for (const [uuid, w] of this.windows) {
-      const kept = w.filter((eq) => !eq.keys.includes(key));
-      if (kept.length !== w.length) this.windows.set(uuid, kept);
+  /**
+   * A model's belief changed from outside the readings (measured, bounded, loosened): in every device's
+   * filter its variance is the belief's and it no longer goes together with the others.
+   */
+  private resetCovariance(key: string): void {
+    const m = this.models.get(key);
+    if (!m) return;
+    for (const f of this.filters.values()) {
+      const i = f.keys.indexOf(key);
+      if (i < 0) continue;
+      for (let j = 0; j < f.keys.length; j++) {
+        f.cov[i][j] = 0;
+        f.cov[j][i] = 0;
+      }
+      f.cov[i][i] = m.variance;
     }
   }
 
@@ -123,9 +154,9 @@ export class FootprintEstimator {
     }
     m.bound = Math.max(m.bound, bytes + 1);
     m.boundReadings = BOUND_READINGS;
-    this.forgetReadingsOf(key);
     // What it was believed to take was wrong: believe less firmly.
     m.variance = Math.max(m.variance, (m.bound - Math.min(m.mean, m.bound)) ** 2, (0.5 * m.bound) ** 2);
+    this.resetCovariance(key);
   }
 
   /**
@@ -136,7 +167,7 @@ export class FootprintEstimator {
     const m = this.models.get(key);
     if (!m) return;
     m.variance += (share * Math.max(m.mean, this.options.measuredSdBytes)) ** 2;
-    this.forgetReadingsOf(key);
+    this.resetCovariance(key);
   }
 
   /** What to charge for a model: its estimate, or the lower bound an out-of-memory taught while unmeasured. */
@@ -167,58 +198,105 @@ export class FootprintEstimator {
   }
 
   /**
-   * One settled device reading. The first reading of a device with nothing resident fixes its base;
-   * every other one corrects the base and the resident models' footprints by the residual.
+   * One reading of a device. The first reading of a device with nothing on it fixes its base; every other
+   * one corrects the base and the resident models' footprints by the residual, through the device's filter.
    */
   observe(eq: DeviceEquation): void {
     const { readingSdBytes, driftPerSample } = this.options;
-    const r2 = readingSdBytes * readingSdBytes;
+    const noise = readingSdBytes * readingSdBytes + (eq.offsetVariance ?? 0);
+    const used = eq.usedBytes - (eq.offsetBytes ?? 0);
+    const models = eq.keys.map((k) => this.models.get(k));
+    if (models.some((m) => m === undefined)) return; // a resident model nothing is known of: no equation
     let base = this.bases.get(eq.uuid);
-    const models = eq.keys.map((k) => this.models.get(k)).filter((m): m is ModelUnknown => m !== undefined);
-    if (models.length !== eq.keys.length) return; // a resident model nothing is known of: no equation
     if (!base) {
-      const rest = models.reduce((s, m) => s + m.mean, 0);
+      const rest = models.reduce((sum, m) => sum + (m as ModelUnknown).mean, 0);
       // Nothing resident: the reading is the base. Otherwise a rough start the residuals will correct.
+      const quiet = models.length === 0 && (eq.offsetVariance ?? 0) === 0;
       base = {
-        mean: Math.max(0, eq.usedBytes - rest),
-        variance: models.length === 0 ? r2 : Math.max(r2, (0.1 * eq.usedBytes) ** 2),
+        mean: Math.max(0, used - rest),
+        variance: quiet ? noise : Math.max(noise, (0.1 * eq.usedBytes) ** 2),
       };
       this.bases.set(eq.uuid, base);
-      if (models.length === 0) return;
+      if (quiet) return;
     }
-    // Models in use drift a little each sample (allocator caches, workspaces): never frozen for good.
-    for (const m of models) m.variance += (driftPerSample * m.mean) ** 2;
-    const predicted = base.mean + models.reduce((s, m) => s + m.mean, 0);
-    const residual = eq.usedBytes - predicted;
-    const s = base.variance + models.reduce((acc, m) => acc + m.variance, 0) + r2;
+    const f = this.filterOf(eq.uuid, base);
+    f.readings++;
+    // The unknowns of this reading in the filter (a model resident twice counts twice).
+    for (const k of eq.keys) f.lastSeen[this.slot(f, k)] = f.readings;
+    const h = new Array<number>(f.keys.length).fill(0);
+    h[0] = 1;
+    for (const k of eq.keys) h[f.keys.indexOf(k)] += 1;
+    const n = f.keys.length;
+    const unknown = (i: number) => (i === 0 ? base : (this.models.get(f.keys[i]) as ModelUnknown));
+    // Models in use drift a little at each reading (allocator caches, workspaces): never frozen for good.
+    for (let i = 1; i < n; i++)
+      if (h[i] > 0) {
+        f.cov[i][i] += (driftPerSample * unknown(i).mean) ** 2;
+        unknown(i).variance = f.cov[i][i];
+      }
+    let predicted = 0;
+    for (let i = 0; i < n; i++) predicted += h[i] * unknown(i).mean;
+    const slack = eq.slackBytes ?? 0;
+    const raw = used - predicted;
+    const residual = raw > 0 ? Math.max(0, raw - slack) : raw;
+    if (raw > 0 && residual === 0) return;
+    // P hᵀ and h P hᵀ.
+    const ph = new Array<number>(n).fill(0);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (h[j] !== 0) ph[i] += f.cov[i][j] * h[j];
+    let hph = 0;
+    for (let i = 0; i < n; i++) hph += h[i] * ph[i];
+    const s = hph + noise;
     // With nothing resident, a reading far from the base is memory on its way somewhere (a failed load's
     // cache, a release not yet shown), not the GPU's own: the ledger counts it as unexplained instead.
-    if (models.length === 0 && Math.abs(residual) > 4 * Math.sqrt(s)) return;
-    const step = (u: Unknown) => {
-      const gain = u.variance / s;
-      u.mean = Math.max(0, u.mean + gain * residual);
-      u.variance = Math.max(1, u.variance - gain * u.variance);
-    };
-    step(base);
-    for (const m of models) {
-      step(m);
+    if (eq.keys.length === 0 && Math.abs(residual) > 4 * Math.sqrt(s)) return;
+    // A reading taken while loads and unloads are in flight rests on a guess about them (how far a load
+    // has got, whether a release shows yet). It may raise footprints that are too small — the safe way to
+    // be wrong — but never lower them: a guess that ran high would make one too small, and the next load
+    // would run out of memory. Quiet readings move footprints both ways.
+    if (((eq.offsetVariance ?? 0) > 0 || eq.raiseOnly === true) && residual < 0) return;
+    for (let i = 0; i < n; i++) {
+      const u = unknown(i);
+      u.mean = Math.max(0, u.mean + (ph[i] / s) * residual);
+    }
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) f.cov[i][j] -= (ph[i] * ph[j]) / s;
+    for (let i = 0; i < n; i++) {
+      f.cov[i][i] = Math.max(1, f.cov[i][i]);
+      unknown(i).variance = f.cov[i][i];
+    }
+    for (const k of eq.keys) {
+      const m = this.models.get(k) as ModelUnknown;
       if (m.boundReadings > 0) m.boundReadings--;
     }
-    // Replay the device's recent readings (means only, the variances already counted them): the
-    // diagonal filter alone moves unknowns that always appear together too slowly toward their split.
-    const window = this.windows.get(eq.uuid) ?? [];
-    window.push(eq);
-    if (window.length > WINDOW) window.shift();
-    this.windows.set(eq.uuid, window);
-    for (let pass = 0; pass < SWEEPS; pass++)
-      for (const past of window) {
-        const ms = past.keys.map((k) => this.models.get(k)).filter((m): m is ModelUnknown => m !== undefined);
-        if (ms.length !== past.keys.length) continue;
-        const res = past.usedBytes - base.mean - ms.reduce((acc, m) => acc + m.mean, 0);
-        const sum = base.variance + ms.reduce((acc, m) => acc + m.variance, 0) + r2;
-        base.mean = Math.max(0, base.mean + (RELAXATION * base.variance * res) / sum);
-        for (const m of ms) m.mean = Math.max(0, m.mean + (RELAXATION * m.variance * res) / sum);
-      }
+  }
+
+  private filterOf(uuid: string, base: Unknown): DeviceFilter {
+    let f = this.filters.get(uuid);
+    if (!f) {
+      f = { keys: [''], cov: [[base.variance]], lastSeen: [0], readings: 0 };
+      this.filters.set(uuid, f);
+    }
+    return f;
+  }
+
+  /** The index of model `key` in the device's filter, adding it (uncorrelated) and making room if needed. */
+  private slot(f: DeviceFilter, key: string): number {
+    const at = f.keys.indexOf(key);
+    if (at >= 0) return at;
+    if (f.keys.length > DEVICE_UNKNOWNS) {
+      // The model seen longest ago leaves: its own belief stays, its ties to the others go.
+      let oldest = 1;
+      for (let i = 2; i < f.keys.length; i++) if (f.lastSeen[i] < f.lastSeen[oldest]) oldest = i;
+      f.keys.splice(oldest, 1);
+      f.lastSeen.splice(oldest, 1);
+      f.cov.splice(oldest, 1);
+      for (const row of f.cov) row.splice(oldest, 1);
+    }
+    const m = this.models.get(key) as ModelUnknown;
+    for (const row of f.cov) row.push(0);
+    f.cov.push([...new Array<number>(f.keys.length).fill(0), m.variance]);
+    f.keys.push(key);
+    f.lastSeen.push(f.readings);
+    return f.keys.length - 1;
   }
 
   /** Every footprint known well enough to keep across restarts. */

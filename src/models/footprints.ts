@@ -14,6 +14,8 @@ export interface FootprintOptions {
 const MiB = 1024 * 1024;
 /** How uncertain a footprint declared in the config is, as a share of it. */
 const DECLARED_SD_SHARE = 0.25;
+/** Measured models it takes before their footprint-to-file ratios replace the configured factor. */
+const LEARNED_FACTOR_AFTER = 5;
 /** The least uncertainty of a footprint guessed from the artifact's bytes (a file is not a footprint). */
 const GUESSED_SD_FLOOR_BYTES = 64 * MiB;
 
@@ -65,11 +67,30 @@ export class Footprints {
       if (declaredBytes !== undefined)
         this.estimator.prior(key, declaredBytes, DECLARED_SD_SHARE * declaredBytes + MiB);
       else {
-        const guess = Math.ceil(Math.max(1, artifactBytes) * this.options.factor);
+        const guess = Math.ceil(Math.max(1, artifactBytes) * this.guessFactor());
         this.estimator.prior(key, guess, Math.max(guess, GUESSED_SD_FLOOR_BYTES));
       }
     }
+    if (declaredBytes === undefined && artifactBytes > 0) this.artifactBytes.set(key, artifactBytes);
     return this.estimator.charge(key) ?? 0;
+  }
+
+  /**
+   * What a model's file size says of its footprint before it is measured: the configured factor until a
+   * few models have been measured, then what those measured say — the ratio of footprint to file bytes
+   * that three in four of them stay under (a guess that errs large: a load that does not fit costs more
+   * than a model kept out a little longer). Learned from the population, for the next model.
+   */
+  private guessFactor(): number {
+    const ratios: number[] = [];
+    for (const [key, bytes] of this.artifactBytes) {
+      if (!this.estimator.measured(key)) continue;
+      const b = this.estimator.belief(key);
+      if (b && bytes > 0) ratios.push(b.bytes / bytes);
+    }
+    if (ratios.length < LEARNED_FACTOR_AFTER) return this.options.factor;
+    ratios.sort((a, b) => a - b);
+    return Math.max(this.options.factor / 4, ratios[Math.floor(0.75 * (ratios.length - 1))]);
   }
 
   /** A load ran out of memory having `bytes`: it needs more (until measured). */
@@ -86,6 +107,21 @@ export class Footprints {
   /** The model will use more than before (a larger batch than it has run): let samples move it. */
   loosen(key: string, share: number): void {
     this.estimator.loosen(key, share);
+  }
+
+  /**
+   * A request of `batch` ran on the model: returns true when no earlier request of this artifact version
+   * was that large (its memory grows: PyTorch keeps what the largest batch needed).
+   */
+  noteBatch(key: string, batch: number): boolean {
+    if (batch <= (this.largestBatch.get(key) ?? 0)) return false;
+    this.largestBatch.set(key, batch);
+    return true;
+  }
+
+  /** The largest batch any load of this artifact version has run (0: none yet). */
+  largestBatchOf(key: string): number {
+    return this.largestBatch.get(key) ?? 0;
   }
 
   /** Settled device readings: each corrects the bases and the resident footprints. */
@@ -129,6 +165,9 @@ export class Footprints {
   }
 
   private lastWritten = new Map<string, number>();
+  private readonly largestBatch = new Map<string, number>();
+  /** Artifact bytes of the models guessed from their size (for the learned factor). */
+  private readonly artifactBytes = new Map<string, number>();
 
   /** Resolves when measured footprints are on disk. */
   flushed(): Promise<void> {

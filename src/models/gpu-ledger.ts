@@ -14,6 +14,10 @@ interface Charge {
   state: ChargeState;
   /** Memory held for a while on a model's behalf (a reload's second copy): not a model of its own. */
   transient: boolean;
+  /** When its memory last changed in full (load settled, moved): a sample shows that a while later. */
+  since: number;
+  /** A reservation whose load Triton has been asked for (before that it holds nothing on the GPU). */
+  loading?: boolean;
 }
 
 export interface LedgerOptions {
@@ -40,13 +44,34 @@ export interface DeviceAccount {
   unaccountedBytes: number;
 }
 
-/** A device whose resident models have settled: its reading is an equation for the footprint estimator. */
-export interface SettledDevice {
+/**
+ * One device's reading as an equation for the footprint estimator: used = base + Σ the settled models'
+ * footprints + what is in flight. What is in flight (a load part way, an unload, memory released or loaded
+ * too recently for the reading to surely show it, a move's second copy, a failed load's leftovers) is not
+ * known exactly: it counts at half its bytes, give or take (a uniform spread), so a reading taken during
+ * churn still teaches, only less firmly.
+ */
+export interface DeviceReading {
   index: number;
+  /** When it was read (the agent's clock). */
+  at: number;
   uuid: string;
   usedBytes: number;
-  /** Models resident on it. */
+  /** Models resident on it whose memory has settled (the unknowns of the equation). */
   models: string[];
+  /** What is in flight there, at its expected value. */
+  offsetBytes: number;
+  /** The variance of that, bytes². */
+  offsetVariance: number;
+  /**
+   * Bytes that may show there beyond what is expected: what is in flight at its most rather than its
+   * expected value, and memory released longer ago than the release lag learned so far but within the
+   * release wait (the lag may be longer than seen yet). A reading above the estimate by up to this much is
+   * explained without any footprint being wrong.
+   */
+  slackBytes: number;
+  /** What is in flight, named: readings taken while it stays the same teach once, not at every sample. */
+  inFlight: string;
 }
 
 /**
@@ -62,14 +87,14 @@ export class GpuLedger {
   private accounts: DeviceAccount[] = [];
   private lastSample: GpuSample | undefined;
   private identifiedValue = true;
+  /** Per device, what was in flight at its last reading that taught something. */
+  private readonly lastInFlight = new Map<string, string>();
   /** Each device's last reading that was not a failed (0 of 0) one. */
   private readonly lastGood = new Map<string, DeviceMemory>();
   /** Reservations of failed loads, kept until a sample shows whether their memory is still used. */
   private held: { model: string; bytes: number; devices: Devices; until: number }[] = [];
   /** Bytes released, where, and when: a sample taken soon after may still show them. */
   private released: { bytes: number; devices: Devices; at: number }[] = [];
-  /** When each device's memory last changed by a load settling or a move (a sample shows it a while later). */
-  private settledAt: number[] = [];
   private readonly changed = new ChangeSignal();
   private readonly sampled = new ChangeSignal();
   /** How long released memory has been seen to take before a load could use it (learned). */
@@ -137,38 +162,72 @@ export class GpuLedger {
   }
 
   /**
-   * Whether a reading of device `d` taken at `at` shows its resident set as it is: nothing loading,
-   * unloading or held there, nothing released there recently enough to still show (the learned release lag,
-   * at least a metrics interval), and the last load or move there a metrics interval before.
+   * Device `d`'s reading taken at `at` as an equation: the resident models whose memory settled a metrics
+   * interval before are its unknowns; everything else there is in flight (see DeviceReading). A load or an
+   * unload holds about all of its memory while it runs (weights are allocated as they load, freed when the
+   * model goes), give or take half; a load that settled within the staleness window shows (it held its
+   * memory through the load), give or take a quarter; memory released within it shows if Triton read the
+   * device before the release, the likelier the more recent the release.
+   * `inFlight` names the in-flight set, so the same situation is learned from once, not at every sample.
    */
-  settled(d: number, at: number): boolean {
-    const interval = this.options.metricsIntervalMs;
-    if ((this.settledAt[d] ?? -Infinity) > at - interval) return false;
-    for (const c of this.charges.values())
-      if ((c.state !== 'resident' || c.transient) && GpuLedger.on(c.devices, d)) return false;
-    for (const h of this.held) if (GpuLedger.on(h.devices, d)) return false;
-    const since = at - Math.max(interval, this.releaseLagMs);
-    for (const r of this.released) if (r.at >= since && GpuLedger.on(r.devices, d)) return false;
-    return true;
-  }
-
-  /**
-   * Memory released on device `d` within the release wait that the reading still shows (more used than
-   * the base and the charges explain, beyond the noise): allocators hand memory back late, and a reading
-   * taken meanwhile says nothing true of the resident models.
-   */
-  private stillReleasing(d: number, usedBytes: number): boolean {
-    const released = this.releasedWithin(this.options.releaseWaitMs, d);
-    if (released <= 0) return false;
-    const step = this.options.readingStepBytes ?? 1024 * 1024;
-    const unexplained = usedBytes - (this.accounts[d]?.baseBytes ?? 0) - this.charged(d);
-    return unexplained > Math.max(2 * step, 0.05 * released);
-  }
-
-  /** Marks the devices of `devices` as changed now. */
-  private touch(devices: Devices): void {
-    const now = this.now();
-    for (const d of this.indices(devices)) this.settledAt[d] = now;
+  reading(d: number, at: number, usedBytes: number, uuid: string): DeviceReading {
+    const recent = at - Math.max(this.options.metricsIntervalMs, this.releaseLagMs);
+    const models: string[] = [];
+    const inFlight: string[] = [];
+    let offset = 0;
+    let variance = 0;
+    // What the in-flight memory could be at most above its expected value: a reading above the estimate
+    // by no more than that teaches nothing (a guess of how far a load has got is no evidence).
+    let above = 0;
+    const uncertain = (what: string, expected: number, sd: number, most: number) => {
+      inFlight.push(what);
+      offset += expected;
+      variance += sd * sd;
+      above += Math.max(0, most - expected);
+    };
+    for (const [name, c] of this.charges) {
+      if (!GpuLedger.on(c.devices, d)) continue;
+      if (c.state === 'resident' && !c.transient && c.since <= recent) models.push(name);
+      // Loaded just now: it held its memory through its load, so the reading almost surely shows it.
+      else if (c.state === 'resident' && !c.transient)
+        uncertain(`settled:${name}`, c.bytes, c.bytes / 4, c.bytes);
+      // Admitted, not yet sent to Triton (staging, waiting): nothing on the GPU yet.
+      else if (c.state === 'reserved' && !c.transient && !c.loading) continue;
+      // Loading: weights arrive as they load, somewhere between none and all of it.
+      else if (c.state === 'reserved') uncertain(`loading:${name}`, c.bytes / 2, c.bytes / 2, c.bytes);
+      // Unloading, or a move's second copy: held until it goes.
+      else uncertain(`${c.state}:${name}`, c.bytes, c.bytes / 4, c.bytes);
+    }
+    for (const h of this.held)
+      if (GpuLedger.on(h.devices, d)) uncertain(`held:${h.model}`, h.bytes / 2, h.bytes / 2, h.bytes);
+    // Released this recently: the reading shows it only if Triton read the device before the release, the
+    // likelier the more recent the release.
+    const window = at - recent;
+    for (const r of this.released)
+      if (r.at >= recent && GpuLedger.on(r.devices, d)) {
+        const shows = Math.min(1, Math.max(0, 1 - (at - r.at) / window));
+        uncertain(
+          `released:${r.at}`,
+          r.bytes * shows,
+          r.bytes * Math.max(0.1, Math.sqrt(shows * (1 - shows))),
+          r.bytes,
+        );
+      }
+    let lateBytes = 0;
+    const wait = at - this.options.releaseWaitMs;
+    for (const r of this.released)
+      if (r.at < recent && r.at >= wait && GpuLedger.on(r.devices, d)) lateBytes += r.bytes;
+    return {
+      index: d,
+      at,
+      uuid,
+      usedBytes,
+      models,
+      slackBytes: lateBytes + above,
+      offsetBytes: offset,
+      offsetVariance: variance,
+      inFlight: inFlight.sort().join(','),
+    };
   }
 
   /** Device indices a charge's `devices` stands for. */
@@ -340,7 +399,19 @@ export class GpuLedger {
     options: { transient?: boolean } = {},
   ): void {
     if (this.held.some((h) => h.model === model)) this.held = this.held.filter((h) => h.model !== model);
-    this.charges.set(model, { bytes, devices, state: 'reserved', transient: options.transient ?? false });
+    this.charges.set(model, {
+      bytes,
+      devices,
+      state: 'reserved',
+      transient: options.transient ?? false,
+      since: this.now(),
+    });
+  }
+
+  /** Triton has been asked to load the model: its reservation may now be taking memory. */
+  loading(model: string): void {
+    const c = this.charges.get(model);
+    if (c) c.loading = true;
   }
 
   /** A load finished: its reservation becomes a resident charge. */
@@ -348,7 +419,7 @@ export class GpuLedger {
     const c = this.charges.get(model);
     if (c) {
       c.state = 'resident';
-      this.touch(c.devices);
+      c.since = this.now();
     }
     this.changed.notify();
   }
@@ -367,8 +438,8 @@ export class GpuLedger {
     if (!c || c.devices === 'all') return;
     const left = c.devices.filter((d) => !devices.includes(d));
     if (left.length > 0) this.remember({ bytes: c.bytes, devices: left, at: this.now() });
-    this.touch([...new Set([...c.devices, ...devices])]);
     c.devices = [...devices];
+    c.since = this.now();
     this.changed.notify();
   }
 
@@ -420,7 +491,7 @@ export class GpuLedger {
    * metrics interval may still show, so it counts as explained; a load still in flight may not show yet,
    * which can only make the unaccounted figure smaller, and the out-of-memory backstop covers that.
    */
-  observe(sample: GpuSample, learn?: (settled: readonly SettledDevice[]) => void): void {
+  observe(sample: GpuSample, learn?: (readings: readonly DeviceReading[]) => void): void {
     // A device DCGM failed to read reports 0 used of 0 total: it keeps its last good reading (and
     // account). Until every device has been read well once, there is no sample to go by.
     for (const d of sample.devices) if (d.totalBytes > 0) this.lastGood.set(d.uuid, d);
@@ -452,12 +523,16 @@ export class GpuLedger {
     });
     // Devices whose resident set has settled long enough for this reading to show it: each an equation.
     if (learn) {
-      const settled: SettledDevice[] = [];
+      const readings: DeviceReading[] = [];
       devices.forEach((dev, d) => {
-        if (dev.totalBytes > 0 && this.settled(d, sample.at) && !this.stillReleasing(d, dev.usedBytes))
-          settled.push({ index: d, uuid: dev.uuid, usedBytes: dev.usedBytes, models: this.residentOn(d) });
+        if (dev.totalBytes <= 0) return;
+        const r = this.reading(d, sample.at, dev.usedBytes, dev.uuid);
+        // The same loads and unloads still in flight as at the last reading: nothing new to learn.
+        if (r.inFlight !== '' && this.lastInFlight.get(dev.uuid) === r.inFlight) return;
+        this.lastInFlight.set(dev.uuid, r.inFlight);
+        readings.push(r);
       });
-      learn(settled);
+      learn(readings);
     }
     this.accounts.forEach((a, d) => {
       const dev = devices[d].totalBytes > 0 ? devices[d] : this.lastGood.get(devices[d].uuid);

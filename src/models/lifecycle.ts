@@ -14,6 +14,7 @@ import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import type { Logger } from '../observability';
 import {
   TritonError,
+  triedToAllocate,
   instanceGroups,
   isEnsemble,
   isUnhealthyStub,
@@ -36,6 +37,8 @@ import type { ModelRecord } from './model-record';
 export const DECLARED_GPU_BYTES_PARAMETER = 'gpu_memory_bytes';
 
 const MiB = 1024 * 1024;
+/** After a second out-of-memory load in a row, the model's bound is at least its last reservation × this. */
+const OOM_GROWTH = 1.5;
 /** Bytes for a message. */
 const mibText = (b: number) =>
   b >= MiB ? `${(b / MiB).toFixed(0)} MiB` : `${Math.max(0, Math.round(b / 1024))} KiB`;
@@ -118,6 +121,11 @@ class UndoList {
   async run(): Promise<void> {
     for (const step of this.steps.reverse()) await Promise.resolve(step()).catch(() => undefined);
   }
+}
+
+/** PyTorch (libtorch backend): keeps a failed instance's memory in its cache until the next unload. */
+export function isPytorch(platform: string): boolean {
+  return platform === 'pytorch_libtorch' || platform === 'pytorch';
 }
 
 /** TensorRT: every instance is rebuilt by an update, and its engines stay until the model unloads. */
@@ -271,6 +279,7 @@ export class Lifecycle {
       record.loadedAt = clock.now();
       record.loadMs = loadMs;
       record.peakBatch = 0;
+      record.warmSince = undefined;
       record.loads++;
       this.learnReportedFootprint(record);
       this.holdForWaiters(record);
@@ -358,6 +367,7 @@ export class Lifecycle {
         throw err;
       }
       record.phase = 'loading';
+      capacity?.ledger.loading(record.name);
       const t0 = clock.now();
       try {
         await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
@@ -423,11 +433,23 @@ export class Lifecycle {
         // A sample taken after the failure shows the devices as they are: memory released but still in
         // use (admission waits for it), or held by the failed load (admission counts it as used).
         await this.sampleAfter(failedAt + ledger.options.metricsIntervalMs, deadline);
-        // Unless that is what stood in its way, it needed more than it had: its reservation and what was
-        // free beside it. A lower bound, until its footprint has been measured.
-        const waitingForRelease = ledger.indices(devices).some((d) => ledger.lagging(d) > 0);
-        if (!waitingForRelease && record.footprintKey && ooms <= this.options.oomRetries)
-          footprints.needsMoreThan(record.footprintKey, need + freeBeside);
+        // It needed more than it had: its reservation and what was free beside it (a lower bound, until its
+        // footprint has been measured) — unless the sample shows memory released just before still in use
+        // there: then that is what stood in its way, and admission waits for it. (A PyTorch load that fails
+        // keeps what it allocated in PyTorch's cache, which looks the same, so PyTorch always learns.)
+        const lagged =
+          !isPytorch(record.platform) && ledger.indices(devices).some((d) => ledger.lagging(d) > 0);
+        // A bound that grows half as much again at each further failure, so a badly wrong estimate is
+        // caught in a few tries; and at least the allocation the backend says failed (PyTorch says).
+        if (!lagged && record.footprintKey && ooms <= this.options.oomRetries)
+          footprints.needsMoreThan(
+            record.footprintKey,
+            Math.max(
+              need + freeBeside,
+              ooms > 1 ? Math.ceil(need * OOM_GROWTH) : 0,
+              err instanceof TritonError ? (triedToAllocate(err.tritonMessage) ?? 0) : 0,
+            ),
+          );
         continue;
       }
       // It loaded once released memory had come back: remember how long that took.

@@ -76,6 +76,8 @@ export interface ModelRecord {
   devices: Devices;
   /** The largest batch it has run since it loaded (memory grows with it). */
   peakBatch: number;
+  /** When a request as large as any its artifact has run finished since it loaded: its memory has grown. */
+  warmSince: number | undefined;
   /** Time its requests spent in Triton since the scaler last looked, ms (how busy its instances are). */
   busyMs: number;
   /** Scaler periods in a row its traffic would fit on one GPU fewer. */
@@ -162,6 +164,7 @@ export function newRecord(fields: {
     placement: { kind: 'all' },
     devices: 'all',
     peakBatch: 0,
+    warmSince: undefined,
     busyMs: 0,
     coolPeriods: 0,
     invocationsSeen: 0,

@@ -3,7 +3,13 @@ import * as path from 'node:path';
 import { localPath, type ArtifactFetcher, type Stager } from '../artifacts';
 import { AgentError, ErrorCode, messageOf } from '../errors';
 import type { Logger } from '../observability';
-import { TritonError, type ModelInferRequest, type ModelInferResponse, type TritonControl } from '../triton';
+import {
+  TritonError,
+  triedToAllocate,
+  type ModelInferRequest,
+  type ModelInferResponse,
+  type TritonControl,
+} from '../triton';
 import { Admission } from './admission';
 import { Catalogue } from './catalogue';
 import { systemClock, waitForChange, type Clock } from './clock';
@@ -12,7 +18,7 @@ import { FailureMemory } from './failure-memory';
 import { Footprints } from './footprints';
 import { ChangeSignal } from './change-signal';
 import type { DeviceEquation } from './footprint-estimator';
-import { GpuLedger, type SettledDevice } from './gpu-ledger';
+import { GpuLedger, type DeviceReading } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
 import { Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
@@ -110,6 +116,9 @@ export interface AcquireProgress {
   waitedMs?: number;
 }
 
+/** Rounds of evicting and retrying after a request runs out of memory, before it is a 507. */
+const REQUEST_OOM_ROUNDS = 3;
+
 /** How much a model's footprint is loosened when it runs a larger batch than before (a share of it). */
 const GROWTH_SHARE = 0.25;
 
@@ -152,6 +161,8 @@ export class ModelRegistry {
   readonly policy: EvictionPolicy | undefined;
   private readonly probe: GpuMemoryProbe | undefined;
   private readonly timers: (() => void)[] = [];
+  /** Room being made after an out-of-memory inside a request, per model (one at a time). */
+  private readonly oomRecovery = new Map<ModelRecord, Promise<boolean>>();
   /** Settles at the first successful GPU sample. */
   private readonly firstSample = new ChangeSignal();
   private sampledOnce = false;
@@ -340,19 +351,44 @@ export class ModelRegistry {
     }
   }
 
-  /** Settled device readings correct the footprints and bases; resident charges follow. */
-  private learnFrom(settled: readonly SettledDevice[]): void {
+  /** Every device reading corrects the footprints and bases; resident charges follow. */
+  private learnFrom(readings: readonly DeviceReading[]): void {
     const footprints = this.footprints;
     const ledger = this.ledger;
     if (!footprints || !ledger) return;
     const equations: DeviceEquation[] = [];
-    for (const dev of settled) {
-      const keys = dev.models.map((m) => this.catalogue.get(m)?.footprintKey);
-      if (keys.every((k): k is string => k !== undefined))
-        equations.push({ uuid: dev.uuid, usedBytes: dev.usedBytes, keys });
+    for (const dev of readings) {
+      const keys: string[] = [];
+      let usable = true;
+      let raiseOnly = false;
+      for (const name of dev.models) {
+        const r = this.catalogue.get(name);
+        const key = r?.footprintKey;
+        if (!r || !key) {
+          usable = false;
+          break;
+        }
+        // Not warmed up since it loaded (no request as large as any it has run has finished, a metrics
+        // interval before) although it has run before: it holds its load's memory and perhaps not yet
+        // what its requests grew it by, so the reading can show it is larger than believed, not smaller.
+        // (A model that never ran is what its load took, until its first request loosens it.)
+        const cold = r.warmSince === undefined || r.warmSince > dev.at - ledger.options.metricsIntervalMs;
+        if (cold && footprints.largestBatchOf(key) > 0) raiseOnly = true;
+        keys.push(key);
+      }
+      if (usable)
+        equations.push({
+          uuid: dev.uuid,
+          usedBytes: dev.usedBytes,
+          keys,
+          offsetBytes: dev.offsetBytes,
+          offsetVariance: dev.offsetVariance,
+          raiseOnly,
+          slackBytes: dev.slackBytes,
+        });
     }
     footprints.observe(equations);
-    for (const dev of settled) {
+    for (const dev of readings) {
       const base = footprints.base(dev.uuid);
       if (base !== undefined) ledger.setBase(dev.index, base);
     }
@@ -630,16 +666,18 @@ export class ModelRegistry {
     if (!record || record !== lease.record)
       throw new AgentError(ErrorCode.ModelNotFound, `model '${lease.record.name}' is not loaded`);
     checkTensorNames(record, request);
-    this.noteBatch(record, request);
+    const batch = this.noteBatch(record, request);
     // A NotFound from before a reload finished must not send the reloaded model away again.
     const loadsAtCall = record.loads;
     const call = async () => {
       const t0 = this.clock.now();
       try {
-        return await this.triton.infer(
+        const res = await this.triton.infer(
           { ...request, model_name: record.tritonName },
           { deadlineMs: this.options.invokeTimeoutMs, signal: options.signal },
         );
+        this.noteWarm(record, batch);
+        return res;
       } finally {
         // How busy its instances are, for the adaptive placement.
         record.busyMs += this.clock.now() - t0;
@@ -668,19 +706,25 @@ export class ModelRegistry {
         return res;
       }
       // Out of memory inside the request: the model grew past its charge (PyTorch's cache, workspaces).
-      // Charge it more, make room on its GPUs by sending an idle model away, and try once more.
-      if (
-        err instanceof TritonError &&
-        err.kind === 'OutOfMemory' &&
-        (await this.roomAfterRequestOom(record))
-      ) {
-        const res = await call().catch((e: unknown) => {
-          throw this.asUserError(record, e);
-        });
-        record.invocations++;
-        return res;
+      // Charge it more, make room on its GPUs by sending idle models away, and try again; 507 only once
+      // no idle model is left to send away (or the rounds run out).
+      let failure: unknown = err;
+      for (let round = 0; round < REQUEST_OOM_ROUNDS; round++) {
+        if (
+          !(failure instanceof TritonError) ||
+          failure.kind !== 'OutOfMemory' ||
+          !(await this.roomAfterRequestOom(record, failure))
+        )
+          break;
+        try {
+          const res = await call();
+          record.invocations++;
+          return res;
+        } catch (again) {
+          failure = again;
+        }
       }
-      throw this.asUserError(record, err);
+      throw this.asUserError(record, failure);
     }
   }
 
@@ -688,44 +732,76 @@ export class ModelRegistry {
    * A request's batch larger than any the model has run: it will take more memory (PyTorch keeps what the
    * largest batch needed), so its footprint is loosened for the samples to correct.
    */
-  private noteBatch(record: ModelRecord, request: Omit<ModelInferRequest, 'model_name'>): void {
+  private noteBatch(record: ModelRecord, request: Omit<ModelInferRequest, 'model_name'>): number {
     const batch = (record.io?.maxBatchSize ?? 0) > 0 ? Number(request.inputs[0]?.shape[0] ?? 1) : 1;
-    if (!(batch > record.peakBatch)) return;
+    if (!(batch > record.peakBatch)) return batch;
     record.peakBatch = batch;
-    if (record.footprintKey) this.footprints?.loosen(record.footprintKey, GROWTH_SHARE);
+    const key = record.footprintKey;
+    if (key && this.footprints?.noteBatch(key, batch)) this.footprints.loosen(key, GROWTH_SHARE);
+    return batch;
   }
 
   /**
-   * After an out-of-memory inside a request: the model needs more than it is charged (until measured),
-   * and one idle model on its GPUs (the policy's first victim) is sent away. Resolves true once that
-   * model's unload finished (bounded by the cold-load wait), false when none could go.
+   * A request of `batch` finished: once one as large as any this artifact has run has finished since the
+   * model loaded, its memory has grown to its footprint (and readings a metrics interval later show it).
    */
-  private async roomAfterRequestOom(record: ModelRecord): Promise<boolean> {
+  private noteWarm(record: ModelRecord, batch: number): void {
+    if (record.warmSince !== undefined || !record.footprintKey || !this.footprints) return;
+    if (batch >= this.footprints.largestBatchOf(record.footprintKey)) record.warmSince = this.clock.now();
+  }
+
+  /**
+   * After an out-of-memory inside a request: the model needs more than it is charged (until measured) —
+   * as much more as the backend says it tried to allocate, when it says (PyTorch does) — and idle models on
+   * its GPUs (the policy's victims) are sent away until that much is free there. Resolves true once their
+   * unloads finished (bounded by the cold-load wait), false when none could go.
+   */
+  private roomAfterRequestOom(record: ModelRecord, err: TritonError): Promise<boolean> {
+    // Concurrent requests of one model that run out of memory together make room once (single flight).
+    const running = this.oomRecovery.get(record);
+    if (running) return running;
+    const work = this.makeRoomAfterRequestOom(record, err).finally(() => this.oomRecovery.delete(record));
+    this.oomRecovery.set(record, work);
+    return work;
+  }
+
+  private async makeRoomAfterRequestOom(record: ModelRecord, err: TritonError): Promise<boolean> {
     const ledger = this.ledger;
     const admission = this.admission;
     if (!ledger || !admission || record.state !== 'ready') return false;
+    const more = triedToAllocate(err.tritonMessage) ?? 0;
+    const devices = ledger.indices(ledger.devicesOf(record.name) ?? 'all');
+    const charge = ledger.chargeOf(record.name);
+    // A request that needs more than its GPU has for models even alone: evicting cannot help, and the
+    // figure is the request's, not the model's (a smaller request runs).
+    if (devices.some((d) => charge + more > ledger.usable(d))) {
+      this.logger.warn('a request needs more GPU memory than the GPU has for models', {
+        model: record.name,
+        tried: more,
+      });
+      return false;
+    }
     if (record.footprintKey) {
-      const charge = ledger.chargeOf(record.name);
-      this.footprints?.needsMoreThan(record.footprintKey, charge);
+      this.footprints?.needsMoreThan(record.footprintKey, charge + more);
       this.footprints?.loosen(record.footprintKey, GROWTH_SHARE);
       ledger.update(record.name, this.lifecycle.need(record));
     }
-    const victim = admission.evictOneBeside(record);
-    if (victim === undefined) {
+    const victims = admission.evictBeside(record);
+    if (victims.length === 0) {
       this.logger.warn('out of GPU memory inside a request and no idle model shares its GPU', {
         model: record.name,
       });
       return false;
     }
-    this.logger.warn('out of GPU memory inside a request; evicting an idle model and trying again', {
+    this.logger.warn('out of GPU memory inside a request; evicting idle models and trying again', {
       model: record.name,
-      victim,
+      victims,
+      tried: more || undefined,
     });
-    const going = this.catalogue.get(victim)?.transition;
-    if (going)
-      await waitOrTimeout(going, this.clock, this.options.coldLoadWaitMs, () => undefined).catch(
-        () => undefined,
-      );
+    const going = victims.map((v) => this.catalogue.get(v)?.transition).filter((t) => t !== undefined);
+    await waitOrTimeout(Promise.all(going), this.clock, this.options.coldLoadWaitMs, () => undefined).catch(
+      () => undefined,
+    );
     return true;
   }
 

@@ -52,6 +52,7 @@ export {
   isOutOfMemoryText,
   isUnhealthyStub,
   maskedPlanPath,
+  triedToAllocate,
   classifyTritonFailure,
   OUT_OF_MEMORY_TEXTS,
   type TritonErrorKind,

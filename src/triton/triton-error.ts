@@ -78,6 +78,18 @@ export function isUnhealthyStub(message: string): boolean {
   return /Stub process '[^']*' is not healthy\./.test(message);
 }
 
+/**
+ * What an out-of-memory text says the backend tried to allocate (PyTorch's "Tried to allocate 563.45
+ * MiB"), in bytes; undefined when it does not say.
+ */
+export function triedToAllocate(text: string): number | undefined {
+  const m = /Tried to allocate ([\d.]+) (B|bytes|KiB|MiB|GiB)/.exec(text);
+  if (!m) return undefined;
+  const unit = { B: 1, bytes: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2]] ?? 1;
+  const bytes = Number(m[1]) * unit;
+  return Number.isFinite(bytes) ? Math.ceil(bytes) : undefined;
+}
+
 const KIND_BY_STATUS: Partial<Record<number, TritonErrorKind>> = {
   [GrpcStatus.NOT_FOUND]: 'NotFound',
   [GrpcStatus.UNAVAILABLE]: 'Unavailable',

@@ -52,13 +52,11 @@ describe('capacity measured, not guessed', () => {
     // Two loads at once: no load has the GPU to itself, so nothing is "quiet" to measure across.
     const [a, b] = await Promise.all([add(s, 'a', torchModel('a', 20)), add(s, 'b', torchModel('b', 20))]);
     expect([a.status, b.status]).toEqual([200, 200]);
-    // The samples of the settled GPU teach both footprints.
-    await until('a and b measured', async () => {
-      const [x, y] = [await status(s, 'a'), await status(s, 'b')];
-      return x.footprintMeasured === true && y.footprintMeasured === true;
-    });
-    for (const m of ['a', 'b'])
-      expect(Math.abs(((await status(s, m)).footprintBytes as number) - 20 * MiB)).toBeLessThan(MiB);
+    // The samples of the settled GPU teach what the two take together; alike as they are, each is charged
+    // half of it (what each takes on its own is not yet told apart, so neither counts as measured).
+    const near20 = async (m: string) =>
+      Math.abs(((await status(s, m)).footprintBytes as number) - 20 * MiB) < MiB;
+    await until('a and b charged what they take', async () => (await near20('a')) && (await near20('b')));
     expect((await add(s, 'c', torchModel('c', 20))).status).toBe(200);
     expect(s.emulator.loadedModels()).toHaveLength(3);
   });

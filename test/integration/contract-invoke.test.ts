@@ -346,14 +346,25 @@ describe('SageMaker MME invoke', () => {
   test('out of memory inside a request: an idle model on its GPU is evicted and the request tried once more', async () => {
     const before = stack.emulator.loadedModels().length;
     const failures = stack.emulator.counters(tritonNameFor('one')).inferFailures;
+    const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }] };
+    // More than the 64 MiB GPU has: evicting cannot help, so nothing is evicted and the answer is 507.
     stack.emulator.failNextInfer(
       tritonNameFor('one'),
       grpc.status.INTERNAL,
       'PyTorch execute failure: CUDA out of memory. Tried to allocate 1.00 GiB',
     );
-    const r = await invoke('one', { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1], data: [1] }] });
+    const huge = await invoke('one', body);
+    expect(huge.status).toBe(507);
+    expect(stack.emulator.loadedModels()).toHaveLength(before);
+    // A little more than was free: one idle model goes, and the request is tried once more.
+    stack.emulator.failNextInfer(
+      tritonNameFor('one'),
+      grpc.status.INTERNAL,
+      'PyTorch execute failure: CUDA out of memory. Tried to allocate 2.00 MiB',
+    );
+    const r = await invoke('one', body);
     expect(r.status).toBe(200);
-    expect(stack.emulator.counters(tritonNameFor('one')).inferFailures).toBe(failures + 1);
+    expect(stack.emulator.counters(tritonNameFor('one')).inferFailures).toBe(failures + 2);
     expect(stack.emulator.loadedModels()).toHaveLength(before - 1);
     expect(stack.emulator.loadedModels()).toContain(tritonNameFor('one'));
   });

@@ -113,7 +113,9 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     expect(stack.emulator.counters(t('liar')).loadFailures).toBeLessThanOrEqual(2);
     expect(resident()).toContain(t('liar'));
     expect(stack.emulator.gpu.peakBytes()).toBeLessThanOrEqual(100 * MiB);
-    // Then the samples teach its real footprint, and the lower bound gives way to it.
+    // Then the samples teach its real footprint, and the lower bound gives way to it. Beside c, a reading
+    // tells only their sum; alone on the GPU, a reading tells it apart.
+    expect((await request(stack.url, 'DELETE', '/models/c')).status).toBe(200);
     await waitFor(() => {
       const s = stack.agent.registry.status('liar');
       return s?.footprintMeasured === true && Math.abs((s.footprintBytes ?? 0) - 40 * MiB) < MiB;

@@ -111,8 +111,8 @@ describe('FootprintEstimator', () => {
           if (!oracle) return; // the readings do not pin every unknown down
           oracle.slice(1).forEach((want, i) => {
             const got = e.charge(`m${i}`) ?? 0;
-            // Readings move in whole MiB: a MiB or so is the noise floor of both.
-            expect(Math.abs(got - want)).toBeLessThanOrEqual(Math.max(0.05 * want, 1.5 * MiB));
+            // Readings move in whole MiB, and the filter forgets a little (models drift): a MiB or two of noise.
+            expect(Math.abs(got - want)).toBeLessThanOrEqual(Math.max(0.05 * want, 2 * MiB));
           });
         },
       ),
