@@ -71,7 +71,12 @@ export class Agent {
         address: config.tritonGrpcUrl,
         deadlines: { load: config.loadTimeoutMs, infer: config.invokeTimeoutMs },
       });
-    this.stager = new RepositoryStager(config.modelRepository, config.stagingDir, config.stageMode);
+    this.stager = new RepositoryStager(
+      config.modelRepository,
+      config.stagingDir,
+      config.stageMode,
+      path.join(config.cacheDir, 'marker-key'),
+    );
     this.cache = new DiskCache(config.cacheDir, config.cacheBytes);
     this.fetcher = new ArtifactFetcher({
       sources: [
@@ -93,6 +98,11 @@ export class Agent {
       },
       concurrency: config.fetchConcurrency,
       stallTimeoutMs: config.fetchStallTimeoutMs,
+      deadlineMs: config.fetchDeadlineMs,
+      minBytesPerSec: config.fetchMinBytesPerSec,
+      rateWindowMs: config.fetchRateWindowMs,
+      // A download that cannot resume safely starts again from byte 0, within the same budget.
+      restartAttempts: config.s3ResumeAttempts,
       progressIntervalMs: config.progressLogMs,
       logger,
     });
@@ -155,6 +165,9 @@ export class Agent {
           downloadMs: e.downloadMs,
           evicted: e.evicted,
         }),
+      // A request that failed before it reached its model gets its line too (one per invocation).
+      acquireFailed: (e) =>
+        this.accessLog.invoke({ model: e.model, hit: !e.cold, waitMs: e.waitMs, error: e.code }),
       loaded: (e) => {
         this.metrics.loaded(e.model, e.loadMs);
         if (e.fetchMs > 0) this.metrics.downloaded(e.model, e.fetchMs, e.downloadedBytes);
@@ -359,6 +372,8 @@ export class Agent {
       restartBackoffMs: c.tritonRestartBackoffMs,
       maxRestartBackoffMs: c.tritonRestartMaxBackoffMs,
       onRestarted: () => this.restoreAfterTritonRestart(),
+      // An agent killed by SIGKILL cannot stop its tritonserver: the next one finds the group here.
+      pidFile: path.join(c.cacheDir, 'tritonserver.pid'),
     });
   }
 
@@ -410,12 +425,16 @@ export class Agent {
     const index = await this.triton.repositoryIndex().catch(() => []);
     const ready = new Set(index.filter((e) => e.state === 'READY').map((e) => e.name));
     const kept = new Set<string>();
+    let deferred = 0;
     for (const s of staged) {
-      const { mmeName, url } = s.info;
-      if (!mmeName || !url || !ready.has(s.tritonName) || kept.has(s.tritonName)) continue;
+      const { mmeName, url, version } = s.info;
+      // A marker edited since this agent wrote it (or one of an older agent) is not believed.
+      if (!s.authentic || !mmeName || !url || version === undefined || kept.has(s.tritonName)) continue;
       if (s.tritonName !== tritonNameFor(mmeName)) continue; // an ensemble member: adopted with its top
-      if (await this.registry.adopt(mmeName, url, s.tritonName))
-        for (const n of this.registry.tritonNamesOf(mmeName)) kept.add(n);
+      if (!ready.has(s.tritonName)) continue;
+      const outcome = await this.registry.adopt(mmeName, url, s.tritonName, version);
+      if (outcome === 'adopted') for (const n of this.registry.tritonNamesOf(mmeName)) kept.add(n);
+      if (outcome === 'deferred') deferred++;
     }
     const leftovers = new Set([...staged.map((s) => s.tritonName), ...ready].filter((n) => !kept.has(n)));
     for (const name of leftovers) {
@@ -432,7 +451,11 @@ export class Agent {
       });
     }
     if (kept.size > 0 || leftovers.size > 0)
-      this.logger.info('reconciled with the previous run', { adopted: kept.size, removed: leftovers.size });
+      this.logger.info('reconciled with the previous run', {
+        adopted: kept.size,
+        removed: leftovers.size,
+        loadOnFirstUse: deferred,
+      });
   }
 
   /**

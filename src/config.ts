@@ -35,6 +35,9 @@ export interface AgentConfig {
   maxArtifactEntries: number;
   fetchConcurrency: number;
   fetchStallTimeoutMs: number;
+  fetchDeadlineMs: number;
+  fetchMinBytesPerSec: number;
+  fetchRateWindowMs: number;
   coldLoadWaitMs: number;
   failureTtlMs: number;
   progressLogMs: number;
@@ -371,7 +374,8 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
   {
     key: 's3ResumeAttempts',
     env: 'AGENT_S3_RESUME_ATTEMPTS',
-    meaning: 'times a download that breaks off or stalls resumes from where it stopped',
+    meaning:
+      'times a download that breaks off or stalls tries again: from where it stopped when the object is pinned (VersionId, or a strong ETag with If-Match), else from byte 0',
     fallback: '5',
     parse: integer(0, 100),
   },
@@ -410,6 +414,30 @@ export const SETTINGS: { [K in keyof AgentConfig]: Setting<K> }[keyof AgentConfi
       'a download or local read that receives nothing for this long fails, freeing its fetch slot (S3 downloads first resume after AGENT_S3_STALL_TIMEOUT_MS)',
     fallback: '120000',
     parse: integer(1),
+  },
+  {
+    key: 'fetchDeadlineMs',
+    env: 'AGENT_FETCH_DEADLINE_MS',
+    meaning:
+      'a download (unpacking and restarts included) still running this long after it got its fetch slot is stopped with a retryable 503, freeing the slot (0: no deadline)',
+    fallback: '1800000',
+    parse: integer(0),
+  },
+  {
+    key: 'fetchMinBytesPerSec',
+    env: 'AGENT_FETCH_MIN_BYTES_PER_SEC',
+    meaning:
+      'a download averaging fewer bytes per second than this over AGENT_FETCH_RATE_WINDOW_MS (checked once it has run that long) is stopped with a retryable 503, freeing its fetch slot (0: no minimum)',
+    fallback: String(1024 * 1024),
+    parse: integer(0),
+  },
+  {
+    key: 'fetchRateWindowMs',
+    env: 'AGENT_FETCH_RATE_WINDOW_MS',
+    meaning:
+      'window the minimum download rate is averaged over, and the grace before its first check; keep it above AGENT_S3_STALL_TIMEOUT_MS so one resumed stall does not stop a fast download',
+    fallback: '60000',
+    parse: integer(100),
   },
   {
     key: 'coldLoadWaitMs',

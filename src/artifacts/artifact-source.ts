@@ -12,6 +12,10 @@ export interface ArtifactInfo {
   size: number;
   /** Changes whenever the artifact changes: the ETag for S3, mtime and size for files. */
   version: string;
+  /** The S3 ETag as the store sent it (quoted when strong, `W/"…"` when weak), when it sends one. */
+  etag?: string;
+  /** The S3 object version (versioned buckets), when the store gives one: downloads read exactly it. */
+  versionId?: string;
 }
 
 /** Where artifacts come from: one implementation per URL scheme. */

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
+import { readSmallFile } from './small-file';
 import * as path from 'node:path';
 import { AgentError, ErrorCode } from '../errors';
 
@@ -78,7 +79,10 @@ export class DiskCache {
     for (const key of await fsp.readdir(path.join(this.root, 'entries'))) {
       const dir = this.entryDir(key);
       try {
-        const meta = JSON.parse(await fsp.readFile(path.join(dir, 'meta.json'), 'utf8')) as EntryMeta;
+        // A FIFO or a link to a device in its place is not an entry (and is never opened).
+        const text = await readSmallFile(path.join(dir, 'meta.json'), 64 * 1024);
+        if (text === undefined) throw new Error('no readable meta.json');
+        const meta = JSON.parse(text) as EntryMeta;
         if (DiskCache.keyOf(meta.url, meta.version) !== key) throw new Error('key mismatch');
         await fsp.access(path.join(dir, 'content'));
         this.entries.set(key, {

@@ -1,6 +1,14 @@
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type GetObjectCommandOutput,
+} from '@aws-sdk/client-s3';
 import { AgentError, ErrorCode, messageOf } from '../errors';
+import { SourceRestart } from './artifact-fetcher';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
 
 export interface S3SourceOptions {
@@ -27,16 +35,14 @@ export function parseS3Url(url: string): { bucket: string; key: string } {
   return { bucket: m[1], key: m[2] };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 function statusOf(err: unknown): number | undefined {
   return err instanceof S3ServiceException ? err.$metadata?.httpStatusCode : undefined;
 }
 
 /**
  * S3 objects through the AWS SDK's standard credential and region chain. Bodies stream (never buffered
- * whole) and resume with a ranged GET, pinned to the ETag seen at describe time, after a dropped or
- * stalled connection.
+ * whole) and resume with a ranged GET after a dropped or stalled connection, but only when pinned to the
+ * version seen at describe time (VersionId, or If-Match on a strong ETag); otherwise they start again.
  */
 export class S3Source implements ArtifactSource {
   readonly client: S3Client;
@@ -84,34 +90,53 @@ export class S3Source implements ArtifactSource {
         url,
         kind: 'archive',
         size: head.ContentLength ?? 0,
-        version: head.ETag ?? `${head.LastModified?.getTime()}`,
+        // No ETag: the time it was written; neither: its size, the only sign of a change left.
+        version:
+          head.ETag ??
+          (head.LastModified ? `${head.LastModified.getTime()}` : `size:${head.ContentLength ?? 0}`),
+        ...(head.ETag ? { etag: head.ETag } : {}),
+        // 'null' is the version of an object written while versioning was off: not a pin.
+        ...(head.VersionId && head.VersionId !== 'null' ? { versionId: head.VersionId } : {}),
       };
     } catch (err) {
       throw this.failure(err, url, 'HEAD');
     }
   }
 
+  /**
+   * Streams the object. A body that breaks off or stalls is resumed with a ranged GET only when the request
+   * is pinned to the version describe() saw: by VersionId, or by `If-Match` on a strong ETag. Without a pin
+   * (no ETag, or a weak one) a resumed range could come from a newer object and mix two versions, so the
+   * stream fails with SourceRestart and the fetcher starts again from byte 0. Every response is checked
+   * against describe(): another ETag, VersionId, size or (without an ETag) Last-Modified, or a 412, means the
+   * object changed, which fails with a retryable SOURCE_UNAVAILABLE (the next fetch describes it afresh).
+   */
   async open(info: ArtifactInfo): Promise<Readable> {
     const { bucket, key } = parseS3Url(info.url);
     const { resumeAttempts, stallTimeoutMs } = this.options;
     const client = this.client;
     const failure = (err: unknown, what: string) => this.failure(err, info.url, what);
+    const pin = pinOf(info);
+    const resumable = pin.VersionId !== undefined || pin.IfMatch !== undefined;
+    // Closing the stream aborts a request in flight and the body being read, so nothing outlives it.
+    const abort = new AbortController();
+    let body: Readable | undefined;
     async function* chunks(): AsyncGenerator<Buffer> {
       let offset = 0;
       let failures = 0;
       for (;;) {
-        let body: Readable | undefined;
         try {
           const res = await client.send(
             new GetObjectCommand({
               Bucket: bucket,
               Key: key,
-              // The same object throughout: a changed artifact fails instead of mixing two versions.
-              ...(info.version.startsWith('"') ? { IfMatch: info.version } : {}),
+              ...pin,
               ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
             }),
+            { abortSignal: abort.signal },
           );
           body = res.Body as Readable;
+          sameObject(info, res, offset);
           for await (const chunk of withStallTimeout(body, stallTimeoutMs)) {
             offset += (chunk as Buffer).length;
             failures = 0;
@@ -121,22 +146,109 @@ export class S3Source implements ArtifactSource {
           throw new Error(`connection closed after ${offset} of ${info.size} bytes`);
         } catch (err) {
           body?.destroy();
+          body = undefined;
+          if (abort.signal.aborted || err instanceof AgentError) throw err;
           const status = statusOf(err);
-          if (status === 412) {
-            throw new AgentError(
-              ErrorCode.SourceUnavailable,
-              `${info.url} changed while it was being downloaded`,
-              { cause: err },
-            );
-          }
+          if (status === 412) throw changed(info, 'the store refused the pinned version (412)', err);
+          if ((err as { name?: string })?.name === 'NoSuchVersion')
+            throw changed(info, `its version ${info.versionId} is gone`, err);
           if (status !== undefined && status < 500 && status !== 429) throw failure(err, 'GET');
           if (++failures > resumeAttempts) throw failure(err, `GET (after ${resumeAttempts} resumes)`);
-          await sleep(Math.min(5_000, 100 * 2 ** failures));
+          if (offset > 0 && !resumable)
+            throw new SourceRestart(
+              `the download of ${info.url} broke off after ${offset} of ${info.size} bytes (${messageOf(err)}), and the object has ${info.etag ? 'only a weak ETag' : 'no ETag'} and no version id to resume it against`,
+              { cause: err },
+            );
+          await sleep(Math.min(5_000, 100 * 2 ** failures), abort.signal);
+        } finally {
+          body?.destroy();
+          body = undefined;
         }
       }
     }
-    return Readable.from(chunks(), { objectMode: false, highWaterMark: 1 << 20 });
+    return pull(chunks(), () => {
+      abort.abort();
+      body?.destroy();
+    });
   }
+}
+
+/** Request parameters that pin every GET to the object describe() saw. */
+function pinOf(info: ArtifactInfo): { VersionId?: string; IfMatch?: string } {
+  const strong = info.etag !== undefined && info.etag.startsWith('"') ? info.etag : undefined;
+  return {
+    ...(info.versionId !== undefined ? { VersionId: info.versionId } : {}),
+    ...(strong !== undefined ? { IfMatch: strong } : {}),
+  };
+}
+
+function changed(info: ArtifactInfo, how: string, cause?: unknown): AgentError {
+  return new AgentError(
+    ErrorCode.SourceUnavailable,
+    `${info.url} changed while it was being downloaded (${how}); try again to fetch the new version`,
+    { cause },
+  );
+}
+
+/** Total object size from `Content-Range: bytes a-b/total`. */
+function rangeOf(header: string | undefined): { start: number; total: number | undefined } | undefined {
+  const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header?.trim() ?? '');
+  if (!m) return undefined;
+  return { start: Number(m[1]), total: m[2] === '*' ? undefined : Number(m[2]) };
+}
+
+/**
+ * Throws unless a GET answered with the object describe() saw, from byte `offset`: a different validator or
+ * size is a changed object; a ranged request answered from elsewhere than `offset` cannot be continued.
+ */
+function sameObject(info: ArtifactInfo, res: GetObjectCommandOutput, offset: number): void {
+  if (info.versionId !== undefined && res.VersionId !== undefined && res.VersionId !== info.versionId)
+    throw changed(info, `version ${info.versionId} became ${res.VersionId}`);
+  if (info.etag !== undefined && res.ETag !== undefined && res.ETag !== info.etag)
+    throw changed(info, `ETag ${info.etag} became ${res.ETag}`);
+  // Without an ETag the version is the Last-Modified time in ms (when the HEAD gave one).
+  if (
+    info.etag === undefined &&
+    /^\d+$/.test(info.version) &&
+    res.LastModified !== undefined &&
+    `${res.LastModified.getTime()}` !== info.version
+  )
+    throw changed(info, `Last-Modified became ${res.LastModified.toISOString()}`);
+  let total = res.ContentLength;
+  if (offset > 0) {
+    const range = rangeOf(res.ContentRange);
+    if (range?.start !== offset)
+      throw new SourceRestart(
+        `${info.url} answered a resume from byte ${offset} with ${res.ContentRange ? `bytes ${res.ContentRange}` : 'the whole object'}`,
+      );
+    total = range.total;
+  }
+  if (total !== undefined && total !== info.size)
+    throw changed(info, `its size ${info.size} became ${total}`);
+}
+
+/**
+ * A byte stream pulled from `chunks`. Unlike `Readable.from`, destroying it calls `onDestroy` at once (which
+ * aborts the request and body being read) instead of first waiting for the pending chunk.
+ */
+function pull(chunks: AsyncGenerator<Buffer>, onDestroy: () => void): Readable {
+  return new Readable({
+    highWaterMark: 1 << 20,
+    read() {
+      chunks.next().then(
+        (r) => {
+          if (r.done) this.push(null);
+          else this.push(r.value);
+        },
+        (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))),
+      );
+    },
+    destroy(err, callback) {
+      onDestroy();
+      chunks.return(undefined).catch(() => undefined);
+      callback(err);
+    },
+  });
 }
 
 /** Yields the stream's chunks, failing when none arrives for `ms` (a stalled connection). */

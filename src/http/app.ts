@@ -104,9 +104,20 @@ function decodeToken(raw: string): PageToken {
   throw bad('next_page_token is not a token this server issued');
 }
 
-function firstQuery(v: unknown): string | undefined {
-  if (Array.isArray(v)) return firstQuery(v[0]);
-  return typeof v === 'string' ? v : undefined;
+/**
+ * A query parameter given at most once as a plain value. `name[]=`, `name[k]=` or a repeated `name` parse
+ * to an array or object: a 400 naming it, not the first value silently taken.
+ */
+function singleQuery(query: Record<string, unknown>, name: string): string | undefined {
+  const v = query[name];
+  const bracketed = Object.keys(query).some((k) => k.startsWith(`${name}[`));
+  if (v === undefined && !bracketed) return undefined;
+  if (typeof v !== 'string' || bracketed)
+    throw new AgentError(
+      ErrorCode.BadRequest,
+      `query parameter '${name}' must be given once, as a plain value`,
+    );
+  return v;
 }
 
 /**
@@ -313,13 +324,13 @@ export function createApp(deps: AppDeps): RequestListener {
 
   route('/models', {
     GET: async (req, res) => {
-      const rawMax = firstQuery(req.query.max_results);
+      const rawMax = singleQuery(req.query, 'max_results');
       let max = settings.listPageSize;
       if (rawMax !== undefined) {
         if (!/^\d+$/.test(rawMax) || Number(rawMax) < 1) throw bad('max_results must be a positive integer');
         max = Math.min(Number(rawMax), 10_000);
       }
-      const rawToken = firstQuery(req.query.next_page_token);
+      const rawToken = singleQuery(req.query, 'next_page_token');
       const after = rawToken ? decodeToken(rawToken).after : undefined;
       const all = registry.list().filter((r) => isListed(r) && (after === undefined || r.name > after));
       const page = all.slice(0, max);

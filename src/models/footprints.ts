@@ -1,4 +1,5 @@
 import * as fsp from 'node:fs/promises';
+import { readSmallFile } from '../artifacts/small-file';
 import * as path from 'node:path';
 import { DEFAULT_ESTIMATOR_OPTIONS, FootprintEstimator, type DeviceEquation } from './footprint-estimator';
 
@@ -43,7 +44,10 @@ export class Footprints {
   /** Loads measured footprints from disk (a missing or unreadable file means none yet). */
   async open(): Promise<void> {
     try {
-      const data = JSON.parse(await fsp.readFile(this.options.file, 'utf8')) as Record<string, unknown>;
+      // Only a regular file of sane size is read: a FIFO or a link to /dev/zero there would hang the start.
+      const text = await readSmallFile(this.options.file, 64 * 1024 * 1024);
+      if (text === undefined) throw new Error('not a regular file of at most 64 MiB');
+      const data = JSON.parse(text) as Record<string, unknown>;
       for (const [k, v] of Object.entries(data))
         if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.estimator.measure(k, v);
       this.lastWritten = this.estimator.measuredFigures();

@@ -22,6 +22,7 @@ import {
   keptGpus,
   parsePbtxt,
   placeOnGpus,
+  warmupBatch,
   type TritonControl,
 } from '../triton';
 import type { Admission } from './admission';
@@ -67,7 +68,7 @@ export interface LifecycleOptions {
 export interface LifecycleParts {
   triton: TritonControl;
   stager: Stager;
-  fetcher: Pick<ArtifactFetcher, 'fetch'>;
+  fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe' | 'isLocal'>;
   catalogue: Catalogue;
   /** Absent when eviction is off: loads go straight to Triton. */
   capacity:
@@ -215,6 +216,19 @@ export class Lifecycle {
     );
   }
 
+  /**
+   * A config with `model_warmup` ran its samples inside the load: the model has grown as those batches
+   * grow it, and readings after the load measure that, so its first request of that size is not growth.
+   */
+  private noteWarmup(record: ModelRecord): void {
+    const batch = record.stagedConfig ? warmupBatch(record.stagedConfig) : 0;
+    const fp = this.parts.capacity?.footprints;
+    if (batch === 0 || !fp || !record.footprintKey) return;
+    record.peakBatch = batch;
+    fp.noteBatch(record.footprintKey, batch);
+    if (batch >= fp.largestBatchOf(record.footprintKey)) record.warmSince = this.parts.clock.now();
+  }
+
   /** GPU bytes this model is expected to take. */
   need(record: ModelRecord): number {
     const fp = this.parts.capacity?.footprints;
@@ -261,7 +275,7 @@ export class Lifecycle {
         const staged: StagedModel = await stager.stage(
           layout,
           record.tritonName,
-          { mmeName: record.name, url: record.url },
+          { mmeName: record.name, url: record.url, version: artifact.info.version },
           gpus,
         );
         if (!record.staged) undo.push(() => (record.staged ? stager.remove(record.staged) : undefined));
@@ -280,6 +294,7 @@ export class Lifecycle {
       record.loadMs = loadMs;
       record.peakBatch = 0;
       record.warmSince = undefined;
+      this.noteWarmup(record);
       record.loads++;
       this.learnReportedFootprint(record);
       this.holdForWaiters(record);
@@ -585,18 +600,36 @@ export class Lifecycle {
    * its staged files are intact and Triton reports it ready. It is charged to the ledger like any resident
    * model. Rejects (changing nothing) when any of that does not hold.
    */
-  async adopt(record: ModelRecord): Promise<void> {
+  async adopt(record: ModelRecord, stagedVersion: string): Promise<void> {
     const { fetcher, stager, clock, capacity } = this.parts;
     const undo = new UndoList();
     try {
+      // Never a download here (the agent answers /ping only once adoption is decided): a source that
+      // changed, or an artifact no longer on disk, is loaded again from its source on first use.
+      const info = await withDeadline(
+        fetcher.describe(record.url),
+        clock,
+        ADOPT_DESCRIBE_MS,
+        'looking the source up',
+      );
+      if (info.version !== stagedVersion)
+        throw new AdoptionDeferred('its source changed since it was staged');
+      if (!fetcher.isLocal(info)) throw new AdoptionDeferred('its artifact is no longer on local disk');
       const artifact = await fetcher.fetch(record.url);
+      if (artifact.info.version !== stagedVersion) {
+        artifact.release();
+        throw new AdoptionDeferred('its source changed since it was staged');
+      }
       undo.push(() => artifact.release());
       record.footprintKey = `${record.url}\u0000${artifact.info.version}`;
       record.artifactBytes = artifact.bytes;
       const layout = await inspectArtifact(artifact.dir);
-      const staged = await stager.findIntact(layout, record.tritonName);
-      if (!staged)
-        throw new AgentError(ErrorCode.InvalidModel, `the staged files of '${record.name}' are not intact`);
+      const staged = await stager.findIntact(layout, record.tritonName, {
+        url: record.url,
+        version: artifact.info.version,
+      });
+      // Staged files changed since (a link pointed elsewhere, a config rewritten): staged anew on first use.
+      if (!staged) throw new AdoptionDeferred('its staged files are not as this agent staged them');
       this.readLayout(record, layout);
       // Where the previous run placed it: its staged config says which GPUs (none named: every GPU).
       record.devices =
@@ -922,5 +955,34 @@ export class Lifecycle {
       await clock.sleep(pause, this.stopping.signal);
       pause = Math.min(pause * 2, this.options.unloadPollMs);
     }
+  }
+}
+
+/** How long adoption waits for a source to say which version it holds. */
+const ADOPT_DESCRIBE_MS = 10_000;
+
+/**
+ * Adoption cannot take the model over as Triton has it, but the model itself is fine: it stays registered
+ * and loads again from its source on first use.
+ */
+export class AdoptionDeferred extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'AdoptionDeferred';
+  }
+}
+
+/** `p`, or an AdoptionDeferred naming `what` once `ms` have passed. */
+async function withDeadline<T>(p: Promise<T>, clock: Clock, ms: number, what: string): Promise<T> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([
+      p,
+      clock.sleep(ms, timer.signal).then((): never => {
+        throw new AdoptionDeferred(`${what} took more than ${ms} ms`);
+      }),
+    ]);
+  } finally {
+    timer.abort();
   }
 }

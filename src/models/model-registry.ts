@@ -20,7 +20,7 @@ import { ChangeSignal } from './change-signal';
 import type { DeviceEquation } from './footprint-estimator';
 import { GpuLedger, type DeviceReading } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
-import { Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
+import { AdoptionDeferred, Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
 import type { ArtifactGpus, PlacementMode } from './placement';
 
@@ -72,7 +72,7 @@ export interface CapacitySettings {
 export interface RegistryParts {
   triton: TritonControl;
   stager: Stager;
-  fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe'>;
+  fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe' | 'isLocal'>;
   capacity: CapacitySettings | undefined;
   logger: Logger;
   clock?: Clock;
@@ -116,8 +116,12 @@ export interface AcquireProgress {
   waitedMs?: number;
 }
 
-/** Rounds of evicting and retrying after a request runs out of memory, before it is a 507. */
-const REQUEST_OOM_ROUNDS = 3;
+/**
+ * Most rounds of retrying after a request runs out of memory (alternately: send at least one model away,
+ * then wait for its memory to show as free; all within the cold-load wait). Under churn, room freed in one round can go to another
+ * model's growth before the retry runs, so a few rounds are needed; the bound keeps it finite.
+ */
+const REQUEST_OOM_ROUNDS = 12;
 
 /** How much a model's footprint is loosened when it runs a larger batch than before (a share of it). */
 const GROWTH_SHARE = 0.25;
@@ -151,7 +155,7 @@ export class ModelRegistry {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly triton: TritonControl;
-  private readonly fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe'>;
+  private readonly fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe' | 'isLocal'>;
   private readonly events: LifecycleEvents | undefined;
   readonly ledger: GpuLedger | undefined;
   private readonly admission: Admission | undefined;
@@ -163,6 +167,8 @@ export class ModelRegistry {
   private readonly timers: (() => void)[] = [];
   /** Room being made after an out-of-memory inside a request, per model (one at a time). */
   private readonly oomRecovery = new Map<ModelRecord, Promise<boolean>>();
+  /** What a model was charged when its requests first ran out of memory (until one succeeds or gives up). */
+  private readonly oomBase = new Map<ModelRecord, number>();
   /** Settles at the first successful GPU sample. */
   private readonly firstSample = new ChangeSignal();
   private sampledOnce = false;
@@ -486,8 +492,13 @@ export class ModelRegistry {
    * After an agent restart: takes over a model the previous run left loaded (see `Lifecycle.adopt`).
    * False, with nothing changed, when it cannot be accounted for; the caller then unloads it.
    */
-  async adopt(name: string, url: string, tritonName: string): Promise<boolean> {
-    if (this.catalogue.has(name)) return false;
+  async adopt(
+    name: string,
+    url: string,
+    tritonName: string,
+    stagedVersion: string,
+  ): Promise<'adopted' | 'deferred' | 'refused'> {
+    if (this.catalogue.has(name)) return 'refused';
     const record = this.catalogue.add({
       name,
       url,
@@ -498,17 +509,28 @@ export class ModelRegistry {
     try {
       if (record.tritonName !== tritonName)
         throw new Error('its Triton name is not the one this run gives it');
-      await this.lifecycle.adopt(record);
+      await this.lifecycle.adopt(record, stagedVersion);
       this.logger.info('model adopted from the previous run', { model: name, tritonName });
-      return true;
+      return 'adopted';
     } catch (err) {
+      if (err instanceof AdoptionDeferred) {
+        // Listed as before, loaded from its source on first use. It was loaded before: a failed reload
+        // is remembered on the record rather than forgetting the model.
+        record.loads = 1;
+        this.logger.info('model of the previous run loads again on first use', {
+          model: name,
+          tritonName,
+          reason: err.message,
+        });
+        return 'deferred';
+      }
       this.catalogue.remove(record);
       this.logger.info('model of the previous run not adopted', {
         model: name,
         tritonName,
         reason: messageOf(err),
       });
-      return false;
+      return 'refused';
     }
   }
 
@@ -709,21 +731,43 @@ export class ModelRegistry {
       // Charge it more, make room on its GPUs by sending idle models away, and try again; 507 only once
       // no idle model is left to send away (or the rounds run out).
       let failure: unknown = err;
-      for (let round = 0; round < REQUEST_OOM_ROUNDS; round++) {
-        if (
-          !(failure instanceof TritonError) ||
-          failure.kind !== 'OutOfMemory' ||
-          !(await this.roomAfterRequestOom(record, failure))
-        )
-          break;
+      const until = this.clock.now() + this.options.coldLoadWaitMs;
+      let round = 0;
+      let waitedForRelease = false;
+      for (; round < REQUEST_OOM_ROUNDS && this.clock.now() < until; round++) {
+        if (!(failure instanceof TritonError) || failure.kind !== 'OutOfMemory') break;
+        if (round > 0 && !waitedForRelease && this.ledger) {
+          // The last round's evictions may not show as free yet (allocators return memory late): wait for
+          // the GPU to show them (the next sample, at most the release wait) before sending more away.
+          waitedForRelease = true;
+          await waitForChange(this.clock, this.ledger.nextSample(), this.ledger.options.releaseWaitMs).catch(
+            () => undefined,
+          );
+        } else {
+          waitedForRelease = false;
+          if (!(await this.roomAfterRequestOom(record, failure))) break;
+        }
         try {
           const res = await call();
           record.invocations++;
+          this.oomBase.delete(record);
           return res;
         } catch (again) {
           failure = again;
+        } finally {
+          // The room held for the retry goes back: the model's own charge now covers what it grew to.
+          this.ledger?.cancel(oomHoldOf(record));
         }
       }
+      this.ledger?.cancel(oomHoldOf(record));
+      this.oomBase.delete(record);
+      if (failure instanceof TritonError && failure.kind === 'OutOfMemory')
+        this.logger.warn('out of GPU memory inside a request; answering 507', {
+          model: record.name,
+          state: record.state,
+          rounds: round,
+          charge: this.ledger?.chargeOf(record.name),
+        });
       throw this.asUserError(record, failure);
     }
   }
@@ -768,10 +812,20 @@ export class ModelRegistry {
   private async makeRoomAfterRequestOom(record: ModelRecord, err: TritonError): Promise<boolean> {
     const ledger = this.ledger;
     const admission = this.admission;
-    if (!ledger || !admission || record.state !== 'ready') return false;
+    if (!ledger || !admission) return false;
+    // A reload under way: once it settles the request is tried again. (Not an unload: it waits for this
+    // request's pin to drain.)
+    if (record.state === 'loading') {
+      await record.transition?.catch(() => undefined);
+      return (record.state as string) === 'ready';
+    }
+    if (record.state !== 'ready') return false;
     const more = triedToAllocate(err.tritonMessage) ?? 0;
     const devices = ledger.indices(ledger.devicesOf(record.name) ?? 'all');
-    const charge = ledger.chargeOf(record.name);
+    // Raised from what it was charged when its requests first ran out (each round retries the same
+    // allocation: the figure must not compound).
+    if (!this.oomBase.has(record)) this.oomBase.set(record, ledger.chargeOf(record.name));
+    const charge = this.oomBase.get(record) ?? 0;
     // A request that needs more than its GPU has for models even alone: evicting cannot help, and the
     // figure is the request's, not the model's (a smaller request runs).
     if (devices.some((d) => charge + more > ledger.usable(d))) {
@@ -781,17 +835,31 @@ export class ModelRegistry {
       });
       return false;
     }
+    // Until the retry has run, what it tried to allocate is held beside its charge: loads admitted in the
+    // meantime (whose own growth the ledger cannot see yet) do not take the room made for it.
+    if (more > 0)
+      ledger.reserve(oomHoldOf(record), more, ledger.devicesOf(record.name) ?? 'all', { transient: true });
     if (record.footprintKey) {
       this.footprints?.needsMoreThan(record.footprintKey, charge + more);
       this.footprints?.loosen(record.footprintKey, GROWTH_SHARE);
       ledger.update(record.name, this.lifecycle.need(record));
     }
-    const victims = admission.evictBeside(record);
-    if (victims.length === 0) {
-      this.logger.warn('out of GPU memory inside a request and no idle model shares its GPU', {
-        model: record.name,
-      });
-      return false;
+    let victims = admission.evictBeside(record);
+    // Every model beside it may be serving a request: each finishes soon and can go then, so wait for
+    // one (bounded by the cold-load wait) rather than answer 507 while memory is about to be freeable.
+    const deadline = this.clock.now() + this.options.coldLoadWaitMs;
+    while (victims.length === 0) {
+      const left = deadline - this.clock.now();
+      if (left <= 0 || record.state !== 'ready') {
+        this.logger.warn('out of GPU memory inside a request and no idle model shares its GPU', {
+          model: record.name,
+        });
+        return false;
+      }
+      await waitForChange(this.clock, Promise.race([ledger.next(), ledger.nextSample()]), left).catch(
+        () => undefined,
+      );
+      victims = admission.evictBeside(record);
     }
     this.logger.warn('out of GPU memory inside a request; evicting idle models and trying again', {
       model: record.name,
@@ -1042,6 +1110,11 @@ function checkTensorNames(record: ModelRecord, request: Omit<ModelInferRequest, 
     if (!io.inputs.some((x) => x.name === t.name)) throw bad('input', t.name, io.inputs);
   for (const t of request.outputs ?? [])
     if (!io.outputs.some((x) => x.name === t.name)) throw bad('output', t.name, io.outputs);
+}
+
+/** The ledger key of the room held for a request's retry after it ran out of memory. */
+function oomHoldOf(record: ModelRecord): string {
+  return `${record.name}\u0000oom-retry`;
 }
 
 /** Awaits `p` for at most `ms`; calls `onTimeout` (and resolves) when time runs out first. Rejections pass. */

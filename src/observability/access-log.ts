@@ -47,6 +47,8 @@ export interface InvokeRecord {
   evicted?: string[];
   /** When the request arrived, ms since the epoch; default now. */
   time?: number;
+  /** Why the request failed before it reached its model (an error code such as `MODEL_NOT_FOUND`). */
+  error?: string;
 }
 
 /** Lifecycle events of a model. */
@@ -83,6 +85,42 @@ export interface AccessLogStats {
 }
 
 const DEFAULT_BUFFER_BYTES = 4 * 1024 * 1024;
+/** At most one failure report per this many ms; the ones in between are counted into the next. */
+const ERROR_REPORT_INTERVAL_MS = 10_000;
+/** Opening the file at start may not take longer (a path on a pseudo or hung filesystem). */
+const OPEN_TIMEOUT_MS = 5_000;
+/** Where an access log can never be: pseudo filesystems, whose files block or are not files. */
+const PSEUDO_ROOTS = ['/proc', '/sys', '/dev'];
+
+/** Opens `file` for appending without blocking on a FIFO, and refuses anything but a regular file. */
+async function openForAppend(file: string, exclusive = false): Promise<fsp.FileHandle> {
+  const flags =
+    fsConstants.O_WRONLY |
+    fsConstants.O_CREAT |
+    fsConstants.O_APPEND |
+    fsConstants.O_NONBLOCK |
+    fsConstants.O_NOFOLLOW |
+    (exclusive ? fsConstants.O_EXCL : 0);
+  const handle = await fsp.open(file, flags);
+  const st = await handle.stat().catch(async (err: unknown) => {
+    await handle.close();
+    throw err;
+  });
+  if (!st.isFile()) {
+    await handle.close();
+    throw new Error(`access log file '${file}' is not a regular file`);
+  }
+  return handle;
+}
+
+/** `p`, or a rejection naming `what` after `ms`. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 export class AccessLog {
   private queue: string[] = [];
@@ -92,6 +130,8 @@ export class AccessLog {
   private rotations = 0;
   private closed = false;
   private pumping: Promise<void> | undefined;
+  private lastReportAt = -Infinity;
+  private unreported = 0;
   private readonly bufferBytes: number;
   private readonly now: () => number;
 
@@ -112,10 +152,21 @@ export class AccessLog {
       throw new Error(`access log maxBytes must be positive, got ${settings.maxBytes}`);
     if (!Number.isInteger(settings.maxFiles) || settings.maxFiles < 0)
       throw new Error(`access log maxFiles must be a whole number, got ${settings.maxFiles}`);
-    await fsp.mkdir(path.dirname(settings.file), { recursive: true });
-    const handle = await fsp.open(
-      settings.file,
-      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND,
+    const file = path.resolve(settings.file);
+    if (PSEUDO_ROOTS.some((root) => file === root || file.startsWith(`${root}/`)))
+      throw new Error(
+        `access log file '${settings.file}' is on a pseudo filesystem (${PSEUDO_ROOTS.join(', ')})`,
+      );
+    // Only its own folder is created, never a chain of them: each filesystem call here is bounded.
+    const handle = await within(
+      (async () => {
+        await fsp.mkdir(path.dirname(file)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+        });
+        return openForAppend(file);
+      })(),
+      OPEN_TIMEOUT_MS,
+      `opening the access log '${settings.file}'`,
     );
     const { size } = await handle.stat();
     return new AccessLog(settings, handle, size);
@@ -139,7 +190,7 @@ export class AccessLog {
       type: 'invoke',
       outcome: hit ? 'hit' : 'cold',
       ...rest,
-    });
+    } as AccessLogLine);
   }
 
   /** Queues one lifecycle line; returns at once. */
@@ -197,15 +248,20 @@ export class AccessLog {
       if (Buffer.byteLength(this.queue[0]) > room) {
         try {
           await this.rotate();
+          room = Infinity;
         } catch (err) {
-          // Without a file to write to, everything queued is lost; the next line tries again.
-          const lost = this.queue.length;
-          this.queue = [];
-          this.queuedBytes = 0;
-          this.fail(err, lost);
-          return;
+          // No new file could be made: nothing was shifted or deleted, and the current file (if still
+          // open) takes the lines, past its size bound, until a later rotation succeeds.
+          if (!this.handle) {
+            const lost = this.queue.length;
+            this.queue = [];
+            this.queuedBytes = 0;
+            this.fail(err, lost);
+            return;
+          }
+          this.fail(err, 0);
+          room = Infinity;
         }
-        room = Infinity;
       }
       let take = 0;
       let bytes = 0;
@@ -229,29 +285,51 @@ export class AccessLog {
     }
   }
 
+  /** Counts the lost lines; tells `onError` at most once per interval (a full disk fails every batch). */
   private fail(err: unknown, lines: number): void {
     this.dropped += lines;
-    this.settings?.onError?.(err instanceof Error ? err : new Error(String(err)));
+    const now = this.now();
+    if (now - this.lastReportAt < ERROR_REPORT_INTERVAL_MS) {
+      this.unreported++;
+      return;
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    const more = this.unreported;
+    this.unreported = 0;
+    this.lastReportAt = now;
+    this.settings?.onError?.(
+      more > 0 ? new Error(`${e.message} (and ${more} more failures since the last report)`) : e,
+    );
   }
 
-  /** FILE → FILE.1 → FILE.2 … ; the oldest beyond maxFiles is deleted; a new FILE is opened. */
+  /**
+   * FILE → FILE.1 → FILE.2 … ; the oldest beyond maxFiles is deleted. The new file is created first (as
+   * FILE.next): when it cannot be, nothing is shifted or deleted and the current file stays in use.
+   */
   private async rotate(): Promise<void> {
     const s = this.settings as AccessLogSettings;
+    const next = `${s.file}.next`;
+    await fsp.rm(next, { force: true });
+    const fresh = await openForAppend(next, true);
     const h = this.handle;
-    this.handle = undefined;
-    await h?.close();
+    this.handle = fresh;
+    await h?.close().catch(() => undefined);
     const ignoreMissing = (err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     };
-    if (s.maxFiles === 0) {
-      await fsp.unlink(s.file).catch(ignoreMissing);
-    } else {
-      await fsp.unlink(`${s.file}.${s.maxFiles}`).catch(ignoreMissing);
-      for (let i = s.maxFiles - 1; i >= 1; i--)
-        await fsp.rename(`${s.file}.${i}`, `${s.file}.${i + 1}`).catch(ignoreMissing);
-      await fsp.rename(s.file, `${s.file}.1`).catch(ignoreMissing);
+    try {
+      if (s.maxFiles === 0) {
+        await fsp.unlink(s.file).catch(ignoreMissing);
+      } else {
+        await fsp.unlink(`${s.file}.${s.maxFiles}`).catch(ignoreMissing);
+        for (let i = s.maxFiles - 1; i >= 1; i--)
+          await fsp.rename(`${s.file}.${i}`, `${s.file}.${i + 1}`).catch(ignoreMissing);
+        await fsp.rename(s.file, `${s.file}.1`).catch(ignoreMissing);
+      }
+    } finally {
+      // The open handle follows the rename: lines go on to FILE whatever happened to the older files.
+      await fsp.rename(next, s.file);
     }
-    this.handle = await fsp.open(s.file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND);
     this.size = 0;
     this.rotations++;
   }

@@ -1,7 +1,9 @@
 export {
   createLogger,
+  droppedLogLines,
   isLogLevel,
   silentLogger,
+  type DroppedLines,
   type LineSink,
   type LogFields,
   type LogLevel,

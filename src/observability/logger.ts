@@ -22,12 +22,32 @@ export interface Logger {
   debug(message: string, fields?: LogFields): void;
   /** True when lines of `level` are written, to skip building costly fields. */
   enabled(level: LogLevel): boolean;
+  /**
+   * A line relayed from another process (tritonserver's output): dropped, and counted, rather than
+   * buffered while stdout is not keeping up, so a flood cannot grow the agent's memory.
+   */
+  relay(level: LogLevel, message: string, fields?: LogFields): void;
 }
 
 /** Where lines go: anything with a `write(string)` (a stream, or a test's collector). */
 export interface LineSink {
   write(chunk: string): unknown;
+  /** Bytes written but not yet taken by the consumer (a Node stream's backlog). */
+  readonly writableLength?: number;
 }
+
+/** Lines dropped because the sink was not keeping up, by who wrote them. */
+export interface DroppedLines {
+  relayed: number;
+  own: number;
+}
+
+/**
+ * Backlog bounds: relayed lines stop at 1 MiB waiting, the agent's own at 16 MiB (its errors and access
+ * lines matter more; beyond that the consumer is gone and buffering only delays the out-of-memory).
+ */
+export const RELAY_BACKLOG_BYTES = 1024 * 1024;
+export const OWN_BACKLOG_BYTES = 16 * 1024 * 1024;
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
@@ -56,12 +76,28 @@ function plain(fields: LogFields): LogFields {
  */
 class BatchedWriter {
   private pending: string[] = [];
+  private pendingBytes = 0;
   private scheduled = false;
+  /** Every line dropped so far. */
+  readonly dropped: DroppedLines = { relayed: 0, own: 0 };
+  /** Drops not yet told in a summary line. */
+  private untold: DroppedLines = { relayed: 0, own: 0 };
 
   constructor(private readonly sink: LineSink) {}
 
-  push(line: string): void {
+  private backlog(): number {
+    return (this.sink.writableLength ?? 0) + this.pendingBytes;
+  }
+
+  push(line: string, relayed = false): void {
+    if (this.backlog() + line.length > (relayed ? RELAY_BACKLOG_BYTES : OWN_BACKLOG_BYTES)) {
+      const who = relayed ? 'relayed' : 'own';
+      this.dropped[who]++;
+      this.untold[who]++;
+      return;
+    }
     this.pending.push(line);
+    this.pendingBytes += line.length;
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flush);
@@ -70,14 +106,28 @@ class BatchedWriter {
 
   readonly flush = (): void => {
     this.scheduled = false;
+    // Once the consumer has caught up, one line says what was lost while it had not.
+    if ((this.untold.relayed > 0 || this.untold.own > 0) && this.backlog() < RELAY_BACKLOG_BYTES / 2) {
+      const { relayed, own } = this.untold;
+      this.untold = { relayed: 0, own: 0 };
+      this.pending.unshift(
+        `{"level":"warn","message":"log lines dropped: stdout was not keeping up","timestamp":"${new Date().toISOString()}","relayedLines":${relayed},"ownLines":${own}}\n`,
+      );
+    }
     if (this.pending.length === 0) return;
     const text = this.pending.length === 1 ? this.pending[0] : this.pending.join('');
     this.pending = [];
+    this.pendingBytes = 0;
     this.sink.write(text);
   };
 }
 
 let stdoutWriter: BatchedWriter | undefined;
+
+/** Lines the stdout logger has dropped since the process started (for `/metrics`). */
+export function droppedLogLines(): DroppedLines {
+  return { ...(stdoutWriter?.dropped ?? { relayed: 0, own: 0 }) };
+}
 
 function writerFor(sink: LineSink | undefined): BatchedWriter {
   if (sink) return new BatchedWriter(sink);
@@ -96,7 +146,7 @@ function writerFor(sink: LineSink | undefined): BatchedWriter {
 export function createLogger(level: string = 'info', silent = false, sink?: LineSink): Logger {
   const threshold = silent ? -1 : isLogLevel(level) ? RANK[level] : RANK.info;
   const writer = threshold < 0 ? undefined : writerFor(sink);
-  const make = (lvl: LogLevel) => {
+  const make = (lvl: LogLevel, relayed = false) => {
     if (!writer || RANK[lvl] > threshold) return noop;
     const head = `{"level":"${lvl}","message":`;
     return (message: string, fields?: LogFields): void => {
@@ -111,8 +161,14 @@ export function createLogger(level: string = 'info', silent = false, sink?: Line
         }
         if (rest.length > 2) line += `,${rest.slice(1, -1)}`;
       }
-      writer.push(`${line}}\n`);
+      writer.push(`${line}}\n`, relayed);
     };
+  };
+  const relays = {
+    error: make('error', true),
+    warn: make('warn', true),
+    info: make('info', true),
+    debug: make('debug', true),
   };
   return {
     error: make('error'),
@@ -120,6 +176,7 @@ export function createLogger(level: string = 'info', silent = false, sink?: Line
     info: make('info'),
     debug: make('debug'),
     enabled: (lvl) => RANK[lvl] <= threshold,
+    relay: (lvl, message, fields) => relays[lvl](message, fields),
   };
 }
 

@@ -1,4 +1,5 @@
 import * as prom from 'prom-client';
+import { droppedLogLines } from './logger';
 
 /**
  * The agent's Prometheus metrics, named after SageMaker's multi-model endpoint CloudWatch metrics (snake
@@ -253,6 +254,20 @@ export class AgentMetrics implements LifecycleMetrics {
       'Used fraction of GPU memory, per GPU (GPUMemoryUtilization)',
       ['gpu_uuid'],
     );
+    // Read at scrape time from the logger, which counts what it dropped while stdout was slow.
+    const told = { relayed: 0, own: 0 };
+    new prom.Counter<'source'>({
+      name: 'agent_log_lines_dropped_total',
+      help: "Log lines dropped because stdout was not keeping up (source: tritonserver's relayed lines, or the agent's own)",
+      labelNames: ['source'],
+      registers,
+      collect() {
+        const now = droppedLogLines();
+        this.inc({ source: 'tritonserver' }, now.relayed - told.relayed);
+        this.inc({ source: 'agent' }, now.own - told.own);
+        Object.assign(told, now);
+      },
+    });
     this.gpuUtilization = gauge(
       'sagemaker_gpu_utilization_ratio',
       'GPU utilization, per GPU (GPUUtilization)',

@@ -55,7 +55,10 @@ export function planCapacity(log: RequestLog, options: PlanOptions): CapacityPla
   const unknown = policies.filter((p) => !policyNames().includes(p));
   if (unknown.length > 0)
     throw new Error(`unknown eviction policy ${unknown.join(', ')} (known: ${policyNames().join(', ')})`);
+  for (const b of [...options.gpuBytes, options.headroomBytes, options.churnGuardMs ?? 0])
+    if (!(Number.isFinite(b) && b >= 0)) throw new RangeError(`not a size or duration: ${b}`);
   const n = log.requests.length;
+  if (n === 0) throw new Error('the log has no requests to replay');
   const hours = Math.max(1000, log.times[n - 1] - log.times[0]) / 3_600_000;
   const rows: PlanRow[] = [];
   for (const gpuBytes of options.gpuBytes) {

@@ -1,6 +1,17 @@
-export { readAccessLogs, type RequestLog } from './access-log-reader';
-export { formatByteSize, parseByteSize } from './byte-size';
+export {
+  LOG_LIMITS,
+  SKIP_REASONS,
+  describeSkipped,
+  plausibleTimeWindow,
+  readAccessLogs,
+  type ReadOptions,
+  type RequestLog,
+  type SkipReason,
+} from './access-log-reader';
+export { MAX_BYTE_SIZE, formatByteSize, parseByteSize, type ByteSizeOptions } from './byte-size';
 export { planCapacity, quantile, type CapacityPlan, type PlanOptions, type PlanRow } from './capacity-plan';
 export { renderChart, sparkline } from './chart';
-export { PLAN_USAGE, UsageError, formatPlan, runPlanCommand } from './plan-command';
+export { LineSplitter, MAX_LINE_BYTES } from './line-splitter';
+export { MAX_GPU_SIZES, PLAN_USAGE, UsageError, formatPlan, runPlanCommand } from './plan-command';
 export { replay, type ReplayModel, type ReplayOptions, type ReplayResult, type ReplayTrace } from './replay';
+export { shown } from './shown';

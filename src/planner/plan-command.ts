@@ -1,11 +1,13 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config';
-import { readAccessLogs } from './access-log-reader';
+import { loadConfig, type AgentConfig } from '../config';
+import { policyNames } from '../models/eviction';
+import { describeSkipped, readAccessLogs } from './access-log-reader';
 import { formatByteSize, parseByteSize } from './byte-size';
 import { planCapacity, type CapacityPlan } from './capacity-plan';
 import { renderChart, sparkline } from './chart';
+import { shown } from './shown';
 
 export const PLAN_USAGE = `usage: plan --log FILE [--log FILE.1 …] --gpu 24GiB,48GiB,80GiB [options]
 
@@ -13,13 +15,17 @@ Replays an access log (AGENT_ACCESS_LOG_FILE) through every eviction policy at e
 prints hit ratio, cold loads and cold-load seconds per hour, and the latency requests would have waited
 for loads (p50, p99); writes an SVG chart of cold-load seconds against GPU memory.
 
-  --log FILE          an access log file; repeat for rotated files (FILE.1, FILE.2, …)
-  --gpu SIZES         GPU memory sizes, comma-separated (GiB, GB, MiB, MB or bytes)
+  --log FILE          an access log file or pipe; repeat for rotated files (FILE.1, FILE.2, …)
+  --gpu SIZES         GPU memory sizes, comma-separated (TiB, GiB, GB, MiB, MB or bytes; at most 64)
   --headroom SIZE     GPU memory kept free for activations (default: AGENT_GPU_HEADROOM_BYTES or 1GiB)
   --policies LIST     policies to compare (default: all)
-  --chart FILE        where to write the SVG chart (default: capacity-plan.svg)`;
+  --chart FILE        where to write the SVG chart (default: capacity-plan.svg)
 
-/** A usage mistake: the command prints the message and the usage, and exits with status 2. */
+Lines that are not access log records (not JSON objects, missing fields, numbers that are not finite,
+negative or absurd, timestamps before 2000, ahead of now or far from the rest of the log, lines over
+1 MiB) are skipped and counted; the count is printed last.`;
+
+/** A usage mistake: the command line prints its one-line message and exits with status 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
 }
@@ -89,8 +95,35 @@ export function formatPlan(plan: CapacityPlan, defaultPolicy: string): string[] 
   return out;
 }
 
-/** `plan`: reads the log, replays it, prints the table and sparklines, writes the chart. Returns an exit status. */
-export async function runPlanCommand(argv: string[], print: (line: string) => void): Promise<number> {
+/** Most GPU sizes one plan compares (each is a replay per policy). */
+export const MAX_GPU_SIZES = 64;
+
+/** The agent settings the plan uses, from the environment; a bad one is one line naming it. */
+function agentSettings(): AgentConfig {
+  try {
+    return loadConfig({
+      TRITON_MODEL_REPOSITORY: '/models',
+      AGENT_GPU_HEADROOM_BYTES: process.env.AGENT_GPU_HEADROOM_BYTES,
+      AGENT_CHURN_GUARD_MS: process.env.AGENT_CHURN_GUARD_MS,
+      AGENT_EVICTION_POLICY: process.env.AGENT_EVICTION_POLICY,
+    });
+  } catch (err) {
+    const [head, ...problems] = (err as Error).message.split('\n').map((l) => l.replace(/^\s*-\s*/, ''));
+    throw new UsageError(problems.length > 0 ? `${head} ${problems.join('; ')}` : head);
+  }
+}
+
+interface PlanCommandOptions {
+  help: boolean;
+  logs: string[];
+  gpuBytes: number[];
+  headroomBytes: number | undefined;
+  policies: string[] | undefined;
+  chart?: string;
+}
+
+/** Each option parsed strictly: every mistake is a UsageError naming the option and its value. */
+function parseOptions(argv: string[]): PlanCommandOptions {
   let values;
   try {
     ({ values } = parseArgs({
@@ -109,45 +142,66 @@ export async function runPlanCommand(argv: string[], print: (line: string) => vo
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (values.help) {
+  if (values.help)
+    return { help: true, logs: [], gpuBytes: [], headroomBytes: undefined, policies: undefined };
+  const sized = (option: string, text: string, allowZero = false): number => {
+    try {
+      return parseByteSize(text, { allowZero });
+    } catch (err) {
+      throw new UsageError(`${option}: ${(err as Error).message}`);
+    }
+  };
+  const logs = values.log ?? [];
+  if (logs.length === 0) throw new UsageError('--log FILE is required');
+  for (const l of logs) if (l === '') throw new UsageError('--log names an empty file name');
+  const gpuList = list(values.gpu);
+  if (gpuList.length === 0) throw new UsageError('--gpu SIZES is required (e.g. --gpu 24GiB,48GiB,80GiB)');
+  if (gpuList.length > MAX_GPU_SIZES)
+    throw new UsageError(
+      `--gpu names ${gpuList.length} sizes; at most ${MAX_GPU_SIZES} can be compared at once`,
+    );
+  const gpuBytes = [...new Set(gpuList.map((g) => sized('--gpu', g)))].sort((a, b) => a - b);
+  const headroomBytes =
+    values.headroom === undefined ? undefined : sized('--headroom', values.headroom, true);
+  let policies: string[] | undefined;
+  if (values.policies !== undefined) {
+    policies = [...new Set(list(values.policies))];
+    if (policies.length === 0) throw new UsageError(`--policies ${shown(values.policies)} names no policy`);
+    const unknown = policies.filter((p) => !policyNames().includes(p));
+    if (unknown.length > 0)
+      throw new UsageError(
+        `--policies: unknown eviction policy ${unknown.map(shown).join(', ')} (known: ${policyNames().join(', ')})`,
+      );
+  }
+  if (values.chart === '') throw new UsageError('--chart names an empty file name');
+  return { help: false, logs, gpuBytes, headroomBytes, policies, chart: values.chart };
+}
+
+/** `plan`: reads the log, replays it, prints the table and sparklines, writes the chart. Returns an exit status. */
+export async function runPlanCommand(argv: string[], print: (line: string) => void): Promise<number> {
+  const options = parseOptions(argv);
+  if (options.help) {
     print(PLAN_USAGE);
     return 0;
   }
-  const logs = values.log ?? [];
-  if (logs.length === 0) throw new UsageError('--log FILE is required');
-  const gpuList = list(values.gpu);
-  if (gpuList.length === 0) throw new UsageError('--gpu SIZES is required (e.g. --gpu 24GiB,48GiB,80GiB)');
-  let gpuBytes: number[];
-  let headroomBytes: number | undefined;
-  try {
-    gpuBytes = [...new Set(gpuList.map((g) => parseByteSize(g)))].sort((a, b) => a - b);
-    headroomBytes = values.headroom === undefined ? undefined : parseByteSize(values.headroom, true);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
   // The agent's own defaults (and its environment's headroom and churn guard, when set).
-  const settings = loadConfig({
-    TRITON_MODEL_REPOSITORY: '/models',
-    AGENT_GPU_HEADROOM_BYTES: process.env.AGENT_GPU_HEADROOM_BYTES,
-    AGENT_CHURN_GUARD_MS: process.env.AGENT_CHURN_GUARD_MS,
-    AGENT_EVICTION_POLICY: process.env.AGENT_EVICTION_POLICY,
-  });
-  const policies = values.policies === undefined ? undefined : list(values.policies);
-  const chartFile = path.resolve(values.chart ?? 'capacity-plan.svg');
-  const log = await readAccessLogs(logs);
+  const settings = agentSettings();
+  const chartFile = path.resolve(options.chart ?? 'capacity-plan.svg');
+  const log = await readAccessLogs(options.logs);
   const plan = planCapacity(log, {
-    gpuBytes,
-    headroomBytes: headroomBytes ?? settings.gpuHeadroomBytes,
-    policies,
+    gpuBytes: options.gpuBytes,
+    headroomBytes: options.headroomBytes ?? settings.gpuHeadroomBytes,
+    policies: options.policies,
     churnGuardMs: settings.churnGuardMs,
   });
   for (const line of formatPlan(plan, settings.evictionPolicy)) print(line);
-  if (log.skippedLines > 0) print(`skipped ${log.skippedLines} lines that are not access log lines`);
   if (log.estimatedModels.length > 0)
     print(
       `estimated footprint or load time for ${log.estimatedModels.length} models the log gave no numbers for`,
     );
   await fsp.writeFile(chartFile, renderChart(plan.rows, { defaultPolicy: settings.evictionPolicy }));
   print(`chart: ${chartFile}`);
+  const skipped = describeSkipped(log);
+  if (skipped) print(skipped);
   return 0;
 }

@@ -1,11 +1,25 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
 import { AgentError, ErrorCode, messageOf } from '../errors';
+import {
+  carriesToken,
+  GROUP_TOKEN_ENV,
+  groupGone,
+  groupMembers,
+  killGroup,
+  listenPorts,
+  newGroupToken,
+  portHolder,
+  resolveExecutable,
+} from './process-group';
 
 /** The logging the supervisor needs: the four levels, nothing else. */
 export interface ManagedTritonLogger {
   error(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
+  /** tritonserver's own lines: dropped and counted, never buffered without bound, when stdout is slow. */
+  relay(level: 'error' | 'warn' | 'info', message: string, fields?: Record<string, unknown>): void;
   debug(message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -52,6 +66,16 @@ export interface ManagedTritonOptions {
    * that were resident. Its failure is logged, not fatal.
    */
   onRestarted?: () => Promise<void>;
+  /**
+   * Where the running tritonserver's process group and token are written, so the next agent kills what an
+   * agent that died by SIGKILL left behind (undefined: no pidfile).
+   */
+  pidFile?: string;
+  /**
+   * Start tritonserver through util-linux `setpriv --pdeathsig KILL` when it is installed, so the kernel
+   * kills it when the agent dies, however it dies (default true).
+   */
+  parentDeathSignal?: boolean;
 }
 
 /** What the agent must pass to tritonserver to use it. */
@@ -142,6 +166,21 @@ export function tritonServerArgs(input: TritonServerArgsInput): string[] {
       : []),
     ...(input.extra ?? []),
   ];
+}
+
+/** The pidfile's content, if it holds a group and token. */
+async function readPidFile(file: string): Promise<{ pgid: number; token: string } | undefined> {
+  // Bounded: a pidfile is a few bytes; anything else (a FIFO, a device, a huge file) is ignored.
+  const st = await fsp.lstat(file).catch(() => undefined);
+  if (!st?.isFile() || st.size > 4096) return undefined;
+  try {
+    const v = JSON.parse(await fsp.readFile(file, 'utf8')) as { pgid?: unknown; token?: unknown };
+    if (Number.isInteger(v.pgid) && (v.pgid as number) > 1 && typeof v.token === 'string')
+      return { pgid: v.pgid as number, token: v.token };
+  } catch {
+    // Unreadable or not ours: nothing to reap.
+  }
+  return undefined;
 }
 
 /** How a child ended. */
@@ -257,7 +296,13 @@ export class ManagedTriton {
   private cancelWait: (() => void) | undefined;
   /** Wakes the startup probe loop early (the gRPC-started line, an exit). */
   private wake: (() => void) | undefined;
-  private readonly killOnExit = () => this.signal('SIGKILL');
+  /** The process group of the last tritonserver started, until it is known to be empty. */
+  private group: number | undefined;
+  /** `setpriv --pdeathsig KILL --` when available (looked up once). */
+  private launcher: Promise<readonly string[]> | undefined;
+  private readonly killOnExit = () => {
+    if (this.group !== undefined) killGroup(this.group);
+  };
 
   constructor(private readonly options: ManagedTritonOptions) {}
 
@@ -308,6 +353,11 @@ export class ManagedTriton {
       this.options.logger.info('stopping tritonserver', { pid: r.pid, graceMs: this.options.stopGraceMs });
       await this.terminate(r);
     }
+    if (this.group !== undefined) {
+      killGroup(this.group);
+      if (await groupGone(this.group, KILL_WAIT_MS)) this.group = undefined;
+    }
+    await this.removePidFile();
     this.stateValue = 'stopped';
   }
 
@@ -315,7 +365,13 @@ export class ManagedTriton {
 
   /** One start: spawn, wait (bounded) for ServerReady, or kill what was spawned and throw. */
   private async launch(): Promise<void> {
-    const r = this.spawn();
+    await this.clearTheWay();
+    this.launcher ??= this.findLauncher();
+    const token = newGroupToken();
+    // A binary that is not there is spawned directly, so the failure names it (not the launcher).
+    const found = await resolveExecutable(this.options.bin, (this.options.env ?? process.env).PATH);
+    const r = this.spawn(found ? await this.launcher : [], token);
+    await this.writePidFile(r.pid, token);
     try {
       await this.waitReady(r);
     } catch (err) {
@@ -331,11 +387,12 @@ export class ManagedTriton {
     void r.exited.then((info) => this.onExit(r, info));
   }
 
-  private spawn(): Running {
+  private spawn(launcher: readonly string[], token: string): Running {
     const { bin, args, env } = this.options;
     this.lastLines.length = 0;
-    const child = spawn(bin, [...args], {
-      env: env ?? process.env,
+    const [command, ...rest] = [...launcher, bin, ...args];
+    const child = spawn(command, rest, {
+      env: { ...(env ?? process.env), [GROUP_TOKEN_ENV]: token },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: signals reach a wrapper script and the server it starts alike.
       detached: true,
@@ -385,10 +442,77 @@ export class ManagedTriton {
     });
     this.running = r;
     if (r.pid) {
+      this.group = r.pid;
       process.on('exit', this.killOnExit);
       this.options.logger.info('tritonserver started', { pid: r.pid, bin, args: [...args] });
     }
     return r;
+  }
+
+  /**
+   * Before a start: whatever is left of the previous tritonserver's process group (a wrapper's children
+   * outlive it) and of one an earlier agent started (its pidfile, checked against the token in each
+   * process's environment) is killed, and every port tritonserver will listen on must be free: a holder is
+   * reported by pid, never answered for by its readiness.
+   */
+  private async clearTheWay(): Promise<void> {
+    const { logger, pidFile } = this.options;
+    if (this.group !== undefined) {
+      killGroup(this.group);
+      if (await groupGone(this.group, KILL_WAIT_MS)) this.group = undefined;
+      else logger.error('processes of the previous tritonserver survive SIGKILL', { pgid: this.group });
+    }
+    const left = pidFile ? await readPidFile(pidFile) : undefined;
+    if (left) {
+      const members = await groupMembers(left.pgid);
+      const ours = (await Promise.all(members.map((pid) => carriesToken(pid, left.token)))).some(Boolean);
+      if (ours) {
+        logger.warn('killing tritonserver processes an earlier agent left running', {
+          pgid: left.pgid,
+          pids: members,
+        });
+        killGroup(left.pgid);
+        await groupGone(left.pgid, KILL_WAIT_MS);
+      }
+    }
+    for (const port of listenPorts(this.options.args)) {
+      const holder = await portHolder(port);
+      if (!holder) continue;
+      const who = holder.pid
+        ? `pid ${holder.pid}${holder.command ? ` (${holder.command})` : ''}`
+        : 'another process';
+      throw new AgentError(
+        ErrorCode.TritonUnavailable,
+        `port ${port}, where tritonserver must listen, is held by ${who}: stop it, or give Triton other ports (TRITON_GRPC_URL, TRITON_METRICS_URL)`,
+      );
+    }
+  }
+
+  /** `setpriv --pdeathsig KILL --` if util-linux's setpriv is installed and knows the option. */
+  private async findLauncher(): Promise<readonly string[]> {
+    if (this.options.parentDeathSignal === false) return [];
+    const setpriv = await resolveExecutable('setpriv', process.env.PATH);
+    if (!setpriv) return [];
+    const help = await new Promise<string>((resolve) => {
+      execFile(setpriv, ['--help'], { timeout: 2_000 }, (_err, stdout) => resolve(String(stdout ?? '')));
+    });
+    return help.includes('--pdeathsig') ? [setpriv, '--pdeathsig', 'KILL', '--'] : [];
+  }
+
+  private async writePidFile(pgid: number, token: string): Promise<void> {
+    const { pidFile, logger } = this.options;
+    if (!pidFile || !pgid) return;
+    const tmp = `${pidFile}.${process.pid}.tmp`;
+    await fsp
+      .writeFile(tmp, JSON.stringify({ pgid, token }) + '\n')
+      .then(() => fsp.rename(tmp, pidFile))
+      .catch((err: unknown) =>
+        logger.warn('could not write the tritonserver pidfile', { pidFile, error: messageOf(err) }),
+      );
+  }
+
+  private async removePidFile(): Promise<void> {
+    if (this.options.pidFile) await fsp.rm(this.options.pidFile, { force: true }).catch(() => undefined);
   }
 
   private logLine(line: string, stream: 'stdout' | 'stderr'): void {
@@ -396,10 +520,7 @@ export class ManagedTriton {
     if (this.lastLines.length > LAST_LINES) this.lastLines.shift();
     if (GRPC_STARTED.test(line)) this.wake?.();
     const fields = { source: 'tritonserver', stream };
-    const level = levelOf(line);
-    if (level === 'error') this.options.logger.error(line, fields);
-    else if (level === 'warn') this.options.logger.warn(line, fields);
-    else this.options.logger.info(line, fields);
+    this.options.logger.relay(levelOf(line), line, fields);
   }
 
   private async waitReady(r: Running): Promise<void> {
@@ -443,6 +564,8 @@ export class ManagedTriton {
   private onExit(r: Running, info: ExitInfo): void {
     if (this.running !== r) return;
     this.running = undefined;
+    // Whatever it started dies with it: a survivor would keep Triton's ports and answer for it.
+    killGroup(r.pid);
     if (this.stopping) return;
     const ranMs = (this.options.now ?? Date.now)() - this.readyAt;
     if (ranMs >= (this.options.stableAfterMs ?? 60_000)) this.failures = 0;

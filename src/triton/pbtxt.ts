@@ -466,6 +466,22 @@ export function intField(msg: PbMessage, name: string): number | undefined {
   return n;
 }
 
+/**
+ * The largest batch the config's `model_warmup` samples run (0: no warmup). Triton runs them on every
+ * instance before it serves (core backend_model_instance.cc `WarmUp`), so memory that grows at the first
+ * inference has grown by the time the load answers. A sample's `batch_size` 0 runs one request.
+ */
+export function warmupBatch(doc: PbMessage): number {
+  let largest = 0;
+  for (const w of fieldValues(doc, 'model_warmup')) {
+    if (w.kind !== 'message') continue;
+    const v = fieldValues(w, 'batch_size').at(-1);
+    const batch = v?.kind === 'number' ? (parseIntText(v.text) ?? 0) : 0;
+    largest = Math.max(largest, batch, 1);
+  }
+  return largest;
+}
+
 function intList(msg: PbMessage, name: string): number[] {
   return fieldValues(msg, name).map((v) => {
     const n = v.kind === 'number' ? parseIntText(v.text) : undefined;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -324,13 +325,122 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
       expect(dataOf(r)).toEqual([6]);
       expect(stack.emulator.counters(tritonNameFor('keep.tar.gz')).loads).toBe(1);
       expect(s3.getCount('resnet-mme-gpu/keep.tar.gz')).toBe(gets);
-      expect(agent.registry.ledger?.bytes('resident')).toBeGreaterThan(0);
+      // Charged as resident (its bytes are what was learned of it: a 1-byte model may be charged 0).
+      expect(agent.registry.ledger?.devicesOf('keep.tar.gz')).toBeDefined();
       // What it could not account for is unloaded; of the repository it removes only what it staged.
       expect(stack.emulator.loadedModels()).toEqual([tritonNameFor('keep.tar.gz')]);
       expect(await repositoryDirs(stack.repository)).toEqual([tritonNameFor('keep.tar.gz'), 'stray']);
     } finally {
       await agent.stop(100);
     }
+  });
+
+  describe('restart adoption verifies what it adopts', () => {
+    /** Loads `keep` (and `other`) through S3, stops the agent; Triton keeps both loaded. */
+    const servedThenStopped = async () => {
+      await start();
+      for (const k of ['keep', 'other']) {
+        await s3.put('models', `resnet-mme-gpu/${k}.tar.gz`, await identityTar(k));
+        expect((await request(stack.url, 'POST', `/models/${k}.tar.gz/invoke`, int32(1))).status).toBe(200);
+      }
+      await stack.agent.stop(100);
+      return { keep: tritonNameFor('keep.tar.gz'), other: tritonNameFor('other.tar.gz') };
+    };
+    const restart = async () => {
+      const { Agent } = await import('../../src/agent');
+      const agent = new Agent(stack.agent.config, stack.agent.logger);
+      await agent.start();
+      return agent;
+    };
+    const listed = async (url: string) =>
+      ((await request(url, 'GET', '/models')).json().models as { modelName: string; modelUrl: string }[]).map(
+        (m) => [m.modelName, m.modelUrl],
+      );
+    const marker = (tritonName: string) =>
+      path.join(stack.repository, tritonName, '.staged-by-mme-agent.json');
+
+    test('an S3 object replaced while the agent was down: not adopted, still listed, its new version loaded on first use', async () => {
+      const { keep, other } = await servedThenStopped();
+      await s3.put('models', 'resnet-mme-gpu/keep.tar.gz', await identityTar('keep', 'version two'));
+      const gets = s3.getCount('resnet-mme-gpu/keep.tar.gz');
+      const agent = await restart();
+      try {
+        // Nothing was downloaded before the agent answered: the new version loads on first use.
+        expect(s3.getCount('resnet-mme-gpu/keep.tar.gz')).toBe(gets);
+        expect(await listed(agent.url)).toEqual([
+          ['keep.tar.gz', 's3://models/resnet-mme-gpu/keep.tar.gz'],
+          ['other.tar.gz', 's3://models/resnet-mme-gpu/other.tar.gz'],
+        ]);
+        expect(stack.emulator.loadedModels()).toEqual([other]);
+        const r = await request(agent.url, 'POST', '/models/keep.tar.gz/invoke', int32(4));
+        expect(r.status).toBe(200);
+        expect(dataOf(r)).toEqual([4]);
+        expect(s3.getCount('resnet-mme-gpu/keep.tar.gz')).toBe(gets + 1);
+        expect(stack.emulator.counters(keep).loads).toBe(2);
+        // Its staged files point at the new version's cache entry, which exists.
+        const link = await fs.readlink(path.join(stack.repository, keep, '1'));
+        expect((await fs.stat(link)).isDirectory()).toBe(true);
+      } finally {
+        await agent.stop(100);
+      }
+    });
+
+    test('the disk cache lost an artifact: /ping is ready at once and the artifact downloads on first use', async () => {
+      const { other } = await servedThenStopped();
+      await fs.rm(path.join(stack.repository, '.cache', 'entries'), { recursive: true });
+      const gets = s3.getCount('resnet-mme-gpu/keep.tar.gz');
+      const agent = await restart();
+      try {
+        expect((await request(agent.url, 'GET', '/ping')).status).toBe(200);
+        expect(s3.getCount('resnet-mme-gpu/keep.tar.gz')).toBe(gets);
+        expect((await listed(agent.url)).map(([n]) => n)).toEqual(['keep.tar.gz', 'other.tar.gz']);
+        expect((await request(agent.url, 'POST', '/models/keep.tar.gz/invoke', int32(2))).status).toBe(200);
+        expect(s3.getCount('resnet-mme-gpu/keep.tar.gz')).toBe(gets + 1);
+        expect(stack.emulator.loadedModels()).toContain(tritonNameFor('keep.tar.gz'));
+        expect(stack.emulator.loadedModels()).not.toContain(other);
+      } finally {
+        await agent.stop(100);
+      }
+    });
+
+    test('an edited marker url is not believed: the model is not adopted and not listed under it', async () => {
+      const { keep } = await servedThenStopped();
+      const m = JSON.parse(await fs.readFile(marker(keep), 'utf8')) as Record<string, string>;
+      await fs.writeFile(
+        marker(keep),
+        JSON.stringify({ ...m, url: 's3://models/resnet-mme-gpu/other.tar.gz' }),
+      );
+      const agent = await restart();
+      try {
+        const names = await listed(agent.url);
+        expect(names).toEqual([['other.tar.gz', 's3://models/resnet-mme-gpu/other.tar.gz']]);
+        expect(stack.emulator.loadedModels()).not.toContain(keep);
+        expect(await repositoryDirs(stack.repository)).toEqual([tritonNameFor('other.tar.gz')]);
+      } finally {
+        await agent.stop(100);
+      }
+    });
+
+    test('a staged file replaced by a link to /etc/passwd, a FIFO as a marker or config: nothing read, not adopted', async () => {
+      const { keep, other } = await servedThenStopped();
+      // keep's version directory now links elsewhere; other's config is a FIFO (reading it would hang).
+      await fs.rm(path.join(stack.repository, keep, '1'));
+      await fs.symlink('/etc/passwd', path.join(stack.repository, keep, '1'));
+      await fs.rm(path.join(stack.repository, other, 'config.pbtxt'));
+      execFileSync('mkfifo', [path.join(stack.repository, other, 'config.pbtxt')]);
+      const agent = await restart();
+      try {
+        expect((await request(agent.url, 'GET', '/ping')).status).toBe(200);
+        expect(stack.emulator.loadedModels()).toEqual([]);
+        // Both are still the caller's models: listed, and restaged from their sources on first use.
+        expect((await listed(agent.url)).map(([n]) => n)).toEqual(['keep.tar.gz', 'other.tar.gz']);
+        const r = await request(agent.url, 'POST', '/models/keep.tar.gz/invoke', int32(8));
+        expect(dataOf(r)).toEqual([8]);
+        expect(await fs.readlink(path.join(stack.repository, keep, '1'))).not.toBe('/etc/passwd');
+      } finally {
+        await agent.stop(100);
+      }
+    });
   });
 
   test('an archive that unpacks to more than the whole disk cache stops there: refused, remembered, nothing kept', async () => {

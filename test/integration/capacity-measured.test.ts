@@ -84,6 +84,29 @@ describe('capacity measured, not guessed', () => {
     expect(failures).toBeGreaterThan(0);
   });
 
+  test('a model_warmup grows the model inside its load: requests never run out of memory, loads that do are retried', async () => {
+    // As above, but each config warms up: Triton runs the sample on every instance before the load answers.
+    const s = await start({}, { gpuMemoryBytes: 50 * MiB });
+    const grows =
+      `parameters { key: "emulator_growth_bytes" value { string_value: "${6 * MiB}" } }\n` +
+      `parameters { key: "gpu_memory_bytes" value { string_value: "${10 * MiB}" } }\n` +
+      'model_warmup [{ name: "one" batch_size: 0 inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [1] zero_data: true } } }]';
+    for (const m of ['m0', 'm1', 'm2', 'm3'])
+      expect((await add(s, m, torchModel(m, 10, grows))).status).toBe(200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++)
+      statuses.push((await request(s.url, 'POST', `/models/m${i % 4}/invoke`, int32(i))).status);
+    expect(statuses).toEqual(new Array(20).fill(200));
+    expect(s.emulator.gpu.peakBytes()).toBeLessThanOrEqual(50 * MiB);
+    const failures = ['m0', 'm1', 'm2', 'm3'].reduce(
+      (sum, m) => sum + s.emulator.counters(tritonNameFor(m)).inferFailures,
+      0,
+    );
+    expect(failures).toBe(0);
+    // What the agent charges each has grown with it: three fit as grown (with the GPU's own 2.1 MiB).
+    expect(s.emulator.loadedModels().length).toBeLessThanOrEqual(3);
+  });
+
   test('loads issued before the first GPU sample wait for it: the GPU’s own memory is known when they are admitted', async () => {
     const s = await start({}, { gpuMemoryBytes: 100 * MiB });
     const release = s.emulator.holdMetrics();

@@ -138,7 +138,25 @@ describe('SageMaker MME control routes', () => {
         400,
         /model artifact not found: \/nonexistent\/model/,
       ],
-      ['control characters', JSON.stringify({ model_name: 'a\nb', url: '/x' }), 400, /control characters/],
+      [
+        'control characters',
+        JSON.stringify({ model_name: 'a\nb', url: '/x' }),
+        400,
+        /control character \(U\+000A\)/,
+      ],
+      [
+        'a C1 control (NEL)',
+        JSON.stringify({ model_name: 'a\u0085b', url: '/x' }),
+        400,
+        /control character \(U\+0085\) at position 1/,
+      ],
+      [
+        'a bidi override',
+        JSON.stringify({ model_name: 'invoice\u202Egpj.exe', url: '/x' }),
+        400,
+        /bidirectional formatting character \(U\+202E\) at position 7/,
+      ],
+      ['a bidi isolate', JSON.stringify({ model_name: 'x\u2066y', url: '/x' }), 400, /U\+2066/],
     ])('400 for %s', async (_label, body, status, message) => {
       const r = await request(stack.url, 'POST', '/models', body, { 'content-type': 'application/json' });
       expect(r.status).toBe(status);
@@ -318,6 +336,19 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
       });
       expect((await request(stack.url, 'GET', '/models?max_results=0')).status).toBe(400);
       expect((await request(stack.url, 'GET', '/models?next_page_token=garbage')).status).toBe(400);
+    });
+
+    test.each([
+      ['max_results[]=2'],
+      ['max_results=2&max_results=3'],
+      ['max_results[a]=2'],
+      ['next_page_token[]=x'],
+    ])('400 for an array-style query parameter: %s', async (q) => {
+      const r = await request(stack.url, 'GET', `/models?${q}`);
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(
+        /query parameter '(max_results|next_page_token)' must be given once, as a plain value/,
+      );
     });
 
     test('GET and DELETE of an unknown model are 404', async () => {

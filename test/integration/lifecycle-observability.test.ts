@@ -5,6 +5,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { tritonNameFor } from '../../src/artifacts';
 import { planCapacity, readAccessLogs } from '../../src/planner';
 import { identityConfig } from '../support/model-repo';
 import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
@@ -115,6 +116,72 @@ describe('lifecycle metrics and the access log', () => {
 });
 
 describe('the access log under concurrent cold requests', () => {
+  test('one access-log line per invocation whatever its outcome: requests that gave up waiting for a load, unknown models', async () => {
+    const dir = await fs.mkdtemp(path.join(process.env.TMPDIR ?? '/tmp', 'access-log-'));
+    const logFile = path.join(dir, 'access.log');
+    const stack = await startStack({
+      env: { AGENT_EVICTION_POLICY: 'lru', AGENT_ACCESS_LOG_FILE: logFile, AGENT_COLD_LOAD_WAIT_MS: '500' },
+      emulator: { gpuMemoryBytes: 100 * MiB },
+    });
+    try {
+      const addSized = async (name: string, mib: number) => {
+        const bytes = `value { string_value: "${mib * MiB}" }`;
+        const spec = {
+          config: identityConfig(
+            name,
+            [{ type: 'TYPE_INT32', dims: [1] }],
+            0,
+            `parameters { key: "emulator_gpu_bytes" ${bytes} }\n` +
+              `parameters { key: "gpu_memory_bytes" ${bytes} }\n` +
+              'parameters { key: "emulator_load_ms" value { string_value: "200" } }',
+          ),
+          versions: { '1': { 'model.py': 100 } },
+        };
+        const url = await sagemakerArtifact(stack.models, `h-${name}`, name, spec);
+        expect((await request(stack.url, 'POST', '/models', { model_name: name, url })).status).toBe(200);
+      };
+      // f is evicted by g and h (LRU); then three requests wait for its load.
+      await addSized('f', 30);
+      await addSized('g', 40);
+      await addSized('h', 40);
+      expect(stack.emulator.loadedModels()).not.toContain(tritonNameFor('f'));
+      // Its load hangs: the three give up after the cold-load wait (a retryable 503 each).
+      const release = stack.emulator.hangNextLoad(tritonNameFor('f'));
+      const body = { inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [1] }] };
+      const waited = await Promise.all(
+        [1, 2, 3].map(() => request(stack.url, 'POST', '/models/f/invoke', body)),
+      );
+      expect(waited.map((r) => r.status)).toEqual([503, 503, 503]);
+      release();
+      const unknown = await Promise.all(
+        [1, 2].map(() => request(stack.url, 'POST', '/models/nobody/invoke', body)),
+      );
+      expect(unknown.map((r) => r.status)).toEqual([404, 404]);
+      const ok = await Promise.all([1, 2].map(() => request(stack.url, 'POST', '/models/f/invoke', body)));
+      expect(ok.map((r) => r.status)).toEqual([200, 200]);
+      await stack.agent.stop(1000);
+      const invokes = (await fs.readFile(logFile, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type: string; model: string; outcome?: string; error?: string })
+        .filter((l) => l.type === 'invoke');
+      // Seven requests, seven lines: three that gave up waiting, two for an unknown model, two answers.
+      expect(invokes).toHaveLength(7);
+      expect(invokes.filter((l) => l.model === 'f' && l.error).map((l) => l.outcome)).toEqual([
+        'cold',
+        'cold',
+        'cold',
+      ]);
+      expect(invokes.filter((l) => l.model === 'nobody').map((l) => l.error)).toEqual([
+        'MODEL_NOT_FOUND',
+        'MODEL_NOT_FOUND',
+      ]);
+    } finally {
+      await stack.stop();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('requests that wait for the same load share its evictions: only the first names them', async () => {
     const dir = await fs.mkdtemp(path.join(process.env.TMPDIR ?? '/tmp', 'access-log-'));
     const logFile = path.join(dir, 'access.log');

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { identityConfig, tempDir } from '../support/model-repo';
 import { request, sagemakerArtifact } from '../support/agent-harness';
@@ -202,6 +203,96 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     expect(failed?.level).toBe('error');
     expect(String(failed?.error)).toContain('tritonserver exited with code 1 before it was ready');
     expect(String(failed?.error)).toContain("unrecognized option '--no-such-flag'");
+  });
+
+  /**
+   * A wrapper-style TRITON_SERVER_BIN: a shell script that starts tritonserver (the stand-in) as its child
+   * and waits, writing the server's pid to `<root>/server.pid`.
+   */
+  const wrapper = async () => {
+    const bin = path.join(root.dir, 'triton-wrapper.sh');
+    const pidFile = path.join(root.dir, 'server.pid');
+    await fs.writeFile(bin, `#!/bin/sh\ntritonserver "$@" &\necho $! > '${pidFile}'\nwait\n`, {
+      mode: 0o755,
+    });
+    const serverPid = async () => Number((await fs.readFile(pidFile, 'utf8')).trim());
+    return { bin, serverPid };
+  };
+  const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000) => {
+    const end = Date.now() + ms;
+    while (!(await cond())) {
+      if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  test('a wrapper dies and its tritonserver survives: the survivor is killed before the restart, /ping settles at 200', async () => {
+    const w = await wrapper();
+    agent = startAgentProcess(await env({ TRITON_SERVER_BIN: w.bin, TRITON_RESTART_BACKOFF_MS: '50' }));
+    const base = await agent.url();
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    const first = (await agent.waitForLog((e) => e.message === 'tritonserver started')).pid as number;
+    const survivor = await w.serverPid();
+    expect(processAlive(survivor)).toBe(true);
+    // The wrapper dies; the server it started keeps Triton's ports and would answer for it.
+    process.kill(first, 'SIGKILL');
+    await agent.waitForLog((e) => e.message === 'tritonserver restarted', 'the restart');
+    expect(processAlive(survivor)).toBe(false);
+    const second = await w.serverPid();
+    expect(second).not.toBe(survivor);
+    // Ready again, and it stays so: no flapping between a survivor's answers and failed restarts.
+    const pings: number[] = [];
+    for (let i = 0; i < 20; i++) pings.push((await request(base, 'GET', '/ping')).status);
+    expect(pings).toEqual(new Array(20).fill(200));
+    expect(agent.logs.filter((e) => e.message === 'tritonserver restart failed')).toEqual([]);
+  });
+
+  test('kill -9 of the agent: its tritonserver dies with it, and what a wrapper left is reaped by the next agent', async () => {
+    // Started directly, tritonserver gets the kernel's parent-death signal: it dies with the agent.
+    agent = startAgentProcess(await env());
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    const direct = (await agent.waitForLog((e) => e.message === 'tritonserver started')).pid as number;
+    agent.child.kill('SIGKILL');
+    await agent.exited;
+    await until('tritonserver gone with its agent', () => !processAlive(direct));
+
+    // Behind a wrapper, the server is a grandchild the signal does not reach: the next agent finds it by
+    // the pidfile in the cache directory, checks its token, and kills its group before starting its own.
+    const w = await wrapper();
+    const shared = await env({ TRITON_SERVER_BIN: w.bin });
+    agent = startAgentProcess(shared);
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    const orphan = await w.serverPid();
+    agent.child.kill('SIGKILL');
+    await agent.exited;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(processAlive(orphan)).toBe(true);
+    agent = startAgentProcess(shared);
+    const base = await agent.url();
+    await agent.waitForLog((e) => e.message === 'agent ready', 'ready beside the orphan');
+    expect(processAlive(orphan)).toBe(false);
+    expect(
+      agent.logs.some((e) => e.message === 'killing tritonserver processes an earlier agent left running'),
+    ).toBe(true);
+    expect((await request(base, 'GET', '/ping')).status).toBe(200);
+  });
+
+  test('a port tritonserver needs is held at start: the agent exits 1 naming the holder’s pid', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    try {
+      agent = startAgentProcess(await env({ TRITON_GRPC_URL: `127.0.0.1:${port}` }));
+      const { code } = await agent.exited;
+      expect(code).toBe(1);
+      const failed = agent.logs.find((e) => e.message === 'agent failed to start');
+      expect(String(failed?.error)).toContain(
+        `port ${port}, where tritonserver must listen, is held by pid ${process.pid}`,
+      );
+      expect(agent.logs.filter((e) => e.message === 'tritonserver started')).toEqual([]);
+    } finally {
+      await new Promise((r) => holder.close(r));
+    }
   });
 
   test('a tritonserver binary that does not exist: the agent exits 1 naming it', async () => {

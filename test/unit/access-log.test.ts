@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
@@ -103,6 +104,76 @@ describe('AccessLog', () => {
     // Each rotation starts a new file; files before the kept three were deleted.
     expect(rotations).toBeGreaterThanOrEqual(Math.ceil((total * 60) / maxBytes) - 1);
     expect(kept.length).toBeLessThan(total);
+  });
+
+  test('a new file that cannot be created: no rotated file is shifted or deleted, lines go on in FILE', async () => {
+    const file = path.join(dir, 'access.log');
+    await fsp.writeFile(`${file}.1`, 'older\n');
+    await fsp.writeFile(`${file}.2`, 'oldest\n');
+    // Something in the way of the new file (a directory where it is made).
+    await fsp.mkdir(`${file}.next`);
+    await fsp.writeFile(path.join(`${file}.next`, 'x'), '');
+    const errors: string[] = [];
+    const log = await AccessLog.open({
+      file,
+      maxBytes: 300,
+      maxFiles: 2,
+      onError: (e) => errors.push(e.message),
+    });
+    for (let i = 0; i < 20; i++) {
+      log.invoke({ model: `model-${i}`, hit: true, time: 1e12 + i });
+      await log.flush();
+    }
+    await log.close();
+    expect(await fsp.readFile(`${file}.1`, 'utf8')).toBe('older\n');
+    expect(await fsp.readFile(`${file}.2`, 'utf8')).toBe('oldest\n');
+    expect((await readLines(file)).length).toBe(20);
+    expect(log.stats().dropped).toBe(0);
+    // Every batch tried to rotate and failed; the failure was told once (rate-limited), not twenty times.
+    expect(errors).toHaveLength(1);
+  });
+
+  test('failures are told at most once per 10 s, with the count of those in between', async () => {
+    const file = path.join(dir, 'access.log');
+    await fsp.mkdir(`${file}.next`);
+    await fsp.writeFile(path.join(`${file}.next`, 'x'), '');
+    let now = 0;
+    const errors: string[] = [];
+    const log = await AccessLog.open({
+      file,
+      maxBytes: 100,
+      maxFiles: 1,
+      now: () => now,
+      onError: (e) => errors.push(e.message),
+    });
+    for (let i = 0; i < 30; i++) {
+      now += 1_000;
+      log.invoke({ model: `model-${i}`, hit: true });
+      await log.flush();
+    }
+    await log.close();
+    // 30 failures over 30 s: told at 1 s, 11 s, 21 s; the later reports count what was held back.
+    expect(errors).toHaveLength(3);
+    expect(errors[1]).toMatch(/and 9 more failures since the last report/);
+  });
+
+  test('a path on a pseudo filesystem, a FIFO or a link: refused at once with a clear error', async () => {
+    await expect(
+      AccessLog.open({ file: '/proc/self/access.log', maxBytes: 1000, maxFiles: 1 }),
+    ).rejects.toThrow(/on a pseudo filesystem/);
+    await expect(
+      AccessLog.open({ file: '/proc/nonexistent/deeper/access.log', maxBytes: 1000, maxFiles: 1 }),
+    ).rejects.toThrow(/on a pseudo filesystem/);
+    const fifo = path.join(dir, 'fifo.log');
+    execFileSync('mkfifo', [fifo]);
+    await expect(AccessLog.open({ file: fifo, maxBytes: 1000, maxFiles: 1 })).rejects.toThrow();
+    const link = path.join(dir, 'link.log');
+    await fsp.symlink('/dev/null', link);
+    await expect(AccessLog.open({ file: link, maxBytes: 1000, maxFiles: 1 })).rejects.toThrow();
+    // Only its own folder is made, not a chain of them.
+    await expect(
+      AccessLog.open({ file: path.join(dir, 'a', 'b', 'access.log'), maxBytes: 1000, maxFiles: 1 }),
+    ).rejects.toThrow(/ENOENT/);
   });
 
   test('a full queue drops and counts lines instead of growing', async () => {

@@ -75,3 +75,91 @@ describe('createLogger', () => {
     expect(c.lines().map((l) => l.message)).toEqual(['kept']);
   });
 });
+
+describe('a slow stdout', () => {
+  test('relayed lines are dropped and counted past 1 MiB waiting, the agent’s own past 16 MiB; one summary once it drains', async () => {
+    const writes: string[] = [];
+    const sink = { writableLength: 0, write: (s: string) => writes.push(s) };
+    const log = createLogger('info', false, sink);
+    // The consumer has 2 MiB it has not taken yet.
+    sink.writableLength = 2 * 1024 * 1024;
+    for (let i = 0; i < 100; i++) log.relay('info', `triton line ${i}`);
+    log.info('the agent’s own line');
+    await nextTurn();
+    const text = () => writes.join('');
+    expect(text()).not.toContain('triton line');
+    expect(text()).toContain('the agent’s own line');
+    // Far behind: the agent's own lines stop too.
+    sink.writableLength = 17 * 1024 * 1024;
+    log.error('lost as well');
+    await nextTurn();
+    expect(text()).not.toContain('lost as well');
+    // Caught up: one line says what was lost, then lines flow again.
+    sink.writableLength = 0;
+    log.relay('warn', 'triton is heard again');
+    await nextTurn();
+    const lines = text()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = lines.filter((l) => l.message === 'log lines dropped: stdout was not keeping up');
+    expect(summary).toEqual([expect.objectContaining({ relayedLines: 100, ownLines: 1 })]);
+    expect(lines.at(-1)?.message).toBe('triton is heard again');
+  });
+
+  test('through a real process: a tritonserver flooding its output while stdout is not read keeps the agent’s memory bounded', async () => {
+    // A child runs the supervisor over a flooding tritonserver stand-in and writes to a pipe nobody reads
+    // for three seconds; it reports its stdout backlog and heap on stderr.
+    const script = `
+      const { ManagedTriton } = require('./src/triton/managed-triton');
+      const { createLogger, droppedLogLines } = require('./src/observability');
+      const flood = "const l='I1207 10:00:00.000 1 server.cc:1] ' + 'x'.repeat(300) + '\\\\n'; setInterval(() => { for (let i = 0; i < 2000; i++) process.stdout.write(l); }, 1);";
+      const t = new ManagedTriton({
+        bin: process.execPath, args: ['-e', flood], probe: async () => false,
+        logger: createLogger('info'), startupTimeoutMs: 60000, stopGraceMs: 100,
+        restartBackoffMs: 10, maxRestartBackoffMs: 10, parentDeathSignal: false,
+      });
+      t.start().catch(() => undefined);
+      setTimeout(async () => {
+        const d = droppedLogLines();
+        process.stderr.write(JSON.stringify({ backlog: process.stdout.writableLength, heap: process.memoryUsage().heapUsed, dropped: d.relayed }) + '\\n');
+        await t.stop();
+        process.exit(0);
+      }, 3000);
+    `;
+    const { spawn } = await import('node:child_process');
+    const path = await import('node:path');
+    const root = path.join(__dirname, '..', '..');
+    const child = spawn(
+      process.execPath,
+      ['--import', path.join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs'), '-e', script],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    // stdout is not read until the child has reported.
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setInterval(() => {
+        if (err.includes('"backlog"')) {
+          clearInterval(timer);
+          child.stdout.resume();
+        }
+      }, 50);
+      child.on('exit', (c) => {
+        clearInterval(timer);
+        resolve(c);
+      });
+    });
+    expect(code).toBe(0);
+    const report = JSON.parse(err.split('\n').find((l) => l.includes('"backlog"')) ?? '{}') as {
+      backlog: number;
+      heap: number;
+      dropped: number;
+    };
+    expect(report.dropped).toBeGreaterThan(1000);
+    // What waits for stdout stays near the 1 MiB bound for relayed lines (not hundreds of MiB).
+    expect(report.backlog).toBeLessThan(2 * 1024 * 1024);
+    expect(report.heap).toBeLessThan(200 * 1024 * 1024);
+  }, 20_000);
+});

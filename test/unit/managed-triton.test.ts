@@ -150,6 +150,8 @@ describe('ManagedTriton', () => {
     info: (message: string, fields?: Record<string, unknown>) =>
       logs.push({ level: 'info', message, fields }),
     debug: () => undefined,
+    relay: (level: string, message: string, fields?: Record<string, unknown>) =>
+      logs.push({ level, message, fields }),
   };
 
   beforeEach(async () => {

@@ -704,6 +704,8 @@ export class ModelLifecycle {
       const made = this.createInstance(name, cfg, vr, slot, perInstance);
       if ('reason' in made) return failWith(made.reason, slot);
       created.push(made);
+      const warmup = this.warmUp(cfg, made);
+      if (warmup) return failWith(warmup, slot);
       if (!parallel && cfg.loadMs > 0 && slot.device !== undefined) await sleep(cfg.loadMs);
       if (gen !== this.generation) return { created };
     }
@@ -1206,6 +1208,26 @@ export class ModelLifecycle {
       instance.grownBytes = target;
     }
     instance.peakBatch = batch;
+  }
+
+  /**
+   * Runs the config's `model_warmup` samples on a new instance, as core does before the instance serves
+   * (backend_model_instance.cc `WarmUp`): each sample's batch grows the instance like a request would, and
+   * a failing sample fails the load with `failed to run warmup sample '<name>': <error>; `.
+   */
+  private warmUp(cfg: LoadedConfig, instance: Instance): string | undefined {
+    const samples = cfg.json.model_warmup;
+    if (!Array.isArray(samples)) return undefined;
+    for (const sample of samples) {
+      if (typeof sample !== 'object' || sample === null || Array.isArray(sample)) continue;
+      const batch = Math.max(1, Number(sample.batch_size ?? 0) || 0);
+      try {
+        this.grow(cfg, instance, batch);
+      } catch (e) {
+        return `failed to run warmup sample '${String(sample.name ?? '')}': ${(e as Error).message}; `;
+      }
+    }
+    return undefined;
   }
 
   leave(vr: VersionRecord): void {
