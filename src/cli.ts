@@ -11,6 +11,29 @@ export interface Command {
 }
 
 export const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary:
+      "run the agent: SageMaker's routes on SAGEMAKER_BIND_TO_PORT (8080), settings from the environment (docs/settings.md)",
+    run: async (argv, print) => {
+      if (argv.includes('--help') || argv.includes('-h')) {
+        print(
+          [
+            'usage: triton-sagemaker-mme-agent serve',
+            '',
+            'Starts the agent in the foreground; SIGTERM or SIGINT drains and stops it. Every setting is an',
+            'environment variable (TRITON_MODEL_REPOSITORY, TRITON_GRPC_URL, MODEL_DATA_URL, TRITON_MANAGED, ...),',
+            'listed with its default and meaning in docs/settings.md.',
+          ].join('\n'),
+        );
+        return 0;
+      }
+      if (argv.length > 0)
+        throw Object.assign(new Error(`unexpected argument '${argv[0]}'`), { name: 'UsageError' });
+      await (await import('./main')).runServer();
+      // The server runs until a signal stops it (and exits the process).
+      return new Promise<number>(() => undefined);
+    },
+  },
   plan: {
     summary: 'how much GPU memory does my traffic need? replay an access log through every policy',
     run: async (argv, print) => (await import('./planner')).runPlanCommand(argv, print),

@@ -11,7 +11,7 @@ const SHUTDOWN_MARGIN_MS = 3_000;
  * SIGTERM or SIGINT and exit 0 (SageMaker sends SIGKILL 30 s after SIGTERM). A start that fails — a bad
  * setting, a tritonserver that exits or never gets ready — is logged with its reason and exits 1.
  */
-async function main(): Promise<void> {
+export async function runServer(): Promise<void> {
   let config: AgentConfig;
   try {
     config = loadConfig();
@@ -60,7 +60,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  runServer().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

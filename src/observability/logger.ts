@@ -1,10 +1,12 @@
+import winston from 'winston';
+import TransportStream from 'winston-transport';
 /**
  * Structured JSON logs, one line per event, on stdout (SageMaker ships stdout to CloudWatch).
  *
- * Why not winston: bench/overhead measured a winston `info` line per request costing more than the rest
- * of the agent's own work on an invocation. This logger does its work at construction time (a disabled
- * level is a no-op function, as pino does), builds each line with one `JSON.stringify`, and hands the lines
- * of one event-loop turn to the sink in a single write.
+ * On winston (the design card's logger; a line costs a few microseconds, under half a percent of a busy
+ * agent's CPU in bench/overhead's profile). A disabled level is a no-op function that never reaches
+ * winston; each line is built with one `JSON.stringify`; the lines of one event-loop turn reach the sink in
+ * a single write, and what waits for a slow sink is bounded (relayed lines first).
  */
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -139,29 +141,71 @@ function writerFor(sink: LineSink | undefined): BatchedWriter {
   return stdoutWriter;
 }
 
+/** winston's key for the finished line (triple-beam's MESSAGE), and ours for a relayed line. */
+const LINE = Symbol.for('message');
+const RELAYED = Symbol('relayed');
+
+type Entry = winston.Logform.TransformableInfo & { [LINE]?: string; [RELAYED]?: boolean };
+
 /**
- * A JSON-lines logger: `{"level","message","timestamp",...fields}`. Lines below `level` cost one call of an
- * empty function. `sink` defaults to stdout.
+ * The one line format: `{"level","message","timestamp",...fields}`, built with one JSON.stringify of the
+ * fields. A circular or BigInt field must not turn a log call into a failure of the caller.
+ */
+const jsonLine = winston.format((info: Entry) => {
+  const { level, message, timestamp, ...fields } = info;
+  let line = `{"level":"${level}","message":${JSON.stringify(message)},"timestamp":"${String(timestamp)}"`;
+  let rest: string;
+  try {
+    rest = JSON.stringify(fields);
+  } catch (err) {
+    rest = JSON.stringify({ logFieldsError: (err as Error).message });
+  }
+  if (rest.length > 2) line += `,${rest.slice(1, -1)}`;
+  info[LINE] = `${line}}\n`;
+  return info;
+});
+
+/** Hands winston's finished lines to the bounded, batched writer (relayed lines are the first to go). */
+class BoundedLineTransport extends TransportStream {
+  constructor(private readonly writer: BatchedWriter) {
+    super();
+  }
+
+  override log(info: Entry, next: () => void): void {
+    const line = info[LINE];
+    if (line !== undefined) this.writer.push(line, info[RELAYED] === true);
+    next();
+  }
+}
+
+/**
+ * A JSON-lines logger on winston: `{"level","message","timestamp",...fields}`. Lines below `level` cost
+ * one call of an empty function (winston is not reached). `sink` defaults to stdout, through a writer
+ * that batches one event-loop turn into one write and bounds what waits for a slow consumer.
  */
 export function createLogger(level: string = 'info', silent = false, sink?: LineSink): Logger {
   const threshold = silent ? -1 : isLogLevel(level) ? RANK[level] : RANK.info;
   const writer = threshold < 0 ? undefined : writerFor(sink);
+  const w = writer
+    ? winston.createLogger({
+        levels: RANK,
+        level: isLogLevel(level) ? level : 'info',
+        format: jsonLine(),
+        transports: [new BoundedLineTransport(writer)],
+        exitOnError: false,
+      })
+    : undefined;
   const make = (lvl: LogLevel, relayed = false) => {
-    if (!writer || RANK[lvl] > threshold) return noop;
-    const head = `{"level":"${lvl}","message":`;
+    if (!w || RANK[lvl] > threshold) return noop;
     return (message: string, fields?: LogFields): void => {
-      let line = `${head}${JSON.stringify(message)},"timestamp":"${new Date().toISOString()}"`;
-      if (fields !== undefined) {
-        let rest: string;
-        try {
-          rest = JSON.stringify(plain(fields));
-        } catch (err) {
-          // A circular or BigInt field must not turn a log call into a failure of the caller.
-          rest = JSON.stringify({ logFieldsError: (err as Error).message });
-        }
-        if (rest.length > 2) line += `,${rest.slice(1, -1)}`;
-      }
-      writer.push(`${line}}\n`, relayed);
+      const entry: Entry = {
+        ...(fields === undefined ? {} : plain(fields)),
+        level: lvl,
+        message,
+        timestamp: new Date().toISOString(),
+      };
+      if (relayed) entry[RELAYED] = true;
+      w.log(entry as winston.LogEntry);
     };
   };
   const relays = {

@@ -295,6 +295,21 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     }
   });
 
+  test('the package’s bin starts the server: `triton-sagemaker-mme-agent serve`, and --help lists it', async () => {
+    const cli = path.join(__dirname, '..', '..', 'src', 'cli.ts');
+    agent = startAgentProcess(await env(), [cli, 'serve']);
+    const base = await agent.url();
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    expect((await request(base, 'GET', '/ping')).status).toBe(200);
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+    const help = startAgentProcess({}, [cli, '--help']);
+    expect((await help.exited).code).toBe(0);
+    expect(help.text()).toMatch(/^\s+serve\s+run the agent/m);
+    expect(help.text()).toMatch(/^\s+validate\s/m);
+    expect(help.text()).toMatch(/^\s+plan\s/m);
+  });
+
   test('a tritonserver binary that does not exist: the agent exits 1 naming it', async () => {
     const bin = path.join(root.dir, 'no-such-tritonserver');
     agent = startAgentProcess(await env({ TRITON_SERVER_BIN: bin }));

@@ -48,8 +48,11 @@ function alive(pid: number): boolean {
  * Runs `src/main.ts` as its own process (one process: node with tsx's loader, so signals and exit codes
  * are the agent's own), with `tritonserver` on PATH resolving to the stand-in.
  */
-export function startAgentProcess(env: Record<string, string>): AgentProcess {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, path.join(ROOT, 'src', 'main.ts')], {
+export function startAgentProcess(
+  env: Record<string, string>,
+  entry: string[] = [path.join(ROOT, 'src', 'main.ts')],
+): AgentProcess {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, ...entry], {
     cwd: ROOT,
     env: {
       ...process.env,
