@@ -10,7 +10,7 @@ import {
   readModelConfig,
   type ModelConfigSummary,
   type PbMessage,
-} from '../triton';
+} from '../model-config';
 
 /** One Triton model directory inside an artifact. */
 export interface ArtifactModel {
@@ -107,6 +107,41 @@ async function readConfigText(file: string, shown: string): Promise<string> {
   }
 }
 
+/** Triton's platforms and the backend each one names (core model_config_utils.cc, GetBackendTypeFromPlatform). */
+const PLATFORM_BACKENDS: Readonly<Record<string, string>> = {
+  tensorrt_plan: 'tensorrt',
+  tensorflow_graphdef: 'tensorflow',
+  tensorflow_savedmodel: 'tensorflow',
+  onnxruntime_onnx: 'onnxruntime',
+  pytorch_libtorch: 'pytorch',
+};
+
+/**
+ * What Triton's ValidateModelConfig refuses about a config's platform and backend, in its words (core
+ * model_config_utils.cc): a platform it does not know with no backend (a typo such as `pytorch_libtorh`),
+ * a known backend paired with another platform, an ensemble with a backend. Checked before staging, so
+ * the loader and `validate` refuse the same configs with the same words. A backend Triton does not know
+ * may be a custom one: it is not judged here.
+ */
+export function platformProblem(summary: ModelConfigSummary, name: string): string | undefined {
+  const platform = summary.platform ?? '';
+  const backend = summary.backend ?? '';
+  if (platform === 'ensemble') {
+    return backend
+      ? `Ensemble model '${name}' must have platform type 'ensemble' and empty backend type`
+      : undefined;
+  }
+  if (!backend) {
+    if (platform && !Object.hasOwn(PLATFORM_BACKENDS, platform))
+      return `unexpected platform type '${platform}' for ${name}`;
+    return undefined;
+  }
+  const known = Object.values(PLATFORM_BACKENDS).includes(backend);
+  if (known && platform && PLATFORM_BACKENDS[platform] !== backend)
+    return `unexpected 'platform' and 'backend' pair, got:${platform}, ${backend}`;
+  return undefined;
+}
+
 async function readModel(dir: string, artifactRoot: string): Promise<ArtifactModel> {
   const file = path.join(dir, 'config.pbtxt');
   const shown = path.relative(artifactRoot, file) || 'config.pbtxt';
@@ -125,6 +160,8 @@ async function readModel(dir: string, artifactRoot: string): Promise<ArtifactMod
     }
     throw err;
   }
+  const refused = platformProblem(summary, summary.name || path.basename(dir));
+  if (refused) throw invalid(`${shown}: ${refused}`);
   const versions: number[] = [];
   for (const entry of await listBounded(dir, path.relative(artifactRoot, dir) || '.')) {
     // Triton ignores version directories with leading zeros or non-numeric names.

@@ -10,7 +10,7 @@ import {
   renameEnsembleSteps,
   setModelName,
   writePbtxt,
-} from '../triton';
+} from '../model-config';
 import type { ArtifactLayout, ArtifactModel } from './artifact-layout';
 import { readSmallFile } from './small-file';
 

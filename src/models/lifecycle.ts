@@ -12,19 +12,8 @@ import {
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import type { Logger } from '../observability';
-import {
-  TritonError,
-  triedToAllocate,
-  instanceGroups,
-  isEnsemble,
-  isUnhealthyStub,
-  maskedPlanPath,
-  keptGpus,
-  parsePbtxt,
-  placeOnGpus,
-  warmupBatch,
-  type TritonControl,
-} from '../triton';
+import { TritonError, triedToAllocate, isUnhealthyStub, maskedPlanPath, type TritonControl } from '../triton';
+import { instanceGroups, isEnsemble, keptGpus, parsePbtxt, placeOnGpus, warmupBatch } from '../model-config';
 import type { Admission } from './admission';
 import type { Catalogue } from './catalogue';
 import { waitForChange, type Clock } from './clock';

@@ -1,7 +1,7 @@
 import type { LocalArtifact, StagedModel } from '../artifacts';
 import type { AgentError } from '../errors';
 import type { ModelIO } from '../inference';
-import type { PbMessage } from '../triton';
+import type { PbMessage } from '../model-config';
 import { ChangeSignal } from './change-signal';
 import type { Devices } from './gpu-ledger';
 import type { Placement } from './placement';

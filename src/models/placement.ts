@@ -1,4 +1,4 @@
-import type { InstanceGroup } from '../triton';
+import type { InstanceGroup } from '../model-config';
 
 /**
  * How the agent places a model's instances on a multi-GPU instance:

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { AgentError, ErrorCode } from '../errors';
-import { GRPC_SERVICE_PROTO, PROTO_DIR } from './proto-files';
+import { GRPC_SERVICE_PROTO, PROTO_DIR } from '../model-config';
 import { TritonError } from './triton-error';
 import type { TritonControl } from './index';
 import type {

@@ -64,13 +64,6 @@ export {
   type GpuMetrics,
   type ModelCounters,
 } from './metrics';
-export * from './pbtxt';
-export {
-  modelConfigToJson,
-  modelConfigFromJson,
-  type JsonObject,
-  type JsonValue,
-} from './model-config-schema';
 export type * from './types';
 export {
   readGpuMap,

@@ -19,7 +19,7 @@ import {
   stringField,
   type ModelConfigSummary,
   type PbMessage,
-} from '../triton';
+} from '../model-config';
 import { formatByteSize, shown } from '../planner';
 import { fileType, scanTree, type TreeScan } from './scan-tree';
 

@@ -7,14 +7,8 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import {
-  parseTritonMetrics,
-  placeOnGpus,
-  parsePbtxt,
-  TritonClient,
-  TritonError,
-  writePbtxt,
-} from '../../src/triton';
+import { parseTritonMetrics, TritonClient, TritonError } from '../../src/triton';
+import { placeOnGpus, parsePbtxt, writePbtxt } from '../../src/model-config';
 
 export interface ConformanceTarget {
   /** Triton's gRPC address, host:port. */

@@ -1,9 +1,10 @@
 import * as net from 'node:net';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { parsePbtxt, readModelConfig } from '../../src/triton';
+import { parsePbtxt, readModelConfig } from '../../src/model-config';
 import { TritonClient } from '../../src/triton';
 import { tritonNameFor } from '../../src/artifacts';
+import { validateArtifact } from '../../src/validate';
 import { identityConfig, resnetPtConfig } from '../support/model-repo';
 import {
   MiB,
@@ -170,6 +171,35 @@ describe('SageMaker MME control routes', () => {
       });
       expect(r.status).toBe(415);
     });
+
+    test.each([
+      [
+        'a typo in the platform',
+        'platform: "pytorch_libtorh"',
+        /unexpected platform type 'pytorch_libtorh' for resnet/,
+      ],
+      [
+        'a backend paired with another platform',
+        'platform: "tensorrt_plan"\nbackend: "pytorch"',
+        /unexpected 'platform' and 'backend' pair, got:tensorrt_plan, pytorch/,
+      ],
+    ])(
+      '400 for %s, in Triton’s words, and validate refuses it with the same words',
+      async (_l, head, words) => {
+        const config = resnetPtConfig().replace('platform: "pytorch_libtorch"', head);
+        const url = await sagemakerArtifact(stack.models, `typo${head.length}`, 'resnet', {
+          config,
+          versions: { '1': { 'model.pt': 1 } },
+        });
+        const r = await load(`typo${head.length}`, url);
+        expect(r.status).toBe(400);
+        expect(r.json().error).toMatch(words);
+        await expectUntouched(`typo${head.length}`);
+        const report = await validateArtifact(url);
+        expect(report.valid).toBe(false);
+        expect(report.findings.map((f) => f.message).join('\n')).toMatch(words);
+      },
+    );
 
     test('400 naming the line of a broken config.pbtxt, nothing staged', async () => {
       const url = await sagemakerArtifact(stack.models, 'broken', 'resnet', {

@@ -15,7 +15,7 @@ import {
   renameEnsembleSteps,
   setModelName,
   writePbtxt,
-} from '../../src/triton';
+} from '../../src/model-config';
 
 const DIR = path.join(__dirname, '..', 'fixtures', 'model-configs');
 const GOLDEN = fs

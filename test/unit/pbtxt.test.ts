@@ -14,8 +14,8 @@ import {
   PbtxtSyntaxError,
   PbMessage,
   PbtxtSchemaError,
-} from '../../src/triton/pbtxt';
-import { modelConfigToJson } from '../../src/triton/model-config-schema';
+} from '../../src/model-config';
+import { modelConfigToJson } from '../../src/model-config';
 
 const repo = path.join(__dirname, '..', '..', 'triton-models');
 const PT = fs.readFileSync(path.join(repo, 'resnet_pt', 'resnet', 'config.pbtxt'), 'utf8');

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
-import { GRPC_SERVICE_PROTO, PROTO_DIR } from '../../src/triton/proto-files';
+import { GRPC_SERVICE_PROTO, PROTO_DIR } from '../../src/model-config';
 
 /**
  * Every line of the reference list (one per field, enum value and rpc of Triton's protos) must be

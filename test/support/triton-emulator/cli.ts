@@ -99,7 +99,7 @@ const EMULATOR_ONLY = new Set([
 ]);
 
 /** Real tritonserver options whose behaviour the emulator does not have: refused rather than faked. */
-const NOT_EMULATED = new Set(['load-model', 'repository-poll-secs', 'help']);
+const NOT_EMULATED = new Set(['load-model', 'repository-poll-secs']);
 
 const BOOLEAN = new Set([
   'allow-http',
@@ -199,7 +199,29 @@ function int(args: Map<string, string>, key: string): number | undefined {
 const isTrue = (v: string | undefined) => v !== undefined && /^(true|1|on|yes)$/i.test(v);
 const isFalse = (v: string | undefined) => v !== undefined && /^(false|0|off|no)$/i.test(v);
 
+/** `--help`: what the emulator takes, tritonserver's options first, then its own knobs. */
+function help(): string {
+  const list = (names: Set<string>) => [...names].map((n) => `  --${n}`).join('\n');
+  return [
+    'usage: npm run emulator -- --model-repository <dir> [options]   (a Triton stand-in for tests and the demo)',
+    '',
+    "tritonserver's options it implements:",
+    list(EMULATED),
+    '',
+    'its own knobs (not tritonserver options):',
+    list(EMULATOR_ONLY),
+    '',
+    `other tritonserver options are accepted and have no effect, except ${[...NOT_EMULATED].map((n) => `--${n}`).join(', ')}, which are refused.`,
+    "A model's config.pbtxt may set parameters emulator_gpu_bytes, emulator_memory_factor, emulator_growth_bytes,",
+    'emulator_load_ms, emulator_infer_ms and emulator_behaviour (docs/emulator.md).',
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    console.log(help());
+    process.exit(0);
+  }
   let args: Map<string, string>;
   try {
     args = parseArgs(process.argv.slice(2));

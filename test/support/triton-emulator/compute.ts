@@ -14,7 +14,7 @@ import {
   type Datatype,
   type TensorValue,
 } from '../../../src/inference/datatypes';
-import type { TensorConfig } from '../../../src/triton/pbtxt';
+import type { TensorConfig } from '../../../src/model-config';
 import { EMULATOR_PARAMETERS, EmulatorError, type LoadedConfig } from './model-lifecycle';
 import { dimsList, nameList, requestIdPrefix, texts } from './texts';
 

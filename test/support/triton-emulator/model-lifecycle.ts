@@ -9,12 +9,8 @@ import {
   setModelName,
   type ModelConfigSummary,
   type PbMessage,
-} from '../../../src/triton/pbtxt';
-import {
-  modelConfigFromJson,
-  modelConfigToJson,
-  type JsonObject,
-} from '../../../src/triton/model-config-schema';
+} from '../../../src/model-config';
+import { modelConfigFromJson, modelConfigToJson, type JsonObject } from '../../../src/model-config';
 import { GpuMemory } from './gpu-memory';
 import { texts, type CodeWord } from './texts';
 
