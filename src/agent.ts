@@ -1,5 +1,3 @@
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import {
@@ -12,7 +10,7 @@ import {
 } from './artifacts';
 import type { AgentConfig } from './config';
 import { messageOf } from './errors';
-import { createApp } from './http';
+import { AgentServer, createApp } from './http';
 import { ModelRegistry, TritonGpuProbe, systemClock, type Clock, type GpuMemoryProbe } from './models';
 import { policyFromSettings } from './models/eviction';
 import { AccessLog, AgentMetrics, openAccessLog, type Logger, type StateSnapshot } from './observability';
@@ -50,15 +48,13 @@ export class Agent {
   readonly metrics: AgentMetrics;
   /** The access log (AGENT_ACCESS_LOG_FILE), opened at start. */
   private accessLog: AccessLog = AccessLog.disabled();
-  private server: http.Server | undefined;
+  private http: AgentServer | undefined;
+  /** Set once stop() began: a start still under way then never listens or serves. */
+  private stopped = false;
   /** Which GPU is which CUDA device (nvidia-smi), read at start. */
   gpuMap: GpuMap | undefined;
   /** The supervised tritonserver (TRITON_MANAGED=true), from start() on. */
   tritonProcess: ManagedTriton | undefined;
-  /** `starting` until Triton is ready and the previous run is cleaned up; `draining` once stop() began. */
-  private phase: 'starting' | 'serving' | 'draining' = 'starting';
-  /** Responses not finished yet, so a drain can close each connection after its response. */
-  private readonly inFlight = new Set<http.ServerResponse>();
 
   constructor(
     readonly config: AgentConfig,
@@ -228,7 +224,7 @@ export class Agent {
 
   /** The port the HTTP server listens on (after start). */
   get port(): number {
-    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+    return this.http?.port ?? 0;
   }
 
   get url(): string {
@@ -278,31 +274,10 @@ export class Agent {
       },
       metrics: this.metrics,
     });
-    const server = http.createServer((req, res) => this.admit(req, res, app));
-    // What Node's HTTP parser refuses (headers too large, a bad method or header, a broken chunk) is
-    // answered in JSON too, like every other error, then the connection closes.
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') {
-        socket.destroy();
-        return;
-      }
-      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-      const body = JSON.stringify({
-        error: tooLarge ? 'request headers are too large' : `malformed HTTP request: ${err.message}`,
-      });
-      socket.end(
-        `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
-          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      );
-    });
-    // SageMaker keeps connections open between invocations; stay above its idle timeout.
-    server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 66_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.config.port, this.config.host, () => resolve());
-    });
-    this.server = server;
+    // A signal during start (before the server existed): never listen.
+    if (this.stopped) return;
+    this.http = new AgentServer(app, this.logger);
+    await this.http.listen(this.config.port, this.config.host);
     this.logger.info('agent listening', {
       port: this.port,
       triton: this.config.tritonGrpcUrl,
@@ -311,41 +286,9 @@ export class Agent {
     await managed?.start();
     this.registry.expectSamples();
     await this.reconcileWithPreviousRun();
-    if (this.phase !== 'starting') return;
-    this.phase = 'serving';
+    if (!this.http.serve()) return;
     this.logger.info('agent ready');
     if (!this.config.multiModel) this.loadSingleModel();
-  }
-
-  /**
-   * Every request passes here first: 503 (with `Retry-After`) while starting or draining, and while
-   * draining with `Connection: close` so a kept-alive connection ends after the answer. Requests let in
-   * are tracked until their response closes, so a drain can close their connections after them.
-   */
-  private admit(req: http.IncomingMessage, res: http.ServerResponse, app: http.RequestListener): void {
-    if (this.phase === 'serving') {
-      this.inFlight.add(res);
-      res.once('close', () => this.inFlight.delete(res));
-      app(req, res);
-      return;
-    }
-    req.resume();
-    this.answerUnavailable(
-      res,
-      this.phase === 'draining' ? 'the agent is shutting down' : 'the agent is starting',
-    );
-  }
-
-  /** 503 with a JSON body; while draining the connection closes after it. */
-  private answerUnavailable(res: http.ServerResponse, error: string): void {
-    const body = JSON.stringify({ error });
-    const headers: http.OutgoingHttpHeaders = {
-      'Content-Type': 'application/json',
-      'Content-Length': Buffer.byteLength(body),
-      'Retry-After': '1',
-    };
-    if (this.phase === 'draining') headers.Connection = 'close';
-    res.writeHead(503, headers).end(body);
   }
 
   /** The tritonserver supervisor of managed mode, from the settings. */
@@ -466,62 +409,12 @@ export class Agent {
    * Triton's channel. Resolves once all of that is done.
    */
   async stop(drainMs = this.config.drainTimeoutMs): Promise<void> {
-    this.phase = 'draining';
+    this.stopped = true;
     this.registry.stopMoving();
-    const server = this.server;
-    this.server = undefined;
-    if (server) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const res of this.inFlight) closeAfterResponse(res);
-      server.closeIdleConnections();
-      this.logger.info('draining', { inFlight: this.inFlight.size, timeoutMs: drainMs });
-      if (!(await settlesWithin(closed, drainMs))) {
-        const running = this.inFlight.size;
-        for (const res of this.inFlight) {
-          if (res.headersSent) res.destroy();
-          else this.answerUnavailable(res, 'the agent is shutting down; the request did not finish in time');
-        }
-        if (running > 0) {
-          this.logger.warn('drain deadline passed; answered the requests still running with 503', {
-            requests: running,
-            timeoutMs: drainMs,
-          });
-        }
-        if (!(await settlesWithin(closed, 1_000))) server.closeAllConnections();
-        await closed;
-      }
-    }
+    await this.http?.drain(drainMs);
     await this.tritonProcess?.stop();
     this.registry.close();
     await this.accessLog.close();
     this.triton.close();
   }
-}
-
-/** Asks a response to close its connection when it ends (after it, if its headers are already out). */
-function closeAfterResponse(res: http.ServerResponse): void {
-  if (!res.headersSent) {
-    res.setHeader('Connection', 'close');
-    return;
-  }
-  // Node detaches the socket from the response as it finishes: hold on to it here.
-  const socket = res.socket;
-  res.once('finish', () => socket?.end());
-}
-
-/** True if `p` settles within `ms`. */
-function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    void p.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-    );
-  });
 }

@@ -8,3 +8,4 @@ export {
   type RuntimeAnswer,
 } from './status';
 export { readBody } from './body';
+export { AgentServer } from './server';
