@@ -21,6 +21,7 @@ import type { DeviceEquation } from './footprint-estimator';
 import { GpuLedger, type DeviceReading } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
 import { AdoptionDeferred, Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
+import { decideScaling, type ScalerModel } from './scaler';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
 import type { ArtifactGpus, PlacementMode } from './placement';
 
@@ -94,12 +95,6 @@ const REMEMBERED: ErrorCode[] = [
 const RECHECK_MS = 1000;
 /** How often the adaptive placement looks at how busy each model's instances are, by default. */
 const SCALE_PERIOD_MS = 2000;
-/** Busy fraction per instance above which a model gets an instance on one more GPU. */
-const SCALE_OUT_LOAD = 0.7;
-/** Busy fraction per instance (on one GPU fewer) below which it gives one back ... */
-const SCALE_IN_LOAD = 0.3;
-/** ... after this many periods in a row. */
-const SCALE_IN_PERIODS = 2;
 /** How long `open` waits for a first GPU sample (Triton may not be up yet: loads wait for one anyway). */
 const OPEN_SAMPLE_WAIT_MS = 2000;
 /**
@@ -942,83 +937,56 @@ export class ModelRegistry {
   }
 
   /**
-   * Adaptive placement, every scaler period: a model whose requests kept its instances busy more than
-   * `SCALE_OUT_LOAD` each (time in Triton over the period, queueing included, per instance) gets an
-   * instance on one more GPU. Free room is taken first; where there is none, the policy's victims on the
-   * device that needs the fewest are sent away, but only if what they cost (their request rate times
-   * their load time: cold-load time per unit of time, were they never back) is less than what the busy
-   * model gains (its time in Triton beyond `SCALE_OUT_LOAD` per instance, per unit of time). One whose
-   * traffic would fit on one GPU fewer at `SCALE_IN_LOAD` for `SCALE_IN_PERIODS` periods in a row gives
-   * one back.
+   * Adaptive placement, every scaler period: gathers each model's busy time and requests over the
+   * period, lets `decideScaling` (scaler.ts) choose, and carries its moves out.
    */
   private scale(): void {
     const ledger = this.ledger;
     const admission = this.admission;
     if (!ledger || !admission || ledger.devices.length < 2 || !this.moving) return;
-    const period = this.scalePeriodMs;
     const now = this.clock.now();
-    // Load time per byte, from models whose load was measured: the cost of a victim whose was not
-    // (adopted after a restart); with none measured, such a victim in use is never sent away for a move.
-    const perByte = this.loadMsPerByte();
-    // Requests per ms over the last period, for every model (the cost of sending one away).
-    const rate = new Map<string, number>();
-    for (const r of this.catalogue.values()) {
-      rate.set(r.name, (r.invocations - r.invocationsSeen) / period);
-      r.invocationsSeen = r.invocations;
-    }
-    for (const r of this.catalogue.values()) {
-      const demand = r.busyMs / period;
+    const records = [...this.catalogue.values()];
+    const models: ScalerModel[] = records.map((r) => {
+      const m: ScalerModel = {
+        name: r.name,
+        busyMs: r.busyMs,
+        requests: r.invocations - r.invocationsSeen,
+        devices: r.devices,
+        movable:
+          r.state === 'ready' &&
+          r.placement.kind === 'choose' &&
+          !r.transition &&
+          // An ensemble's members are placed with it, never moved (Triton would have to update each).
+          (r.staged?.memberNames.length ?? 0) === 0 &&
+          now >= r.scaleRetryAt,
+        tensorrt: isTensorrt(r.platform),
+        loadMs: r.loadMs,
+        coolPeriods: r.coolPeriods,
+      };
       r.busyMs = 0;
-      if (
-        r.state !== 'ready' ||
-        r.placement.kind !== 'choose' ||
-        r.devices === 'all' ||
-        r.transition ||
-        // An ensemble's members are placed with it, never moved (Triton would have to update each).
-        (r.staged?.memberNames.length ?? 0) > 0 ||
-        now < r.scaleRetryAt
-      )
-        continue;
-      const n = r.devices.length;
-      if (demand > SCALE_OUT_LOAD * n && n < ledger.devices.length) {
-        r.coolPeriods = 0;
-        const current = r.devices;
-        const bytes = ledger.chargeOf(r.name);
-        const others = ledger.devices.map((_, d) => d).filter((d) => !current.includes(d));
-        const spare = others
-          .filter((d) => ledger.freeOn(d) >= bytes)
-          .sort((a, b) => ledger.freeOn(b) - ledger.freeOn(a));
-        if (spare.length > 0) {
-          this.move(r, [...current, spare[0]]);
-          continue;
-        }
-        const gain = demand - SCALE_OUT_LOAD * n;
-        const costOf = (victims: string[]) =>
-          victims.reduce((sum, v) => {
-            const used = rate.get(v) ?? 0;
-            // Nobody asked for it: sending it away costs nothing now, whatever its load time.
-            if (used === 0) return sum;
-            const m = this.catalogue.get(v);
-            return sum + used * (m?.loadMs ?? Math.max(1, ledger.chargeOf(v)) * perByte);
-          }, 0);
-        let best: { d: number; victims: string[]; cost: number } | undefined;
-        for (const d of others) {
-          const victims = admission.roomOn(r, d, bytes);
-          if (!victims || victims.length === 0) continue;
-          const cost = costOf(victims);
-          if (!best || cost < best.cost) best = { d, victims, cost };
-        }
-        if (best && best.cost < gain) this.move(r, [...current, best.d], best.victims);
-      } else if (n > 1 && demand < SCALE_IN_LOAD * (n - 1) && !isTensorrt(r.platform)) {
-        // (A TensorRT model is never shrunk: its engine stays on the GPU it leaves until it unloads, so a
-        // shrink frees nothing and rebuilds every instance.)
-        if (++r.coolPeriods >= SCALE_IN_PERIODS) {
-          r.coolPeriods = 0;
-          this.move(r, r.devices.slice(0, -1));
-        }
-      } else {
-        r.coolPeriods = 0;
-      }
+      r.invocationsSeen = r.invocations;
+      return m;
+    });
+    const decision = decideScaling(
+      models,
+      {
+        count: ledger.devices.length,
+        chargeOf: (name) => ledger.chargeOf(name),
+        freeOn: (d) => ledger.freeOn(d),
+        roomOn: (name, d, bytes) => {
+          const r = this.catalogue.get(name);
+          return r ? admission.roomOn(r, d, bytes) : undefined;
+        },
+      },
+      this.scalePeriodMs,
+    );
+    for (const [name, cool] of decision.coolPeriods) {
+      const r = this.catalogue.get(name);
+      if (r) r.coolPeriods = cool;
+    }
+    for (const move of decision.moves) {
+      const r = this.catalogue.get(move.name);
+      if (r) this.move(r, move.devices, move.victims);
     }
   }
 
@@ -1033,21 +1001,6 @@ export class ModelRegistry {
         r.scaleRetryAt = this.clock.now() + this.scalePeriodMs * 2 ** Math.min(6, r.scaleFailures);
       }
     });
-  }
-
-  /** Median measured load time per byte of charge over resident models (Infinity when none is known). */
-  private loadMsPerByte(): number {
-    const ledger = this.ledger;
-    if (!ledger) return Infinity;
-    const ratios: number[] = [];
-    for (const r of this.catalogue.values()) {
-      const bytes = ledger.chargeOf(r.name);
-      if (r.loadMs !== undefined && bytes > 0) ratios.push(r.loadMs / bytes);
-      if (ratios.length >= 256) break;
-    }
-    if (ratios.length === 0) return Infinity;
-    ratios.sort((a, b) => a - b);
-    return ratios[Math.floor(ratios.length / 2)];
   }
 
   /** Keep-alive: evicts models nobody used for `idleUnloadMs`, ahead of need. */
