@@ -6,7 +6,8 @@ import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import type { Logger } from '../observability';
 import { inspectArtifact } from './artifact-layout';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
-import { dirBytes, type CacheEntry, type DiskCache } from './disk-cache';
+import { type CacheEntry, type DiskCache } from './disk-cache';
+import { checkArtifactTree } from './tree-check';
 import { FetchSlots } from './fetch-slots';
 import { unpackTar, type UnpackLimits } from './unpack';
 
@@ -298,8 +299,10 @@ export class ArtifactFetcher {
       // and only the model directories found are measured, within the entry limit.
       const layout = await inspectArtifact(dir);
       let bytes = 0;
+      // The rules an archive is unpacked by hold for a folder used in place: no FIFO, socket or device,
+      // no link that leaves the artifact or leads nowhere (validate refuses the same, in the same words).
       for (const m of [layout.top, ...layout.members])
-        bytes += await dirBytes(m.dir, this.options.limits.maxEntries);
+        bytes += await checkArtifactTree(m.dir, dir, this.options.limits.maxEntries);
       return { dir, info, entry: undefined, bytes, fetchMs: 0, release: () => undefined };
     }
     const { cache } = this.options;

@@ -18,3 +18,4 @@ export {
   type Stager,
 } from './stager';
 export { unpackTar, UNPACK_CHUNK, type UnpackLimits, type UnpackResult } from './unpack';
+export { checkArtifactTree, entryProblem, fileType, isSpecial } from './tree-check';

@@ -201,6 +201,26 @@ describe('SageMaker MME control routes', () => {
       },
     );
 
+    test('a folder whose model.pt links out of it (to /etc/passwd) is refused as the same layout in an archive is, with validate’s words', async () => {
+      const url = await sagemakerArtifact(stack.models, 'linked', 'resnet', {
+        config: resnetPtConfig(),
+        versions: { '1': { 'model.pt': 1 } },
+      });
+      const file = path.join(url, 'resnet', '1', 'model.pt');
+      await fs.rm(file);
+      await fs.symlink('/etc/passwd', file);
+      const words = "resnet/1/model.pt links to '/etc/passwd', outside the artifact";
+      const r = await load('linked', url);
+      expect(r.status).toBe(400);
+      expect(r.json().error).toContain(words);
+      await expectUntouched('linked');
+      const report = await validateArtifact(url);
+      expect(report.valid).toBe(false);
+      expect(report.findings.map((f) => `${f.where} ${f.message}`)).toContainEqual(
+        expect.stringContaining(words),
+      );
+    });
+
     test('400 naming the line of a broken config.pbtxt, nothing staged', async () => {
       const url = await sagemakerArtifact(stack.models, 'broken', 'resnet', {
         config:

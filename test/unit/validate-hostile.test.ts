@@ -248,7 +248,7 @@ describe('validate: hostile paths and artifacts', () => {
       ]);
     });
 
-    test('links out of the artifact or to nothing are warnings: packed as they are, the loader would refuse them', async () => {
+    test('links out of the artifact or to nothing are errors, as the loader refuses them (and as an archive would be)', async () => {
       const outside = path.join(work.dir, 'outside.pt');
       await fs.writeFile(outside, 'weights');
       const root = await artifact(async (v) => {
@@ -256,17 +256,17 @@ describe('validate: hostile paths and artifacts', () => {
         await fs.symlink('nothing-here', path.join(v, 'dangling'));
       });
       const r = await validateArtifact(root, { limits, tmpDir: tmp });
-      expect(r.valid).toBe(true);
+      expect(r.valid).toBe(false);
       expect(r.findings.sort(byWhere)).toEqual([
         {
-          severity: 'warning',
+          severity: 'error',
           where: 'resnet/1/dangling',
           message: "links to 'nothing-here', which does not exist",
         },
         {
-          severity: 'warning',
+          severity: 'error',
           where: 'resnet/1/model.pt',
-          message: `links to '${outside}', outside the artifact; packed as it is, the loader would refuse it`,
+          message: `links to '${outside}', outside the artifact (links must stay inside it, as in an archive)`,
         },
       ]);
     });
@@ -278,12 +278,10 @@ describe('validate: hostile paths and artifacts', () => {
         await fs.symlink('a', path.join(v, 'model.pt'));
       });
       const r = await validateArtifact(root, { limits, tmpDir: tmp });
-      expect(errors(r)).toEqual([
+      expect(errors(r).sort(byWhere)).toEqual([
+        { severity: 'error', where: 'resnet/1/a', message: "links to 'b', which is a loop of links" },
+        { severity: 'error', where: 'resnet/1/b', message: "links to 'a', which is a loop of links" },
         { severity: 'error', where: 'resnet/1/model.pt', message: "links to 'a', which is a loop of links" },
-      ]);
-      expect(r.findings.filter((f) => f.severity === 'warning').sort(byWhere)).toEqual([
-        { severity: 'warning', where: 'resnet/1/a', message: "links to 'b', which is a loop of links" },
-        { severity: 'warning', where: 'resnet/1/b', message: "links to 'a', which is a loop of links" },
       ]);
     });
 
