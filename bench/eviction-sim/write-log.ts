@@ -57,15 +57,20 @@ async function main(): Promise<void> {
   const added = r.addedLatencyMs as Float64Array;
   for (let i = 0; i < count; i++) {
     const m = models[trace.requests[i]];
-    // A cold request is the one that waited its model's whole load.
-    const cold = added[i] > 0 && added[i] >= m.loadCostMs;
+    // As the agent logs it: a request that waited for a load (its own, or one in progress) is cold; the
+    // one that started the load carries the load's figures.
+    const cold = added[i] > 0;
+    const started = cold && added[i] >= m.loadCostMs;
     const first = !loaded.has(trace.requests[i]);
-    if (cold) loaded.add(trace.requests[i]);
+    if (started) loaded.add(trace.requests[i]);
     log.invoke({
       model: m.name,
       hit: !cold,
       footprintBytes: m.sizeBytes,
-      ...(cold ? { loadMs: Math.round(m.loadCostMs), downloadMs: first ? Math.round(m.downloadMs) : 0 } : {}),
+      ...(started
+        ? { loadMs: Math.round(m.loadCostMs), downloadMs: first ? Math.round(m.downloadMs) : 0 }
+        : {}),
+      ...(cold ? { waitMs: Math.round(added[i]) } : {}),
       time: times[i],
     });
     if (i % 10_000 === 0) await log.flush();

@@ -18,8 +18,10 @@ GPUUtilization (the launch post's choice) or InvocationsPerInstance.
 If a step fails, what this run created is deleted again (newest first), so a failed deployment leaves
 nothing behind; an endpoint SageMaker could not start is reported with SageMaker's own failure reason (for
 example an image it refused). Exit status: 0 done, 1 an AWS call failed, 2 bad arguments or no region or
-credentials (nothing was called). Credentials come from boto3's standard chain; the region from --region,
-AWS_REGION or AWS_DEFAULT_REGION.
+credentials (nothing was called). Failures are one line naming the fix; --debug adds the traceback.
+Credentials come from boto3's standard chain (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, `aws
+configure`, an instance role); the region from --region, else AWS_REGION, else AWS_DEFAULT_REGION, else
+the profile's region.
 
 The endpoint runs on the SageMaker inference AMI whose NVIDIA driver runs the image's Triton release
 (deploy/triton-release.json: --inference-ami-version).
@@ -44,17 +46,22 @@ class UsageError(Exception):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", required=True, help="endpoint name; also names the model and endpoint config (required)")
+    p.add_argument("--image", help="ECR image URI of this project's image (required, except with --delete)")
+    p.add_argument(
+        "--model-data-url",
+        help="S3 prefix ending in '/' holding the .tar.gz artifacts; TargetModel is relative to it (required, except with --delete)",
     )
-    p.add_argument("--name", required=True, help="endpoint name; also names the model and endpoint config")
-    p.add_argument("--image", help="ECR image URI of this project's image")
-    p.add_argument("--model-data-url", help="S3 prefix holding the .tar.gz artifacts (TargetModel is relative to it)")
-    p.add_argument("--role-arn", help="SageMaker execution role (reads the S3 prefix, pulls the image)")
+    p.add_argument(
+        "--role-arn",
+        help="SageMaker execution role: reads the S3 prefix, pulls the image (required, except with --delete)",
+    )
     p.add_argument(
         "--instance-type",
         default="ml.g4dn.4xlarge",
-        help="a GPU instance type, with one GPU or several (e.g. ml.g5.12xlarge: the agent places models on each); default %(default)s",
+        help="GPU instance type (ml.g*/ml.p*), one GPU or several: on a multi-GPU type such as ml.g5.12xlarge "
+        "the agent places models across all its GPUs; default %(default)s",
     )
     p.add_argument("--instance-count", type=int, default=2, help="initial instances (default %(default)s, as the post recommends)")
     p.add_argument("--min-capacity", type=int, default=1, help="fewest instances auto-scaling keeps (default %(default)s)")
@@ -63,15 +70,28 @@ def parse_args(argv):
     p.add_argument("--target", type=float, help="target value: GPUUtilization percent (default 60) or invocations per instance per minute (default 100)")
     p.add_argument("--scale-in-cooldown", type=int, default=600, help="seconds between scale-in steps (default %(default)s)")
     p.add_argument("--scale-out-cooldown", type=int, default=200, help="seconds between scale-out steps (default %(default)s)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="container environment (repeatable), e.g. LOG_LEVEL=debug")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="container environment, repeatable, e.g. LOG_LEVEL=debug (default: none, the agent's defaults)",
+    )
     p.add_argument(
         "--inference-ami-version",
         default=RELEASE["inferenceAmiVersion"],
-        help=f"SageMaker inference AMI (its NVIDIA driver must run Triton {RELEASE['tritonRelease']}); default %(default)s ({RELEASE['inferenceAmiDriver']})",
+        help=f"SageMaker inference AMI, whose NVIDIA driver must run Triton {RELEASE['tritonRelease']} "
+        f"(default %(default)s: {RELEASE['inferenceAmiDriver']})",
     )
-    p.add_argument("--region", help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION)")
-    p.add_argument("--dry-run", action="store_true", help="print every request as JSON and call nothing")
-    p.add_argument("--delete", action="store_true", help="remove the endpoint --name and what this script created for it")
+    p.add_argument(
+        "--region",
+        help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION, else the AWS profile's region)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print every request as JSON and call nothing (default: off)")
+    p.add_argument(
+        "--delete", action="store_true", help="remove the endpoint --name and what this script created for it (default: off)"
+    )
+    p.add_argument("--debug", action="store_true", help="on a failure, print the full traceback too (default: off)")
     return p.parse_args(argv)
 
 
@@ -245,7 +265,7 @@ def run(steps, clients, out=print, waiter_config=None):
                 getattr(clients[client], undo_op)(**undo_params(params))
                 out(f"rolled back: {undo_op}")
             except Exception as err:  # keep undoing the rest; say what is left
-                out(f"could not roll back {op}: {err}")
+                out(f"could not roll back {op}: {explain(err) or _one_line(err)}")
         raise
 
 
@@ -294,18 +314,96 @@ class SetupError(Exception):
     """No region or no credentials: said in one line, with the fix."""
 
 
-def make_clients(region):
-    import boto3
+REGION_FIX = "pass --region, or set AWS_REGION or AWS_DEFAULT_REGION (e.g. AWS_REGION=us-east-1)"
+CREDENTIALS_FIX = "run `aws configure`, set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+# Codes AWS answers when it does not accept the credentials themselves (unknown key, bad secret, expired).
+REFUSED_CREDENTIALS = {
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+}
 
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise SetupError("no AWS region: pass --region or set AWS_REGION (e.g. AWS_REGION=us-east-1)")
-    session = boto3.session.Session(region_name=region)
-    if session.get_credentials() is None:
-        raise SetupError(
-            "no AWS credentials found: run `aws configure`, set AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )
-    return {"sagemaker": session.client("sagemaker"), "application-autoscaling": session.client("application-autoscaling")}
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def explain(err):
+    """One line saying what went wrong and how to fix it, for the errors a user meets; None for the rest.
+
+    Why here and not at each call: botocore raises the same few exceptions from every call (credentials and
+    region are resolved lazily, at the first request), so one table covers setup, the run and the rollback.
+    """
+    from botocore import exceptions as bx
+
+    if isinstance(err, bx.NoCredentialsError):
+        return f"no AWS credentials found: {CREDENTIALS_FIX}"
+    if isinstance(err, bx.PartialCredentialsError):
+        return f"incomplete AWS credentials ({_one_line(err)}): set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use a profile"
+    if isinstance(err, bx.ProfileNotFound):
+        return f"{_one_line(err)}: fix AWS_PROFILE (see `aws configure list-profiles`) or unset it"
+    if isinstance(err, (bx.SSOTokenLoadError, bx.UnauthorizedSSOTokenError, bx.TokenRetrievalError)):
+        return f"the AWS SSO session is missing or expired ({_one_line(err)}): run `aws sso login`"
+    if isinstance(err, bx.CredentialRetrievalError):
+        return f"could not get AWS credentials ({_one_line(err)}): {CREDENTIALS_FIX}"
+    if isinstance(err, bx.NoRegionError):
+        return f"no AWS region: {REGION_FIX}"
+    if isinstance(err, bx.InvalidRegionError):
+        return f"{_one_line(err)}: {REGION_FIX}"
+    if isinstance(err, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)):
+        return f"could not reach AWS ({_one_line(err)}): check the network, the region, and any AWS_ENDPOINT_URL* setting"
+    if isinstance(err, bx.ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        said = f"{err.operation_name} refused ({code}: {_one_line(err.response.get('Error', {}).get('Message', ''))})"
+        if code in REFUSED_CREDENTIALS:
+            return f"{said}: AWS does not accept these credentials; {CREDENTIALS_FIX}, or refresh a session token"
+        if code in ("AccessDeniedException", "AccessDenied"):
+            return (
+                f"{said}: the credentials need sagemaker:CreateModel/CreateEndpointConfig/CreateEndpoint/Describe*/Delete*, "
+                "iam:PassRole on --role-arn and application-autoscaling:* (docs/deploying.md)"
+            )
+        if code == "ValidationException" and "already exist" in said:
+            return f"{said}: pick another --name, or remove the old one with --delete --name <name>"
+        return said
+    return None
+
+
+def make_clients(region):
+    """Clients for one region, or a SetupError (one line, with the fix) when the region or the credentials
+    cannot be found. boto3 alone does not read AWS_REGION (only AWS_DEFAULT_REGION and the profile), so it
+    is passed on here: the docs' `docker run` and SageMaker itself use AWS_REGION."""
+    try:
+        import boto3
+    except ImportError:
+        raise SetupError("boto3 is not installed: pip install boto3")
+
+    try:
+        session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
+        if not session.region_name:
+            raise SetupError(f"no AWS region: {REGION_FIX}")
+        if session.get_credentials() is None:
+            raise SetupError(f"no AWS credentials found: {CREDENTIALS_FIX}")
+        return {"sagemaker": session.client("sagemaker"), "application-autoscaling": session.client("application-autoscaling")}
+    except SetupError:
+        raise
+    except Exception as e:
+        hint = explain(e)
+        if hint is None:
+            raise
+        raise SetupError(hint) from e
+
+
+def describe(e):
+    """A failure as one line: the hint when there is one, else the exception's own words."""
+    hint = explain(e)
+    if hint:
+        return hint
+    text = _one_line(e)
+    return text if isinstance(e, EndpointFailed) else f"{type(e).__name__}: {text} (--debug shows the traceback)"
 
 
 def main(argv=None, clients=None, out=print, err=lambda m: print(m, file=sys.stderr), waiter_config=None):
@@ -321,6 +419,8 @@ def main(argv=None, clients=None, out=print, err=lambda m: print(m, file=sys.std
     try:
         clients = clients or make_clients(args.region)
     except SetupError as e:
+        if args.debug:
+            raise
         err(f"deploy_endpoint: {e}")
         return 2
     try:
@@ -329,7 +429,9 @@ def main(argv=None, clients=None, out=print, err=lambda m: print(m, file=sys.std
         else:
             run(steps, clients, out, waiter_config)
     except Exception as e:
-        err(f"deploy_endpoint: {e}")
+        if args.debug:
+            raise
+        err(f"deploy_endpoint: {describe(e)}")
         return 1
     if not args.delete:
         out(f"endpoint {args.name} is InService; invoke with TargetModel=<artifact name under {args.model_data_url}>")

@@ -256,7 +256,9 @@ class DeployTest(unittest.TestCase):
         try:
             err = []
             self.assertEqual(deploy_endpoint.main(BASE, err=err.append, out=lambda m: None), 2)
-            self.assertEqual(err, ["deploy_endpoint: no AWS region: pass --region or set AWS_REGION (e.g. AWS_REGION=us-east-1)"])
+            self.assertEqual(
+                err, ["deploy_endpoint: no AWS region: pass --region, or set AWS_REGION or AWS_DEFAULT_REGION (e.g. AWS_REGION=us-east-1)"]
+            )
             # AWS_REGION alone (what the README's docker run uses) is enough for the region.
             os.environ["AWS_REGION"] = "eu-west-1"
             err = []

@@ -18,11 +18,22 @@ export interface ReplayTrace {
 
 export interface ReplayResult {
   requests: number;
+  /**
+   * Requests whose model was resident when they arrived: the agent's definition of a hit (it logs
+   * `outcome: "hit"` for these only). A request that arrives while its model is loading is not a hit.
+   */
   hits: number;
+  /** Bytes of the models of the `hits` requests. */
   hitBytes: number;
   requestedBytes: number;
   /** Loads started (a request for a model that was not resident). */
   coldLoads: number;
+  /**
+   * Requests that arrived while their model was loading and waited for the rest of that load: neither a
+   * hit nor a load of their own (`hits + coldLoads + joinedLoads === requests`). Absent (0) from results
+   * of replays that do not model load time.
+   */
+  joinedLoads?: number;
   /** Load time spent, ms (download included for a model's first load). */
   coldMs: number;
   evictions: number;
@@ -44,7 +55,8 @@ export interface ReplayOptions {
  * agent's registry does: `onAccess` for every request, `setCapacity` before each load and
  * `chooseVictims` when it needs room, `onEvict` for each victim, `onAdmit` for the loaded model. A model larger than
  * the whole capacity is never resident (every request for it pays its load). Loads take their cost in
- * time: a request arriving while its model loads waits for the rest.
+ * time: a request arriving while its model loads waits for the rest, and is counted in `joinedLoads`, not
+ * in `hits`, as the agent logs it (`cold`).
  */
 export function replay(
   trace: ReplayTrace,
@@ -66,11 +78,13 @@ export function replay(
     hitBytes: 0,
     requestedBytes: 0,
     coldLoads: 0,
+    joinedLoads: 0,
     coldMs: 0,
     evictions: 0,
     addedLatencyMs: latency,
   };
   let used = 0;
+  let joined = 0;
   for (let i = 0; i < n; i++) {
     const m = trace.requests[i];
     const now = trace.times[i];
@@ -79,9 +93,14 @@ export function replay(
     policy.onAccess(model.name, model.sizeBytes, cost, now);
     res.requestedBytes += model.sizeBytes;
     if (resident[m]) {
-      res.hits++;
-      res.hitBytes += model.sizeBytes;
-      if (latency && readyAt[m] > now) latency[i] = readyAt[m] - now;
+      if (readyAt[m] > now) {
+        // Its model is still loading: the request waits for the rest of the load, a miss for the agent.
+        joined++;
+        if (latency) latency[i] = readyAt[m] - now;
+      } else {
+        res.hits++;
+        res.hitBytes += model.sizeBytes;
+      }
       continue;
     }
     res.coldLoads++;
@@ -106,5 +125,6 @@ export function replay(
     used += model.sizeBytes;
     policy.onAdmit(model.name, now);
   }
+  res.joinedLoads = joined;
   return res;
 }

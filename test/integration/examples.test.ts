@@ -132,9 +132,10 @@ describe('the launch post end to end: pack.sh, validate, upload.py, invoke_resne
       's3://models/resnet-mme-gpu/resnet_trt_v0.tar.gz',
     ]);
     stack = await startStack({ env: { ...s3.env(), MODEL_DATA_URL: 's3://models/resnet-mme-gpu/' } });
-    // Asynchronously: the agent answers from this process's event loop.
+    // Asynchronously: the agent answers from this process's event loop. By default the client asks for
+    // each artifact pack.sh packed into --dist: here both.
     const out = await pythonAsync(
-      ['examples/invoke_resnet.py', '--endpoint-url', stack.url, '--image', image],
+      ['examples/invoke_resnet.py', '--endpoint-url', stack.url, '--image', image, '--dist', dist],
       {
         AWS_ACCESS_KEY_ID: 'local',
         AWS_SECRET_ACCESS_KEY: 'local',

@@ -423,7 +423,7 @@ describe('planner: property, random and malformed lines', () => {
               expect(Number.isFinite(v)).toBe(true);
           for (const v of [p.hours, p.observedHitRatio, p.observedWait?.p50 ?? 0, p.observedWait?.p99 ?? 0])
             expect(Number.isFinite(v)).toBe(true);
-          const text = [...formatPlan(p, 'lru'), renderChart(p.rows)].join('\n');
+          const text = [...formatPlan(p, 'lru'), renderChart(p)].join('\n');
           expect(text).not.toMatch(/NaN|Infinity/);
         },
       ),

@@ -61,7 +61,7 @@ describe('replay', () => {
     );
   });
 
-  test('a request that arrives while its model loads waits for the rest of the load', () => {
+  test('a request that arrives while its model loads waits for the rest of the load, and is not a hit (the agent logs it cold)', () => {
     const models: ReplayModel[] = [{ name: 'x', sizeBytes: 1, loadCostMs: 5000, downloadMs: 1000 }];
     const r = replay(
       { requests: [0, 0, 0, 0], times: [0, 1000, 3000, 7000] },
@@ -74,7 +74,9 @@ describe('replay', () => {
     );
     // The first load also downloads: 6 s; later requests wait for what is left of it.
     expect([...(r.addedLatencyMs as Float64Array)]).toEqual([6000, 5000, 3000, 0]);
-    expect(r).toMatchObject({ hits: 3, coldLoads: 1, coldMs: 6000 });
+    // Only the request at 7 s found its model resident; the two that waited for the load are misses, as
+    // the agent logs them, though they started no load of their own.
+    expect(r).toMatchObject({ hits: 1, joinedLoads: 2, coldLoads: 1, coldMs: 6000, hitBytes: 1 });
   });
 });
 
