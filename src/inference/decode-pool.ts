@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { AgentError, ErrorCode, type ErrorCode as Code } from '../errors';
-import { bodyFormat, decodeInvokeBody, type DecodedInvoke, type ModelIO } from './kserve';
+import { bodyFormat, decodeInvokeBody, type DecodedInvoke, type ModelIO } from './kserve-decode';
 
 /**
  * Decodes large JSON invoke bodies on a worker thread, so that one big request never holds the event loop

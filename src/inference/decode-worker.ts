@@ -4,7 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { isAgentError } from '../errors';
-import { decodeInvokeBody } from './kserve';
+import { decodeInvokeBody } from './kserve-decode';
 import type { DecodeJob, DecodeReply } from './decode-pool';
 
 /** Buffers smaller than this may live in Node's shared allocation pool, which must never be moved. */

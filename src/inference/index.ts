@@ -5,15 +5,17 @@ export {
   bodyFormat,
   decodeInvokeBody,
   describeValue,
-  encodeInvokeResponse,
-  encodeInvokeResponseParts,
   MAX_DATA_DEPTH,
   type BodyFormat,
-  type EncodeOptions,
-  type EncodedParts,
   type DecodedInvoke,
-  type EncodedResponse,
   type ModelIO,
   type TensorSpec,
-} from './kserve';
+} from './kserve-decode';
+export {
+  encodeInvokeResponse,
+  encodeInvokeResponseParts,
+  type EncodeOptions,
+  type EncodedParts,
+  type EncodedResponse,
+} from './kserve-encode';
 export { DecodePool, OFF_LOOP_JSON_BYTES, type DecodeJob, type DecodeReply } from './decode-pool';
