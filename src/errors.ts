@@ -36,6 +36,14 @@ export const ErrorCode = {
   TritonInternal: 'TRITON_INTERNAL',
   /** A bug in the agent. */
   Internal: 'INTERNAL',
+  /** The route exists but not for this method (405, with `Allow`). */
+  MethodNotAllowed: 'METHOD_NOT_ALLOWED',
+  /** No route matches the path. */
+  NoRoute: 'NO_ROUTE',
+  /** The request's headers exceed what the HTTP parser takes (431). */
+  HeadersTooLarge: 'HEADERS_TOO_LARGE',
+  /** The agent is starting or draining: nothing is served yet, or any more (503, retry soon). */
+  AgentUnavailable: 'AGENT_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -197,7 +197,13 @@ export function createApp(deps: AppDeps): RequestListener {
 
   const methodNotAllowed = (req: IncomingMessage, res: ServerResponse, allow: string) => {
     res.setHeader('Allow', allow);
-    sendJson(res, 405, { error: `method ${req.method} is not allowed on ${pathOf(req)}; use ${allow}` });
+    sendError(
+      res,
+      new AgentError(
+        ErrorCode.MethodNotAllowed,
+        `method ${req.method} is not allowed on ${pathOf(req)}; use ${allow}`,
+      ),
+    );
   };
 
   const route = (p: string, handlers: Partial<Record<Method, Handler>>, onError: ErrorSender = sendError) => {
@@ -427,7 +433,7 @@ export function createApp(deps: AppDeps): RequestListener {
   });
 
   app.use((req, res) => {
-    sendJson(res, 404, { error: `no route for ${req.method} ${req.path}` });
+    sendError(res, new AgentError(ErrorCode.NoRoute, `no route for ${req.method} ${req.path}`));
   });
 
   // What express itself throws (a malformed percent-escape in a route parameter is a 400 from its

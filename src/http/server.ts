@@ -1,6 +1,8 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ErrorCode } from '../errors';
 import type { Logger } from '../observability';
+import { ANSWER_BY_CODE } from './status';
 
 /**
  * The agent's HTTP server: listening, the gate every request passes (503 with `Retry-After` while the
@@ -39,11 +41,12 @@ export class AgentServer {
         return;
       }
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      const status = ANSWER_BY_CODE[tooLarge ? ErrorCode.HeadersTooLarge : ErrorCode.BadRequest].mme;
       const body = JSON.stringify({
         error: tooLarge ? 'request headers are too large' : `malformed HTTP request: ${err.message}`,
       });
       socket.end(
-        `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
           `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     });
@@ -111,14 +114,15 @@ export class AgentServer {
 
   /** 503 with a JSON body; while draining the connection closes after it. */
   private answerUnavailable(res: http.ServerResponse, error: string): void {
+    const answer = ANSWER_BY_CODE[ErrorCode.AgentUnavailable];
     const body = JSON.stringify({ error });
     const headers: http.OutgoingHttpHeaders = {
       'Content-Type': 'application/json',
       'Content-Length': Buffer.byteLength(body),
-      'Retry-After': '1',
+      'Retry-After': String(answer.retryAfter),
     };
     if (this.phase === 'draining') headers.Connection = 'close';
-    res.writeHead(503, headers).end(body);
+    res.writeHead(answer.mme, headers).end(body);
   }
 }
 

@@ -9,28 +9,51 @@ export type RuntimeAnswer = { status: number; type: string } | 'ModelError';
 
 /**
  * The one place error codes become HTTP answers, with a column per route family: `mme` for the model
- * container routes (SageMaker's MME contract, `/invocations`), `runtime` for `/endpoints/<ep>/invocations`.
+ * container routes (SageMaker's MME contract, `/invocations`), `runtime` for `/endpoints/<ep>/invocations`,
+ * and `retryAfter`: the seconds a `Retry-After` header asks the caller to wait (absent: not retryable).
  */
-export const ANSWER_BY_CODE: Record<ErrorCode, { mme: number; runtime: RuntimeAnswer }> = {
-  [ErrorCode.BadRequest]: { mme: 400, runtime: 'ModelError' },
-  [ErrorCode.InvalidModel]: { mme: 400, runtime: 'ModelError' },
-  [ErrorCode.ModelNotFound]: { mme: 404, runtime: { status: 400, type: 'ValidationError' } },
-  [ErrorCode.ArtifactNotFound]: { mme: 404, runtime: { status: 400, type: 'ValidationError' } },
-  [ErrorCode.ModelAlreadyLoaded]: { mme: 409, runtime: 'ModelError' },
-  [ErrorCode.PayloadTooLarge]: { mme: 413, runtime: { status: 400, type: 'ValidationError' } },
-  [ErrorCode.UnsupportedMediaType]: { mme: 415, runtime: 'ModelError' },
-  // Retryable: the model is loading (SageMaker's own answer is ModelNotReadyException).
-  [ErrorCode.ModelNotReady]: { mme: 503, runtime: { status: 429, type: 'ModelNotReadyException' } },
-  [ErrorCode.TritonUnavailable]: { mme: 503, runtime: { status: 503, type: 'ServiceUnavailable' } },
-  [ErrorCode.SourceUnavailable]: { mme: 503, runtime: { status: 503, type: 'ServiceUnavailable' } },
-  [ErrorCode.DeadlineExceeded]: { mme: 504, runtime: 'ModelError' },
-  // SageMaker's signal to unload other models and retry.
-  [ErrorCode.InsufficientCapacity]: { mme: 507, runtime: 'ModelError' },
-  // Triton (the upstream) failed or answered out of protocol: not the caller's fault, nor an agent bug.
-  [ErrorCode.TritonInternal]: { mme: 502, runtime: 'ModelError' },
-  [ErrorCode.TritonProtocol]: { mme: 502, runtime: 'ModelError' },
-  [ErrorCode.Internal]: { mme: 500, runtime: { status: 500, type: 'InternalFailure' } },
-};
+export const ANSWER_BY_CODE: Record<ErrorCode, { mme: number; runtime: RuntimeAnswer; retryAfter?: number }> =
+  {
+    [ErrorCode.BadRequest]: { mme: 400, runtime: 'ModelError' },
+    [ErrorCode.InvalidModel]: { mme: 400, runtime: 'ModelError' },
+    [ErrorCode.ModelNotFound]: { mme: 404, runtime: { status: 400, type: 'ValidationError' } },
+    [ErrorCode.ArtifactNotFound]: { mme: 404, runtime: { status: 400, type: 'ValidationError' } },
+    [ErrorCode.ModelAlreadyLoaded]: { mme: 409, runtime: 'ModelError' },
+    [ErrorCode.PayloadTooLarge]: { mme: 413, runtime: { status: 400, type: 'ValidationError' } },
+    [ErrorCode.UnsupportedMediaType]: { mme: 415, runtime: 'ModelError' },
+    // Retryable: the model is loading (SageMaker's own answer is ModelNotReadyException).
+    [ErrorCode.ModelNotReady]: {
+      mme: 503,
+      runtime: { status: 429, type: 'ModelNotReadyException' },
+      retryAfter: 1,
+    },
+    [ErrorCode.TritonUnavailable]: {
+      mme: 503,
+      runtime: { status: 503, type: 'ServiceUnavailable' },
+      retryAfter: 1,
+    },
+    // An artifact store failing, or an object replaced during its download: the next try may succeed.
+    [ErrorCode.SourceUnavailable]: {
+      mme: 503,
+      runtime: { status: 503, type: 'ServiceUnavailable' },
+      retryAfter: 1,
+    },
+    [ErrorCode.DeadlineExceeded]: { mme: 504, runtime: 'ModelError' },
+    // SageMaker's signal to unload other models and retry.
+    [ErrorCode.InsufficientCapacity]: { mme: 507, runtime: 'ModelError' },
+    // Triton (the upstream) failed or answered out of protocol: not the caller's fault, nor an agent bug.
+    [ErrorCode.TritonInternal]: { mme: 502, runtime: 'ModelError' },
+    [ErrorCode.TritonProtocol]: { mme: 502, runtime: 'ModelError' },
+    [ErrorCode.Internal]: { mme: 500, runtime: { status: 500, type: 'InternalFailure' } },
+    [ErrorCode.MethodNotAllowed]: { mme: 405, runtime: { status: 405, type: 'ValidationError' } },
+    [ErrorCode.NoRoute]: { mme: 404, runtime: { status: 404, type: 'UnknownOperationException' } },
+    [ErrorCode.HeadersTooLarge]: { mme: 431, runtime: { status: 400, type: 'ValidationError' } },
+    [ErrorCode.AgentUnavailable]: {
+      mme: 503,
+      runtime: { status: 503, type: 'ServiceUnavailable' },
+      retryAfter: 1,
+    },
+  };
 
 /** The MME column, as a plain map (kept for callers that want only statuses). */
 export const STATUS_BY_CODE = Object.fromEntries(
@@ -69,7 +92,7 @@ export function sendError(res: ServerResponse, err: AgentError): void {
     res.destroy();
     return;
   }
-  if (err.code === ErrorCode.ModelNotReady || err.code === ErrorCode.TritonUnavailable)
-    res.setHeader('Retry-After', '1');
+  const retryAfter = ANSWER_BY_CODE[err.code].retryAfter;
+  if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
   sendJson(res, statusOf(err), { error: err.message });
 }

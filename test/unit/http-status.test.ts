@@ -23,3 +23,21 @@ describe('one error table, a column per route family', () => {
     expect(ANSWER_BY_CODE[ErrorCode.InsufficientCapacity]).toEqual({ mme: 507, runtime: 'ModelError' });
   });
 });
+
+describe('statuses the router and the server answer come from the table too', () => {
+  test('405, 404 and 431 have rows; Retry-After is a column, set exactly on the retryable rows', () => {
+    expect(ANSWER_BY_CODE[ErrorCode.MethodNotAllowed].mme).toBe(405);
+    expect(ANSWER_BY_CODE[ErrorCode.NoRoute].mme).toBe(404);
+    expect(ANSWER_BY_CODE[ErrorCode.HeadersTooLarge].mme).toBe(431);
+    const retryable = Object.values(ErrorCode).filter((c) => ANSWER_BY_CODE[c].retryAfter !== undefined);
+    expect(retryable.sort()).toEqual(
+      [
+        ErrorCode.AgentUnavailable,
+        ErrorCode.ModelNotReady,
+        ErrorCode.SourceUnavailable,
+        ErrorCode.TritonUnavailable,
+      ].sort(),
+    );
+    for (const c of retryable) expect(ANSWER_BY_CODE[c].mme).toBe(503);
+  });
+});
