@@ -184,15 +184,16 @@ function* jsonPieces(
   yield ']}';
 }
 
+/** `bytes` is what the JSON text would be ('exact'), or what it would be at least ('lower bound'). */
 function tooLargeForJson(
   bytes: number,
   max: number,
   limitName: string | undefined,
-  atLeast: boolean,
+  figure: 'exact' | 'lower bound',
 ): AgentError {
   return new AgentError(
     ErrorCode.BadRequest,
-    `the JSON response would be ${atLeast ? 'at least ' : ''}${bytes} bytes, over the limit of ${max} bytes${limitName ? ` (${limitName})` : ''}; ask for binary outputs instead: the request parameter "binary_data_output": true, "parameters": {"binary_data": true} on an output, or Accept: ${BINARY_CONTENT_TYPE}`,
+    `the JSON response would be ${figure === 'lower bound' ? 'at least ' : ''}${bytes} bytes, over the limit of ${max} bytes${limitName ? ` (${limitName})` : ''}; ask for binary outputs instead: the request parameter "binary_data_output": true, "parameters": {"binary_data": true} on an output, or Accept: ${BINARY_CONTENT_TYPE}`,
   );
 }
 
@@ -213,7 +214,7 @@ function* encodeSteps(
   for (const o of res.outputs) {
     if (binaryOutputs !== 'all' && !binaryOutputs.has(o.name)) minimum += 2 * elementCount(o.shape);
   }
-  if (minimum > max) throw tooLargeForJson(minimum, max, opts.limitName, true);
+  if (minimum > max) throw tooLargeForJson(minimum, max, opts.limitName, 'lower bound');
   const parts: Buffer[] = [];
   const binaries: Buffer[] = [];
   let text = '';
@@ -224,7 +225,7 @@ function* encodeSteps(
       const b = Buffer.from(text, 'utf8');
       text = '';
       bytes += b.length;
-      if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, true);
+      if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, 'lower bound');
       parts.push(b);
     }
     yield;
@@ -234,7 +235,7 @@ function* encodeSteps(
     bytes += b.length;
     parts.push(b);
   }
-  if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, false);
+  if (bytes > max) throw tooLargeForJson(bytes, max, opts.limitName, 'exact');
   if (binaries.length === 0) return { parts, byteLength: bytes, contentType: 'application/json' };
   let total = bytes;
   for (const b of binaries) {

@@ -10,7 +10,8 @@ import type { Placement } from './placement';
  * `loading` (fetch, stage, make room, Triton load), `ready` (resident on the GPU), `unloading` (leaving
  * the GPU), `evicted` (registered and on disk, not on the GPU: the next invocation loads it again).
  */
-export type ModelState = 'loading' | 'ready' | 'unloading' | 'evicted';
+/** `registered`: known, never loaded yet (or loaded by an earlier run and not adopted); `evicted`: loaded once, off the GPU now. */
+export type ModelState = 'registered' | 'loading' | 'ready' | 'unloading' | 'evicted';
 
 /** What a loading model is doing, for the status route and logs. */
 export type LoadPhase = 'fetching' | 'staging' | 'waiting-for-capacity' | 'loading';
@@ -110,7 +111,7 @@ export interface Lease {
 export interface ModelStatus {
   modelName: string;
   modelUrl: string;
-  state: LoadPhase | 'resident' | 'unloading' | 'evicted' | 'failed';
+  state: LoadPhase | 'registered' | 'resident' | 'unloading' | 'evicted' | 'failed';
   progress?: { bytes: number; totalBytes: number; percent: number };
   /** GPU bytes: learned from a measured load, else the estimate. */
   footprintBytes?: number;
@@ -134,7 +135,7 @@ export function newRecord(fields: {
 }): ModelRecord {
   return {
     ...fields,
-    state: 'evicted',
+    state: 'registered',
     phase: undefined,
     progress: undefined,
     pins: 0,

@@ -434,7 +434,7 @@ export class ModelRegistry {
   /** Models on the GPU or on their way there. */
   residentCount(): number {
     let n = 0;
-    for (const r of this.catalogue.values()) if (r.state !== 'evicted') n++;
+    for (const r of this.catalogue.values()) if (r.state !== 'evicted' && r.state !== 'registered') n++;
     return n;
   }
 

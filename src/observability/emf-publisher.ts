@@ -68,7 +68,7 @@ export class EmfPublisher {
   start(): void {
     if (this.timer) return;
     // The first interval's counters count from here.
-    void this.publish(false);
+    void this.publish({ write: false });
     this.timer = setInterval(() => void this.publish(), this.options.intervalMs);
     this.timer.unref();
   }
@@ -81,8 +81,8 @@ export class EmfPublisher {
     await this.publish();
   }
 
-  /** Reads the metrics and writes one EMF line (unless `write` is false: only remember the totals). */
-  async publish(write = true): Promise<void> {
+  /** Reads the metrics and writes one EMF line (with `write: false`, only remembers the totals). */
+  async publish({ write = true }: { write?: boolean } = {}): Promise<void> {
     const totals = await this.metrics.totals();
     const values: Record<string, number> = {};
     const units: { Name: string; Unit: string }[] = [];

@@ -372,6 +372,10 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
           ['other.tar.gz', 's3://models/resnet-mme-gpu/other.tar.gz'],
         ]);
         expect(stack.emulator.loadedModels()).toEqual([other]);
+        // Known, not loaded: neither resident nor evicted (it was never on the GPU in this run).
+        expect((await request(agent.url, 'GET', '/models/keep.tar.gz/status')).json().state).toBe(
+          'registered',
+        );
         const r = await request(agent.url, 'POST', '/models/keep.tar.gz/invoke', int32(4));
         expect(r.status).toBe(200);
         expect(dataOf(r)).toEqual([4]);

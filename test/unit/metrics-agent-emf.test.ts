@@ -19,7 +19,7 @@ describe('EmfPublisher (CloudWatch Embedded Metric Format)', () => {
     });
     // Traffic before the first interval starts is not counted in it.
     m.invocation({ model: 'a', status: 200, cold: false, waitedMs: 0, tritonMs: 100, overheadMs: 1 });
-    await emf.publish(false);
+    await emf.publish({ write: false });
     m.invocation({ model: 'a', status: 200, cold: true, waitedMs: 2000, tritonMs: 4, overheadMs: 1 });
     m.invocation({ model: 'b', status: 200, cold: false, waitedMs: 0, tritonMs: 8, overheadMs: 3 });
     m.invocation({ model: 'b', status: 503, cold: false, waitedMs: 0, tritonMs: undefined, overheadMs: 2 });
