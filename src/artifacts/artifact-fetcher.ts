@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import type { Logger } from '../observability';
+import { backoffMs } from '../time';
 import { inspectArtifact } from './artifact-layout';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
 import { type CacheEntry, type DiskCache } from './disk-cache';
@@ -422,9 +423,9 @@ export class ArtifactFetcher {
             restart: restarts + 1,
             reason: messageOf(why),
           });
-          await sleep(Math.min(5_000, 100 * 2 ** restarts), undefined, { signal: watch.signal }).catch(
-            () => undefined,
-          );
+          await sleep(backoffMs(restarts, { baseMs: 100, maxMs: 5_000, jitter: 0.5 }), undefined, {
+            signal: watch.signal,
+          }).catch(() => undefined);
           if (watch.failure) throw watch.failure;
         }
       }

@@ -8,6 +8,7 @@ import {
   type GetObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { AgentError, ErrorCode, messageOf } from '../errors';
+import { backoffMs } from '../time';
 import { SourceRestart } from './artifact-fetcher';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
 
@@ -159,7 +160,7 @@ export class S3Source implements ArtifactSource {
               `the download of ${info.url} broke off after ${offset} of ${info.size} bytes (${messageOf(err)}), and the object has ${info.etag ? 'only a weak ETag' : 'no ETag'} and no version id to resume it against`,
               { cause: err },
             );
-          await sleep(Math.min(5_000, 100 * 2 ** failures), abort.signal);
+          await sleep(backoffMs(failures, { baseMs: 100, maxMs: 5_000, jitter: 0.5 }), abort.signal);
         } finally {
           body?.destroy();
           body = undefined;

@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode } from '../errors';
 import type { Logger } from '../observability';
+import { settlesWithin } from '../time';
 import { ANSWER_BY_CODE } from './status';
 
 /**
@@ -135,21 +136,4 @@ function closeAfterResponse(res: http.ServerResponse): void {
   // Node detaches the socket from the response as it finishes: hold on to it here.
   const socket = res.socket;
   res.once('finish', () => socket?.end());
-}
-
-/** True if `p` settles within `ms`. */
-function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    void p.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-    );
-  });
 }

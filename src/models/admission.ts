@@ -1,6 +1,6 @@
 import { AgentError, ErrorCode } from '../errors';
 import type { Logger } from '../observability';
-import { waitForChange, type Clock } from './clock';
+import { waitForChange, type Clock } from '../time';
 import type { EvictionPolicy } from './eviction';
 import type { Devices, GpuLedger } from './gpu-ledger';
 import type { ModelRecord } from './model-record';

@@ -1,5 +1,5 @@
 import type { AgentError } from '../errors';
-import type { Clock } from './clock';
+import type { Clock } from '../time';
 
 export interface RememberedFailure {
   error: AgentError;

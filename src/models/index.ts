@@ -1,4 +1,4 @@
-export { systemClock, waitForChange, type Clock } from './clock';
+export { systemClock, waitForChange, type Clock } from '../time';
 export { TritonGpuProbe, type DeviceMemory, type GpuMemoryProbe, type GpuSample } from './gpu-probe';
 export {
   GpuLedger,

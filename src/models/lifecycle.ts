@@ -16,7 +16,7 @@ import { TritonError, triedToAllocate, isUnhealthyStub, maskedPlanPath, type Tri
 import { instanceGroups, isEnsemble, keptGpus, parsePbtxt, placeOnGpus, warmupBatch } from '../model-config';
 import type { Admission } from './admission';
 import type { Catalogue } from './catalogue';
-import { waitForChange, type Clock } from './clock';
+import { waitForChange, withTimeout, type Clock } from '../time';
 import type { EvictionPolicy } from './eviction';
 import type { Footprints } from './footprints';
 import type { Devices, GpuLedger } from './gpu-ledger';
@@ -595,11 +595,11 @@ export class Lifecycle {
     try {
       // Never a download here (the agent answers /ping only once adoption is decided): a source that
       // changed, or an artifact no longer on disk, is loaded again from its source on first use.
-      const info = await withDeadline(
+      const info = await withTimeout(
         fetcher.describe(record.url),
-        clock,
         ADOPT_DESCRIBE_MS,
-        'looking the source up',
+        () => new AdoptionDeferred(`looking the source up took more than ${ADOPT_DESCRIBE_MS} ms`),
+        clock,
       );
       if (info.version !== stagedVersion)
         throw new AdoptionDeferred('its source changed since it was staged');
@@ -958,20 +958,5 @@ export class AdoptionDeferred extends Error {
   constructor(reason: string) {
     super(reason);
     this.name = 'AdoptionDeferred';
-  }
-}
-
-/** `p`, or an AdoptionDeferred naming `what` once `ms` have passed. */
-async function withDeadline<T>(p: Promise<T>, clock: Clock, ms: number, what: string): Promise<T> {
-  const timer = new AbortController();
-  try {
-    return await Promise.race([
-      p,
-      clock.sleep(ms, timer.signal).then((): never => {
-        throw new AdoptionDeferred(`${what} took more than ${ms} ms`);
-      }),
-    ]);
-  } finally {
-    timer.abort();
   }
 }

@@ -12,7 +12,7 @@ import {
 } from '../triton';
 import { Admission } from './admission';
 import { Catalogue } from './catalogue';
-import { systemClock, waitForChange, type Clock } from './clock';
+import { backoffMs, systemClock, waitForChange, waitOrTimeout, type Clock } from '../time';
 import type { EvictionPolicy } from './eviction';
 import { FailureMemory } from './failure-memory';
 import { Footprints } from './footprints';
@@ -998,7 +998,9 @@ export class ModelRegistry {
         r.scaleRetryAt = 0;
       } else {
         r.scaleFailures++;
-        r.scaleRetryAt = this.clock.now() + this.scalePeriodMs * 2 ** Math.min(6, r.scaleFailures);
+        r.scaleRetryAt =
+          this.clock.now() +
+          backoffMs(r.scaleFailures, { baseMs: this.scalePeriodMs, maxMs: this.scalePeriodMs * 64 });
       }
     });
   }
@@ -1068,27 +1070,4 @@ function checkTensorNames(record: ModelRecord, request: Omit<ModelInferRequest, 
 /** The ledger key of the room held for a request's retry after it ran out of memory. */
 function oomHoldOf(record: ModelRecord): string {
   return `${record.name}\u0000oom-retry`;
-}
-
-/** Awaits `p` for at most `ms`; calls `onTimeout` (and resolves) when time runs out first. Rejections pass. */
-async function waitOrTimeout(
-  p: Promise<unknown>,
-  clock: Clock,
-  ms: number,
-  onTimeout: () => void,
-): Promise<void> {
-  const timer = new AbortController();
-  let done = false;
-  try {
-    await Promise.race([
-      p.finally(() => {
-        done = true;
-      }),
-      clock.sleep(ms, timer.signal).then(() => {
-        if (!done) onTimeout();
-      }),
-    ]);
-  } finally {
-    timer.abort();
-  }
 }

@@ -2,6 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { AgentConfig } from '../config';
+import { withTimeout } from '../time';
 
 /**
  * The access log: one JSON line per invocation and per lifecycle event, the record the capacity planner
@@ -113,15 +114,6 @@ async function openForAppend(file: string, exclusive = false): Promise<fsp.FileH
   return handle;
 }
 
-/** `p`, or a rejection naming `what` after `ms`. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
 export class AccessLog {
   private queue: string[] = [];
   private queuedBytes = 0;
@@ -158,7 +150,7 @@ export class AccessLog {
         `access log file '${settings.file}' is on a pseudo filesystem (${PSEUDO_ROOTS.join(', ')})`,
       );
     // Only its own folder is created, never a chain of them: each filesystem call here is bounded.
-    const handle = await within(
+    const handle = await withTimeout(
       (async () => {
         await fsp.mkdir(path.dirname(file)).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'EEXIST') throw err;
@@ -166,7 +158,8 @@ export class AccessLog {
         return openForAppend(file);
       })(),
       OPEN_TIMEOUT_MS,
-      `opening the access log '${settings.file}'`,
+      () =>
+        new Error(`opening the access log '${settings.file}' did not finish within ${OPEN_TIMEOUT_MS} ms`),
     );
     const { size } = await handle.stat();
     return new AccessLog(settings, handle, size);

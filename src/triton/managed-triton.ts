@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import { AgentError, ErrorCode, messageOf } from '../errors';
+import { backoffMs } from '../time';
 import {
   carriesToken,
   GROUP_TOKEN_ENV,
@@ -582,7 +583,7 @@ export class ManagedTriton {
   private async restartLoop(): Promise<void> {
     const { restartBackoffMs, maxRestartBackoffMs, logger } = this.options;
     while (!this.stopping) {
-      const delayMs = Math.min(maxRestartBackoffMs, restartBackoffMs * 2 ** Math.min(this.failures, 30));
+      const delayMs = backoffMs(this.failures, { baseMs: restartBackoffMs, maxMs: maxRestartBackoffMs });
       this.failures++;
       logger.info('restarting tritonserver', { delayMs, attempt: this.failures });
       await new Promise<void>((resolve) => {

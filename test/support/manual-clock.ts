@@ -1,4 +1,4 @@
-import { systemClock, type Clock } from '../../src/models';
+import { systemClock, type Clock } from '../../src/time';
 
 /** A clock that moves only when told to: `advance(ms)` runs every timer that falls due, in order. */
 export class ManualClock implements Clock {
@@ -37,6 +37,11 @@ export class ManualClock implements Clock {
     const id = ++this.seq;
     this.timers.set(id, { at: this.t + ms, run: fn, every: ms });
     return () => this.timers.delete(id);
+  }
+
+  /** Timers not yet run or cancelled (a wait that cleaned up after itself leaves none). */
+  pendingTimers(): number {
+    return this.timers.size;
   }
 
   /** Moves time forward by `ms`, running due timers (and letting promises settle between them). */
