@@ -17,6 +17,23 @@ import { createLogger } from '../src/observability';
 import { TritonEmulator } from '../test/support/triton-emulator';
 
 const args = process.argv.slice(2);
+const USAGE = `usage: npm run demo [-- --port N] [-- --once]
+
+Runs the agent in front of the Triton emulator (no GPU) with two models loaded, and prints curl commands
+that load, list, invoke and unload models.
+  --port N   the agent's port (default SAGEMAKER_BIND_TO_PORT or 8080; 0: any free port)
+  --once     run the printed requests, check the answers, and exit`;
+if (args.includes('--help') || args.includes('-h')) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const unknown = args.filter(
+  (a, i) => a.startsWith('-') && a !== '--once' && a !== '--port' && args[i - 1] !== '--port',
+);
+if (unknown.length > 0) {
+  console.error(`demo: unknown option '${unknown[0]}'\n\n${USAGE}`);
+  process.exit(2);
+}
 const once = args.includes('--once');
 const portArg = args.indexOf('--port');
 const portText = portArg >= 0 ? (args[portArg + 1] ?? '') : (process.env.SAGEMAKER_BIND_TO_PORT ?? '8080');
@@ -144,15 +161,25 @@ async function main(): Promise<void> {
     console.log('\ndemo: all requests answered as expected');
   } else {
     console.log('\nCtrl-C to stop.');
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
+    await new Promise<void>((resolve) => (stopWaiting = resolve));
   }
 }
 
 async function cleanUp(): Promise<void> {
   for (const undo of cleanups.reverse()) await undo().catch(() => undefined);
+  cleanups.length = 0;
+}
+
+/** Set while the demo waits for Ctrl-C; a signal before that (during start) cleans up and exits. */
+let stopWaiting: (() => void) | undefined;
+for (const [signal, status] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
+  process.once(signal, () => {
+    if (stopWaiting) stopWaiting();
+    else void cleanUp().then(() => process.exit(status));
+  });
 }
 
 main().then(

@@ -3,6 +3,8 @@
  * The package's command line: `triton-sagemaker-mme-agent <command> [options]`. Each command is one entry
  * in COMMANDS (loaded only when it runs), so adding a command is adding one line.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /** A command: one line of help, and a runner that prints through `print` and returns an exit status. */
 export interface Command {
@@ -46,10 +48,20 @@ export const COMMANDS: Record<string, Command> = {
   },
 };
 
+/** The package's version, from the package.json above this file (src/ or dist/src/). */
+function packageVersion(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file))
+      return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
+}
+
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
   return [
-    'usage: triton-sagemaker-mme-agent <command> [options]   (<command> --help for its options)',
+    'usage: triton-sagemaker-mme-agent <command> [options]   (<command> --help for its options; --version)',
     '',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
   ].join('\n');
@@ -65,6 +77,10 @@ export async function runCli(
   printError: (line: string) => void = (l) => console.error(l),
 ): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    print(packageVersion());
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name === undefined ? printError : print)(usage());
     return name === undefined ? 2 : 0;

@@ -249,8 +249,15 @@ export function createApp(deps: AppDeps): RequestListener {
       ctx.model = target;
     }
     const contentType = header(req, 'content-type');
-    bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
-    const body = await readBody(req, settings.maxBodyBytes, 'AGENT_MAX_BODY_BYTES');
+    let body: Buffer;
+    try {
+      bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
+      body = await readBody(req, settings.maxBodyBytes, 'AGENT_MAX_BODY_BYTES');
+    } catch (err) {
+      // Refused before it asked for its model: still one access-log line, with the reason.
+      registry.rejected(target, err);
+      throw err;
+    }
     // A large request's synchronous steps (the last body copy, the gRPC serialisation, the response's
     // decoding) each take milliseconds: let other requests in between them.
     const large = body.length >= LARGE_BYTES;

@@ -562,6 +562,19 @@ export class ModelRegistry {
     }
   }
 
+  /**
+   * An invocation refused before it asked for its model (its content type or body): told to the events
+   * like a failed acquisition, so the access log has one line per invocation whatever its outcome.
+   */
+  rejected(nameOrTarget: string, err: unknown): void {
+    this.events?.acquireFailed?.({
+      model: this.catalogue.get(nameOrTarget)?.name ?? nameOrTarget,
+      cold: false,
+      waitMs: 0,
+      code: err instanceof AgentError ? err.code : ErrorCode.Internal,
+    });
+  }
+
   private async acquireLoop(
     nameOrTarget: string,
     started: number,

@@ -15,6 +15,7 @@ export const SKIP_REASONS = {
   badTime: 'an implausible timestamp',
   outlierTime: 'a timestamp far from the rest of the log',
   unknownModel: 'a request for a model that does not exist',
+  refused: 'a request refused before it reached its model (its body or content type)',
 } as const;
 
 export type SkipReason = keyof typeof SKIP_REASONS;
@@ -147,7 +148,13 @@ function readLine(line: string, now: number, records: Records): SkipReason | und
     else if (rec.outcome === 'cold') kind = COLD;
     else return 'malformed';
     // The agent logs every invocation; one for a model that does not exist asks nothing of a GPU.
-    if (rec.error === 'MODEL_NOT_FOUND') return 'unknownModel';
+    if (rec.error === 'MODEL_NOT_FOUND' || rec.error === 'ARTIFACT_NOT_FOUND') return 'unknownModel';
+    if (
+      rec.error === 'UNSUPPORTED_MEDIA_TYPE' ||
+      rec.error === 'PAYLOAD_TOO_LARGE' ||
+      rec.error === 'BAD_REQUEST'
+    )
+      return 'refused';
   } else if (type === 'lifecycle') {
     if (typeof rec.event !== 'string') return 'malformed';
     kind = rec.event === 'load' ? LOAD : OTHER_LIFECYCLE;

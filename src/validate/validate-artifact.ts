@@ -285,9 +285,26 @@ function whereOf(message: string): string {
   if (entry) return entry[1];
   const line = /([^\s']*config\.pbtxt:\d+:\d+)/.exec(message);
   if (line) return line[1];
+  const file = /^([^\s']*config\.pbtxt): /.exec(message);
+  if (file) return file[1];
   const model = /model '([^']+)'/.exec(message);
   if (model) return model[1];
   return '.';
+}
+
+/**
+ * The loader's message without the place `where` already names, so a finding reads
+ * `error: resnet/config.pbtxt:17:1: expected '}'` rather than naming the file three times.
+ */
+function withoutWhere(message: string, where: string): string {
+  const syntax = new RegExp(`^invalid [^:]*config\\.pbtxt: ${escapeRegExp(where)}: `).exec(message);
+  if (syntax) return message.slice(syntax[0].length);
+  if (message.startsWith(`${where}: `)) return message.slice(where.length + 2);
+  return message;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /**
@@ -496,7 +513,8 @@ export async function validateArtifact(
     if (!isAgentError(err, ErrorCode.InvalidModel)) throw err;
     // Messages name the temporary unpack directory: show it as the artifact's root instead.
     const message = work ? messageOf(err).split(path.join(work, 'artifact')).join('.') : messageOf(err);
-    report.findings.push({ severity: 'error', where: whereOf(message), message });
+    const where = whereOf(message);
+    report.findings.push({ severity: 'error', where, message: withoutWhere(message, where) });
   } finally {
     if (work) await fs.rm(work, { recursive: true, force: true, maxRetries: 3 });
   }

@@ -126,7 +126,9 @@ function parseOptions(argv: string[]): CommandOptions {
       allowPositionals: true,
     });
   } catch (err) {
-    throw new UsageError(messageOf(err));
+    // Node's own text for an unknown option runs on about positionals; say it in one short line.
+    const unknown = /^Unknown option '([^']*)'/.exec(messageOf(err));
+    throw new UsageError(unknown ? `unknown option '${unknown[1]}'` : messageOf(err));
   }
   const { values, positionals } = parsed;
   let maxUnpackBytes = DEFAULT_MAX_UNPACK_BYTES;

@@ -51,6 +51,16 @@ describe('npm run demo: what a new user hit', () => {
     }
   });
 
+  test('--help prints the usage and starts nothing; an unknown option is refused with it', async () => {
+    const help = await demo(['--help'], work.dir);
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/^usage: npm run demo/m);
+    const bogus = await demo(['--bogus'], work.dir);
+    expect(bogus.code).toBe(2);
+    expect(bogus.out).toContain("demo: unknown option '--bogus'");
+    expect(await leftovers(work.dir)).toEqual([]);
+  });
+
   test('a bad --port is refused before anything is written', async () => {
     const r = await demo(['--port', 'eighty'], work.dir);
     expect(r.code).toBe(1);

@@ -120,7 +120,12 @@ describe('the access log under concurrent cold requests', () => {
     const dir = await fs.mkdtemp(path.join(process.env.TMPDIR ?? '/tmp', 'access-log-'));
     const logFile = path.join(dir, 'access.log');
     const stack = await startStack({
-      env: { AGENT_EVICTION_POLICY: 'lru', AGENT_ACCESS_LOG_FILE: logFile, AGENT_COLD_LOAD_WAIT_MS: '500' },
+      env: {
+        AGENT_EVICTION_POLICY: 'lru',
+        AGENT_ACCESS_LOG_FILE: logFile,
+        AGENT_COLD_LOAD_WAIT_MS: '500',
+        AGENT_MAX_BODY_BYTES: '4096',
+      },
       emulator: { gpuMemoryBytes: 100 * MiB },
     });
     try {
@@ -159,19 +164,36 @@ describe('the access log under concurrent cold requests', () => {
       expect(unknown.map((r) => r.status)).toEqual([404, 404]);
       const ok = await Promise.all([1, 2].map(() => request(stack.url, 'POST', '/models/f/invoke', body)));
       expect(ok.map((r) => r.status)).toEqual([200, 200]);
+      // Refused before asking for the model: a content type it does not take, a body over the limit.
+      const wrongType = await request(stack.url, 'POST', '/models/f/invoke', 'x', {
+        'content-type': 'text/plain',
+      });
+      expect(wrongType.status).toBe(415);
+      const tooLarge = await request(stack.url, 'POST', '/models/f/invoke', 'y'.repeat(5000), {
+        'content-type': 'application/json',
+      });
+      expect(tooLarge.status).toBe(413);
       await stack.agent.stop(1000);
       const invokes = (await fs.readFile(logFile, 'utf8'))
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l) as { type: string; model: string; outcome?: string; error?: string })
         .filter((l) => l.type === 'invoke');
-      // Seven requests, seven lines: three that gave up waiting, two for an unknown model, two answers.
-      expect(invokes).toHaveLength(7);
-      expect(invokes.filter((l) => l.model === 'f' && l.error).map((l) => l.outcome)).toEqual([
-        'cold',
-        'cold',
-        'cold',
+      // Nine requests, nine lines: three that gave up waiting, two for an unknown model, two answers, two
+      // refused before they asked for their model.
+      expect(invokes).toHaveLength(9);
+      expect(invokes.filter((l) => l.model === 'f').map((l) => l.error ?? 'ok')).toEqual([
+        'MODEL_NOT_READY',
+        'MODEL_NOT_READY',
+        'MODEL_NOT_READY',
+        'ok',
+        'ok',
+        'UNSUPPORTED_MEDIA_TYPE',
+        'PAYLOAD_TOO_LARGE',
       ]);
+      expect(
+        invokes.filter((l) => l.model === 'f' && l.error === 'MODEL_NOT_READY').map((l) => l.outcome),
+      ).toEqual(['cold', 'cold', 'cold']);
       expect(invokes.filter((l) => l.model === 'nobody').map((l) => l.error)).toEqual([
         'MODEL_NOT_FOUND',
         'MODEL_NOT_FOUND',

@@ -308,6 +308,9 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     expect(help.text()).toMatch(/^\s+serve\s+run the agent/m);
     expect(help.text()).toMatch(/^\s+validate\s/m);
     expect(help.text()).toMatch(/^\s+plan\s/m);
+    const version = startAgentProcess({}, [cli, '--version']);
+    expect((await version.exited).code).toBe(0);
+    expect(version.text().trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
   test('a tritonserver binary that does not exist: the agent exits 1 naming it', async () => {
