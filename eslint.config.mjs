@@ -17,6 +17,7 @@ const BELOW = {
   models: ['artifacts', 'inference', 'model-config', 'observability', 'triton'],
   validate: ['artifacts', 'model-config', 'models', 'planner'],
   planner: ['models'],
+  http: ['models', 'inference', 'observability'],
 };
 const FOLDERS = [
   'model-config',

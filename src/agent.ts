@@ -258,7 +258,6 @@ export class Agent {
     this.tritonProcess = managed;
     const app = createApp({
       registry: this.registry,
-      triton: this.triton,
       logger: this.logger,
       settings: {
         singleModel: () => (this.config.multiModel ? undefined : (this.singleModel ?? '')),

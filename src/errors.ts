@@ -56,6 +56,11 @@ export class AgentError extends Error {
     this.name = 'AgentError';
     this.code = code;
   }
+
+  /** What the caller was not told but an operator should see in the logs (none by default). */
+  get operatorDetail(): string | undefined {
+    return undefined;
+  }
 }
 
 /** True when `err` is an AgentError, optionally of one of the given codes. */

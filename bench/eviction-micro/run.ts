@@ -145,7 +145,6 @@ async function listPages(): Promise<{ p50: number; p99: number; pages: number }>
   const listed = registry.list().filter((r) => r.loads > 0).length;
   const app = createApp({
     registry,
-    triton,
     logger: silentLogger(),
     settings: { maxBodyBytes: 1e6, defaultModelName: undefined, listPageSize: 1000 },
   });

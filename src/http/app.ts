@@ -1,11 +1,9 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { localPath, parseS3Url } from '../artifacts';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
 import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
-import { checkModelName, type ModelRegistry, type ModelView } from '../models';
+import { checkModelName, checkModelUrl, type ModelRegistry, type ModelView } from '../models';
 import { AgentMetrics, EmfPublisher, type Logger } from '../observability';
-import { TritonError, type TritonControl } from '../triton';
 import { readBody } from './body';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
 import { ANSWER_BY_CODE, asAgentError, sendError, sendJson, statusOf } from './status';
@@ -26,7 +24,6 @@ export interface AppSettings {
 
 export interface AppDeps {
   registry: ModelRegistry;
-  triton: TritonControl;
   settings: AppSettings;
   logger: Logger;
   /** Where request-level metrics go and what GET /metrics serves (one is made when not given). */
@@ -68,22 +65,9 @@ function parseJsonObject(body: Buffer, what: string): Record<string, unknown> {
 
 export { checkModelName };
 
-/** The transport's own text behind a connection failure (callers are told without Triton's address). */
+/** What the caller was not told (a connection failure's address and cause), for operators' logs. */
 function causeText(e: AgentError): string | undefined {
-  const t = e instanceof TritonError ? e : e.cause instanceof TritonError ? e.cause : undefined;
-  return t?.connectionFailure ? t.tritonMessage.trimEnd() : undefined;
-}
-
-/** Checks a load url: an absolute path or file:// URL (directory or archive), or s3://bucket/key. */
-function checkModelUrl(url: unknown): string {
-  if (typeof url !== 'string' || url.trim() === '') throw bad('"url" must be a non-empty string');
-  const u = url.trim();
-  if (u.startsWith('s3://')) {
-    parseS3Url(u);
-    return u;
-  }
-  const p = localPath(u);
-  return u.startsWith('file://') ? u : p;
+  return e.operatorDetail ?? (e.cause instanceof AgentError ? e.cause.operatorDetail : undefined);
 }
 
 interface PageToken {
@@ -168,7 +152,7 @@ function decodeSegment(raw: string): string {
  * express. Every request gets a request id and one log line (request-log.ts); every error is JSON.
  */
 export function createApp(deps: AppDeps): RequestListener {
-  const { registry, triton, settings, logger } = deps;
+  const { registry, settings, logger } = deps;
   const metrics = deps.metrics ?? new AgentMetrics();
   if (settings.emf) new EmfPublisher(metrics, settings.emf).start();
   const decoder = new DecodePool();
@@ -318,9 +302,7 @@ export function createApp(deps: AppDeps): RequestListener {
         throw new AgentError(ErrorCode.TritonUnavailable, 'Triton is starting or restarting');
       }
       // Never waits on a load: a single ServerLive with a deadline inside SageMaker's 2 s.
-      const live = await triton
-        .serverLive({ deadlineMs: PING_DEADLINE_MS, noRetry: true, waitForReady: true })
-        .catch(() => false);
+      const live = await registry.tritonLive(PING_DEADLINE_MS);
       if (!live) throw new AgentError(ErrorCode.TritonUnavailable, 'Triton is not live');
       // Single-model mode reports ready only once its model is (SageMaker's "ready" ping).
       const single = settings.singleModel?.();

@@ -31,3 +31,4 @@ export {
 } from './model-registry';
 export { checkModelName, MAX_MODEL_NAME_LENGTH } from './model-name';
 export { TritonNameBook } from './triton-names';
+export { checkModelUrl } from './model-url';

@@ -562,6 +562,11 @@ export class ModelRegistry {
     }
   }
 
+  /** True when Triton answers ServerLive within `deadlineMs` (the ping's check: never retried, never throws). */
+  tritonLive(deadlineMs: number): Promise<boolean> {
+    return this.triton.serverLive({ deadlineMs, noRetry: true, waitForReady: true }).catch(() => false);
+  }
+
   /**
    * An invocation refused before it asked for its model (its content type or body): told to the events
    * like a failed acquisition, so the access log has one line per invocation whatever its outcome.

@@ -140,6 +140,12 @@ const CONNECTION_FAILURE =
  */
 export class TritonError extends AgentError {
   readonly kind: TritonErrorKind;
+
+  /** A connection failure's own text (it names Triton's address, which callers are not told). */
+  override get operatorDetail(): string | undefined {
+    return this.connectionFailure ? this.tritonMessage.trimEnd() : undefined;
+  }
+
   /** The call never reached Triton (no connection, or it dropped): the message says so without the address. */
   readonly connectionFailure: boolean;
 

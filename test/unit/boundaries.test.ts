@@ -36,6 +36,8 @@ describe('folder boundaries (ESLint)', () => {
     ['src/models/x.ts', "import { createApp } from '../http';"],
     ['src/inference/x.ts', "import { ModelRegistry } from '../models';"],
     ['src/observability/x.ts', "import { ModelRegistry } from '../models';"],
+    ['src/http/x.ts', "import { TritonError } from '../triton';"],
+    ['src/http/x.ts', "import { parseS3Url } from '../artifacts';"],
   ])(
     '%s: %s is refused',
     async (file, code) => {
