@@ -3,13 +3,7 @@ import * as path from 'node:path';
 import { localPath, type ArtifactFetcher, type Stager } from '../artifacts';
 import { AgentError, ErrorCode, messageOf } from '../errors';
 import type { Logger } from '../observability';
-import {
-  TritonError,
-  triedToAllocate,
-  type ModelInferRequest,
-  type ModelInferResponse,
-  type TritonControl,
-} from '../triton';
+import { TritonError, type ModelInferRequest, type ModelInferResponse, type TritonControl } from '../triton';
 import { Admission } from './admission';
 import { Catalogue } from './catalogue';
 import { backoffMs, systemClock, waitForChange, waitOrTimeout, type Clock } from '../time';
@@ -22,6 +16,7 @@ import { GpuLedger, type DeviceReading } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
 import { AdoptionDeferred, Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
 import { decideScaling, type ScalerModel } from './scaler';
+import { GROWTH_SHARE, RequestOomRecovery } from './request-oom';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
 import type { ArtifactGpus, PlacementMode } from './placement';
 
@@ -111,16 +106,6 @@ export interface AcquireProgress {
   waitedMs?: number;
 }
 
-/**
- * Most rounds of retrying after a request runs out of memory (alternately: send at least one model away,
- * then wait for its memory to show as free; all within the cold-load wait). Under churn, room freed in one round can go to another
- * model's growth before the retry runs, so a few rounds are needed; the bound keeps it finite.
- */
-const REQUEST_OOM_ROUNDS = 12;
-
-/** How much a model's footprint is loosened when it runs a larger batch than before (a share of it). */
-const GROWTH_SHARE = 0.25;
-
 /** Resolves `<prefix><name>` for lazy loading, refusing names that would leave the prefix. */
 export function lazyUrl(prefix: string, name: string): string {
   const parts = name.split('/');
@@ -153,6 +138,8 @@ export class ModelRegistry {
   private readonly fetcher: Pick<ArtifactFetcher, 'fetch' | 'describe' | 'isLocal'>;
   private readonly events: LifecycleEvents | undefined;
   readonly ledger: GpuLedger | undefined;
+  /** Makes room and retries a request that ran out of GPU memory (when capacity is on). */
+  private readonly requestOom: RequestOomRecovery | undefined;
   private readonly admission: Admission | undefined;
   /** False once the agent drains: the scaler stops moving models. */
   private moving = true;
@@ -161,9 +148,6 @@ export class ModelRegistry {
   private readonly probe: GpuMemoryProbe | undefined;
   private readonly timers: (() => void)[] = [];
   /** Room being made after an out-of-memory inside a request, per model (one at a time). */
-  private readonly oomRecovery = new Map<ModelRecord, Promise<boolean>>();
-  /** What a model was charged when its requests first ran out of memory (until one succeeds or gives up). */
-  private readonly oomBase = new Map<ModelRecord, number>();
   /** Settles at the first successful GPU sample. */
   private readonly firstSample = new ChangeSignal();
   private sampledOnce = false;
@@ -235,6 +219,12 @@ export class ModelRegistry {
       this.ledger = ledger;
       this.admission = admission;
       this.footprints = footprints;
+      this.requestOom = new RequestOomRecovery(
+        { ledger, admission, footprints, catalogue: this.catalogue, need: (r) => this.lifecycle.need(r) },
+        this.clock,
+        this.logger,
+        { coldLoadWaitMs: options.coldLoadWaitMs },
+      );
       capacity = { ledger, admission, footprints, policy: cap.policy, releaseWaitMs: cap.releaseWaitMs };
       this.timers.push(this.clock.every(cap.metricsIntervalMs, () => void this.sample()));
     }
@@ -741,46 +731,17 @@ export class ModelRegistry {
         return res;
       }
       // Out of memory inside the request: the model grew past its charge (PyTorch's cache, workspaces).
-      // Charge it more, make room on its GPUs by sending idle models away, and try again; 507 only once
-      // no idle model is left to send away (or the rounds run out).
+      // Charge it more, make room on its GPUs and try again (request-oom.ts); 507 only once nothing can go.
       let failure: unknown = err;
-      const until = this.clock.now() + this.options.coldLoadWaitMs;
-      let round = 0;
-      let waitedForRelease = false;
-      for (; round < REQUEST_OOM_ROUNDS && this.clock.now() < until; round++) {
-        if (!(failure instanceof TritonError) || failure.kind !== 'OutOfMemory') break;
-        if (round > 0 && !waitedForRelease && this.ledger) {
-          // The last round's evictions may not show as free yet (allocators return memory late): wait for
-          // the GPU to show them (the next sample, at most the release wait) before sending more away.
-          waitedForRelease = true;
-          await waitForChange(this.clock, this.ledger.nextSample(), this.ledger.options.releaseWaitMs).catch(
-            () => undefined,
-          );
-        } else {
-          waitedForRelease = false;
-          if (!(await this.roomAfterRequestOom(record, failure))) break;
-        }
+      if (this.requestOom && failure instanceof TritonError && failure.kind === 'OutOfMemory') {
         try {
-          const res = await call();
+          const res = await this.requestOom.retry(record, failure, call);
           record.invocations++;
-          this.oomBase.delete(record);
           return res;
         } catch (again) {
           failure = again;
-        } finally {
-          // The room held for the retry goes back: the model's own charge now covers what it grew to.
-          this.ledger?.cancel(oomHoldOf(record));
         }
       }
-      this.ledger?.cancel(oomHoldOf(record));
-      this.oomBase.delete(record);
-      if (failure instanceof TritonError && failure.kind === 'OutOfMemory')
-        this.logger.warn('out of GPU memory inside a request; answering 507', {
-          model: record.name,
-          state: record.state,
-          rounds: round,
-          charge: this.ledger?.chargeOf(record.name),
-        });
       throw this.asUserError(record, failure);
     }
   }
@@ -805,85 +766,6 @@ export class ModelRegistry {
   private noteWarm(record: ModelRecord, batch: number): void {
     if (record.warmSince !== undefined || !record.footprintKey || !this.footprints) return;
     if (batch >= this.footprints.largestBatchOf(record.footprintKey)) record.warmSince = this.clock.now();
-  }
-
-  /**
-   * After an out-of-memory inside a request: the model needs more than it is charged (until measured) —
-   * as much more as the backend says it tried to allocate, when it says (PyTorch does) — and idle models on
-   * its GPUs (the policy's victims) are sent away until that much is free there. Resolves true once their
-   * unloads finished (bounded by the cold-load wait), false when none could go.
-   */
-  private roomAfterRequestOom(record: ModelRecord, err: TritonError): Promise<boolean> {
-    // Concurrent requests of one model that run out of memory together make room once (single flight).
-    const running = this.oomRecovery.get(record);
-    if (running) return running;
-    const work = this.makeRoomAfterRequestOom(record, err).finally(() => this.oomRecovery.delete(record));
-    this.oomRecovery.set(record, work);
-    return work;
-  }
-
-  private async makeRoomAfterRequestOom(record: ModelRecord, err: TritonError): Promise<boolean> {
-    const ledger = this.ledger;
-    const admission = this.admission;
-    if (!ledger || !admission) return false;
-    // A reload under way: once it settles the request is tried again. (Not an unload: it waits for this
-    // request's pin to drain.)
-    if (record.state === 'loading') {
-      await record.transition?.catch(() => undefined);
-      return (record.state as string) === 'ready';
-    }
-    if (record.state !== 'ready') return false;
-    const more = triedToAllocate(err.tritonMessage) ?? 0;
-    const devices = ledger.indices(ledger.devicesOf(record.name) ?? 'all');
-    // Raised from what it was charged when its requests first ran out (each round retries the same
-    // allocation: the figure must not compound).
-    if (!this.oomBase.has(record)) this.oomBase.set(record, ledger.chargeOf(record.name));
-    const charge = this.oomBase.get(record) ?? 0;
-    // A request that needs more than its GPU has for models even alone: evicting cannot help, and the
-    // figure is the request's, not the model's (a smaller request runs).
-    if (devices.some((d) => charge + more > ledger.usable(d))) {
-      this.logger.warn('a request needs more GPU memory than the GPU has for models', {
-        model: record.name,
-        tried: more,
-      });
-      return false;
-    }
-    // Until the retry has run, what it tried to allocate is held beside its charge: loads admitted in the
-    // meantime (whose own growth the ledger cannot see yet) do not take the room made for it.
-    if (more > 0)
-      ledger.reserve(oomHoldOf(record), more, ledger.devicesOf(record.name) ?? 'all', { transient: true });
-    if (record.footprintKey) {
-      this.footprints?.needsMoreThan(record.footprintKey, charge + more);
-      this.footprints?.loosen(record.footprintKey, GROWTH_SHARE);
-      ledger.update(record.name, this.lifecycle.need(record));
-    }
-    let victims = admission.evictBeside(record);
-    // Every model beside it may be serving a request: each finishes soon and can go then, so wait for
-    // one (bounded by the cold-load wait) rather than answer 507 while memory is about to be freeable.
-    const deadline = this.clock.now() + this.options.coldLoadWaitMs;
-    while (victims.length === 0) {
-      const left = deadline - this.clock.now();
-      if (left <= 0 || record.state !== 'ready') {
-        this.logger.warn('out of GPU memory inside a request and no idle model shares its GPU', {
-          model: record.name,
-        });
-        return false;
-      }
-      await waitForChange(this.clock, Promise.race([ledger.next(), ledger.nextSample()]), left).catch(
-        () => undefined,
-      );
-      victims = admission.evictBeside(record);
-    }
-    this.logger.warn('out of GPU memory inside a request; evicting idle models and trying again', {
-      model: record.name,
-      victims,
-      tried: more || undefined,
-    });
-    const going = victims.map((v) => this.catalogue.get(v)?.transition).filter((t) => t !== undefined);
-    await waitOrTimeout(Promise.all(going), this.clock, this.options.coldLoadWaitMs, () => undefined).catch(
-      () => undefined,
-    );
-    return true;
   }
 
   private asUserError(record: ModelRecord, err: unknown): unknown {
@@ -1083,9 +965,4 @@ function checkTensorNames(record: ModelRecord, request: Omit<ModelInferRequest, 
     if (!io.inputs.some((x) => x.name === t.name)) throw bad('input', t.name, io.inputs);
   for (const t of request.outputs ?? [])
     if (!io.outputs.some((x) => x.name === t.name)) throw bad('output', t.name, io.outputs);
-}
-
-/** The ledger key of the room held for a request's retry after it ran out of memory. */
-function oomHoldOf(record: ModelRecord): string {
-  return `${record.name}\u0000oom-retry`;
 }
