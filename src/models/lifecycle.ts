@@ -176,11 +176,9 @@ export class Lifecycle {
     record.lastFailure = undefined;
     record.victims = [];
     record.victimsReported = false;
-    record.transition = this.load(record).then(
-      () => {
-        record.transition = undefined;
-      },
-      (err: unknown) => {
+    this.track(
+      record,
+      this.load(record).catch((err: unknown) => {
         // What the caller hears names their model, never the internal Triton name.
         const raw = isAgentError(err)
           ? err
@@ -193,7 +191,6 @@ export class Lifecycle {
         record.state = 'evicted';
         // A model that never loaded is forgotten; one that did stays registered for its next invocation.
         if (first) this.parts.catalogue.remove(record);
-        record.transition = undefined;
         this.parts.events?.loadFailed?.({ model: record.name, code: e.code, message: e.message });
         this.parts.logger.warn('model failed to load', {
           model: record.name,
@@ -201,8 +198,24 @@ export class Lifecycle {
           code: e.code,
           error: e.message,
         });
-      },
+      }),
     );
+  }
+
+  /**
+   * Makes `work` the model's one transition until it settles, then clears it — unless a transition
+   * chained behind it (markLost) has taken its place. Resolves when it settled, either way.
+   */
+  private track(record: ModelRecord, work: Promise<unknown>): Promise<void> {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    record.transition = settled;
+    void settled.then(() => {
+      if (record.transition === settled) record.transition = undefined;
+    });
+    return settled;
   }
 
   /**
@@ -755,15 +768,7 @@ export class Lifecycle {
       logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });
       return true;
     })();
-    const settled: Promise<void> = work.then(
-      () => undefined,
-      () => undefined,
-    );
-    record.transition = settled;
-    void settled.then(() => {
-      // A transition chained behind this one (markLost) keeps its place.
-      if (record.transition === settled) record.transition = undefined;
-    });
+    this.track(record, work);
     return work;
   }
 
@@ -820,14 +825,7 @@ export class Lifecycle {
     record.state = 'unloading';
     this.parts.capacity?.ledger.startFreeing(record.name);
     const work = this.unload(record, outcome);
-    record.transition = work.then(
-      () => {
-        record.transition = undefined;
-      },
-      () => {
-        record.transition = undefined;
-      },
-    );
+    this.track(record, work);
     return work;
   }
 
@@ -903,11 +901,7 @@ export class Lifecycle {
           .catch(() => undefined);
       await this.forgetResidency(record);
     });
-    const done = () => {
-      if (record.transition === work) record.transition = undefined;
-    };
-    record.transition = work;
-    work.then(done, done);
+    this.track(record, work);
   }
 
   /** Waits (bounded) for the model's requests in flight to finish. */
