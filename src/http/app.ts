@@ -1,10 +1,10 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import express, { type NextFunction, type Request, type Response } from 'express';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
 import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
 import { checkModelName, checkModelUrl, type ModelRegistry, type ModelView } from '../models';
 import { AgentMetrics, EmfPublisher, type Logger } from '../observability';
 import { readBody } from './body';
+import { Router, type RouteOptions } from './router';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
 import { ANSWER_BY_CODE, asAgentError, sendError, sendJson, statusOf } from './status';
 
@@ -30,8 +30,6 @@ export interface AppDeps {
   metrics?: AgentMetrics;
 }
 
-type Method = 'GET' | 'POST' | 'DELETE';
-type Handler = (req: Request, res: Response) => Promise<void>;
 type ErrorSender = (res: ServerResponse, err: AgentError) => void;
 
 const TARGET_MODEL = 'x-amzn-sagemaker-target-model';
@@ -135,30 +133,20 @@ function pathOf(req: IncomingMessage): string {
   return q < 0 ? url : url.slice(0, q);
 }
 
-/** A percent-decoded path segment; a malformed escape is a 400, never an HTML page. */
-function decodeSegment(raw: string): string {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    throw bad(`the path has a malformed percent-escape: '${raw.slice(0, 200)}'`);
-  }
-}
-
 /**
  * The request listener serving SageMaker's MME contract and SageMaker Runtime's InvokeEndpoint route.
  *
- * The invoke routes are dispatched here directly on node:http (measured in bench/overhead: express's
- * generic dispatch cost more per invocation than the agent's own work); everything else goes through
- * express. Every request gets a request id and one log line (request-log.ts); every error is JSON.
+ * Every route goes through one small router on node:http (router.ts): bench/overhead measured express's
+ * generic dispatch costing more per invocation than the agent's own work, and two routers (express, and
+ * a direct one for the invoke routes) meant two sets of rules. Every request gets a request id and one
+ * log line (request-log.ts); every error is JSON, its status from the one table (status.ts).
  */
 export function createApp(deps: AppDeps): RequestListener {
   const { registry, settings, logger } = deps;
   const metrics = deps.metrics ?? new AgentMetrics();
   if (settings.emf) new EmfPublisher(metrics, settings.emf).start();
   const decoder = new DecodePool();
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
+  const router = new Router();
 
   /** Runs a handler; anything it throws becomes a mapped JSON error (5xx also logged). */
   const run = (req: IncomingMessage, res: ServerResponse, work: Promise<void>, onError: ErrorSender) => {
@@ -179,9 +167,14 @@ export function createApp(deps: AppDeps): RequestListener {
     });
   };
 
-  const methodNotAllowed = (req: IncomingMessage, res: ServerResponse, allow: string) => {
+  const methodNotAllowed = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    allow: string,
+    route: RouteOptions,
+  ) => {
     res.setHeader('Allow', allow);
-    sendError(
+    route.onError(
       res,
       new AgentError(
         ErrorCode.MethodNotAllowed,
@@ -190,24 +183,17 @@ export function createApp(deps: AppDeps): RequestListener {
     );
   };
 
-  const route = (p: string, handlers: Partial<Record<Method, Handler>>, onError: ErrorSender = sendError) => {
-    const allow = Object.keys(handlers).join(', ');
-    app.all(p, (req, res) => {
-      const method = (req.method === 'HEAD' ? 'GET' : req.method) as Method;
-      const handler = handlers[method];
-      if (!handler) {
-        methodNotAllowed(req, res, allow);
-        return;
-      }
-      run(req, res, handler(req, res), onError);
-    });
-  };
+  const route = (
+    p: string,
+    handlers: Parameters<Router['add']>[1],
+    options: RouteOptions = { onError: sendError },
+  ) => router.add(p, handlers, options);
 
   const describe = (r: ModelView) => ({ modelName: r.name, modelUrl: r.url });
   // Loaded as far as SageMaker is concerned: resident, or evicted to disk and reloaded on its next invoke.
   const isListed = (r: ModelView) => r.loads > 0;
 
-  const requireJsonContentType = (req: Request) => {
+  const requireJsonContentType = (req: IncomingMessage) => {
     const ct = (header(req, 'content-type') ?? '').split(';')[0].trim().toLowerCase();
     if (ct !== '' && ct !== 'application/json') {
       throw new AgentError(
@@ -313,19 +299,19 @@ export function createApp(deps: AppDeps): RequestListener {
           `model '${single || '(single model)'}' is not loaded yet`,
         );
       }
-      res.status(200).end();
+      res.writeHead(200).end();
     },
   });
 
   route('/models', {
-    GET: async (req, res) => {
-      const rawMax = singleQuery(req.query, 'max_results');
+    GET: async (_req, res, { query }) => {
+      const rawMax = singleQuery(query, 'max_results');
       let max = settings.listPageSize;
       if (rawMax !== undefined) {
         if (!/^\d+$/.test(rawMax) || Number(rawMax) < 1) throw bad('max_results must be a positive integer');
         max = Math.min(Number(rawMax), 10_000);
       }
-      const rawToken = singleQuery(req.query, 'next_page_token');
+      const rawToken = singleQuery(query, 'next_page_token');
       const after = rawToken ? decodeToken(rawToken).after : undefined;
       const all = registry.list().filter((r) => isListed(r) && (after === undefined || r.name > after));
       const page = all.slice(0, max);
@@ -333,7 +319,7 @@ export function createApp(deps: AppDeps): RequestListener {
         models: page.map(describe),
       };
       if (all.length > max) out.nextPageToken = encodeToken({ after: page[page.length - 1].name });
-      res.status(200).json(out);
+      sendJson(res, 200, out);
     },
     POST: async (req, res) => {
       requireJsonContentType(req);
@@ -350,31 +336,31 @@ export function createApp(deps: AppDeps): RequestListener {
           throw new AgentError(ErrorCode.BadRequest, err.message);
         throw err;
       });
-      res.status(200).json(describe(record));
+      sendJson(res, 200, describe(record));
     },
   });
 
   route('/models/:name', {
-    GET: async (req, res) => {
-      const name = String(req.params.name);
+    GET: async (_req, res, { params }) => {
+      const name = params.name;
       const record = registry.get(name);
       if (!record || record.name !== name || !isListed(record)) {
         throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
       }
-      res.status(200).json(describe(record));
+      sendJson(res, 200, describe(record));
     },
-    DELETE: async (req, res) => {
-      await registry.unload(String(req.params.name));
-      res.status(200).end();
+    DELETE: async (_req, res, { params }) => {
+      await registry.unload(params.name);
+      res.writeHead(200).end();
     },
   });
 
   route('/models/:name/status', {
-    GET: async (req, res) => {
-      const name = String(req.params.name);
+    GET: async (_req, res, { params }) => {
+      const name = params.name;
       const status = registry.status(name);
       if (!status) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not known`);
-      res.status(200).json(status);
+      sendJson(res, 200, status);
     },
   });
 
@@ -388,8 +374,7 @@ export function createApp(deps: AppDeps): RequestListener {
     sendJson(res, status, body);
   };
 
-  // The invoke routes: the same handlers serve the direct dispatch below and express's fallback (which
-  // sees the spellings the direct dispatch leaves to it, such as a trailing slash).
+  // The invoke routes.
   const invokeModel = async (req: IncomingMessage, res: ServerResponse, name: string) =>
     send(res, await invoke(req, name));
   const invokeSingle = async (req: IncomingMessage, res: ServerResponse) =>
@@ -405,12 +390,13 @@ export function createApp(deps: AppDeps): RequestListener {
     send(res, out);
   };
 
-  route('/models/:name/invoke', { POST: (req, res) => invokeModel(req, res, String(req.params.name)) });
+  route('/models/:name/invoke', { POST: (req, res, { params }) => invokeModel(req, res, params.name) });
   route('/invocations', { POST: (req, res) => invokeSingle(req, res) });
+  // SageMaker Runtime answers a bad endpoint name (a broken escape included) as a ValidationError.
   route(
     '/endpoints/:endpoint/invocations',
-    { POST: (req, res) => invokeEndpoint(req, res, String(req.params.endpoint)) },
-    sendRuntimeError,
+    { POST: (req, res, { params }) => invokeEndpoint(req, res, params.endpoint) },
+    { onError: sendRuntimeError, badParam: ErrorCode.ModelNotFound },
   );
 
   route('/metrics', {
@@ -421,85 +407,25 @@ export function createApp(deps: AppDeps): RequestListener {
     },
   });
 
-  app.use((req, res) => {
-    sendError(res, new AgentError(ErrorCode.NoRoute, `no route for ${req.method} ${req.path}`));
-  });
-
-  // What express itself throws (a malformed percent-escape in a route parameter is a 400 from its
-  // router) is answered as JSON like every other error: never its HTML page with a stack trace.
-  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
-    void next;
-    const e = err as { status?: unknown; statusCode?: unknown; message?: unknown };
-    const status =
-      typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : 500;
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    if (status >= 400 && status < 500) {
-      const message = typeof e.message === 'string' ? e.message : 'bad request';
-      const text =
-        status === 400 && /decode param/i.test(message)
-          ? `the path has a malformed percent-escape: ${message}`
-          : message;
-      sendJson(res, status, { error: text });
-      return;
-    }
-    logger.error('request failed', {
-      requestId: contextOf(req)?.id,
-      path: req.path,
-      error: String(e?.message),
-    });
-    sendJson(res, 500, { error: 'internal error' });
-  });
-
-  /** The invoke routes on node:http; false for anything express should route. */
-  const dispatch = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const p = pathOf(req);
-    let work: (() => Promise<void>) | undefined;
-    let onError: ErrorSender = sendError;
-    if (p === '/invocations') {
-      work = () => invokeSingle(req, res);
-    } else if (p.startsWith('/models/') && p.endsWith('/invoke')) {
-      const seg = p.slice('/models/'.length, -'/invoke'.length);
-      if (seg === '' || seg.includes('/')) return false;
-      work = () => invokeModel(req, res, decodeSegment(seg));
-    } else if (p.startsWith('/endpoints/') && p.endsWith('/invocations')) {
-      const seg = p.slice('/endpoints/'.length, -'/invocations'.length);
-      if (seg === '' || seg.includes('/')) return false;
-      onError = sendRuntimeError;
-      work = () => {
-        let endpoint: string;
-        try {
-          endpoint = decodeSegment(seg);
-        } catch (err) {
-          // SageMaker Runtime answers a bad endpoint name as a ValidationError.
-          throw new AgentError(
-            ErrorCode.ModelNotFound,
-            `endpoint name is not valid: ${(err as Error).message}`,
-          );
-        }
-        return invokeEndpoint(req, res, endpoint);
-      };
-    } else {
-      return false;
-    }
-    if (req.method !== 'POST') {
-      methodNotAllowed(req, res, 'POST');
-      return true;
-    }
-    let running: Promise<void>;
-    try {
-      running = work();
-    } catch (err) {
-      running = Promise.reject(err);
-    }
-    run(req, res, running, onError);
-    return true;
-  };
-
   return (req, res) => {
     beginRequest(req, res, logger, metrics);
-    if (!dispatch(req, res)) app(req, res);
+    const routed = router.handle(
+      req,
+      res,
+      (rq, rs, work, opts) => {
+        let running: Promise<void>;
+        try {
+          running = work();
+        } catch (err) {
+          running = Promise.reject(err);
+        }
+        run(rq, rs, running, opts.onError);
+      },
+      methodNotAllowed,
+    );
+    if (!routed) {
+      req.resume();
+      sendError(res, new AgentError(ErrorCode.NoRoute, `no route for ${req.method} ${pathOf(req)}`));
+    }
   };
 }

@@ -1,0 +1,65 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AgentError, ErrorCode } from '../../src/errors';
+import { Router, type RouteOptions } from '../../src/http/router';
+
+/** Runs the router on a request line; reports what it did. */
+function route(router: Router, method: string, url: string) {
+  const req = { method, url } as IncomingMessage;
+  const res = {} as ServerResponse;
+  const out: { ran?: unknown; error?: string; code?: string; allow?: string } = {};
+  const routed = router.handle(
+    req,
+    res,
+    (_rq, _rs, work) => {
+      try {
+        void work().then(
+          () => undefined,
+          () => undefined,
+        );
+      } catch (err) {
+        out.error = (err as AgentError).message;
+        out.code = (err as AgentError).code;
+      }
+    },
+    (_rq, _rs, allow) => (out.allow = allow),
+  );
+  return { routed, ...out };
+}
+
+describe('Router (the one router)', () => {
+  const seen: unknown[] = [];
+  const router = new Router();
+  const options: RouteOptions = { onError: () => undefined };
+  router.add('/models', { GET: async (_q, _s, m) => void seen.push(['list', m.query]) }, options);
+  router.add('/models/:name', { GET: async (_q, _s, m) => void seen.push(['get', m.params.name]) }, options);
+  router.add(
+    '/endpoints/:endpoint/invocations',
+    { POST: async (_q, _s, m) => void seen.push(['invoke', m.params.endpoint]) },
+    { ...options, badParam: ErrorCode.ModelNotFound },
+  );
+  beforeEach(() => (seen.length = 0));
+
+  test('literals and :params, decoded; a trailing slash and letter case as express had them; HEAD is GET', async () => {
+    expect(route(router, 'GET', '/models/a%2Fb').routed).toBe(true);
+    expect(route(router, 'GET', '/Models/x/').routed).toBe(true);
+    expect(route(router, 'HEAD', '/models?max_results=2&max_results=3').routed).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual([
+      ['get', 'a/b'],
+      ['get', 'x'],
+      ['list', { max_results: ['2', '3'] }],
+    ]);
+  });
+
+  test('no route, an empty :param, another method (405 with Allow), a broken escape with the route’s code', () => {
+    expect(route(router, 'GET', '/nothing').routed).toBe(false);
+    expect(route(router, 'GET', '/models/a/b/c').routed).toBe(false);
+    expect(route(router, 'GET', '/models//').routed).toBe(false); // an empty name is no model's path
+    expect(route(router, 'DELETE', '/models/a')).toMatchObject({ routed: true, allow: 'GET' });
+    expect(route(router, 'POST', '/endpoints/%E0%A4%A/invocations')).toMatchObject({
+      routed: true,
+      code: ErrorCode.ModelNotFound,
+      error: expect.stringMatching(/malformed percent-escape/),
+    });
+  });
+});
