@@ -13,12 +13,13 @@ import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import { isDatatype, type ModelIO, type TensorSpec } from '../inference';
 import type { Logger } from '../observability';
 import { TritonError, triedToAllocate, isUnhealthyStub, maskedPlanPath, type TritonControl } from '../triton';
-import { instanceGroups, isEnsemble, keptGpus, parsePbtxt, placeOnGpus, warmupBatch } from '../model-config';
+import { instanceGroups, isEnsemble, parsePbtxt, placeOnGpus, warmupBatch } from '../model-config';
 import type { Admission } from './admission';
 import type { Catalogue } from './catalogue';
 import { waitForChange, withTimeout, type Clock } from '../time';
 import type { EvictionPolicy } from './eviction';
 import type { Footprints } from './footprints';
+import { startMove } from './gpu-move';
 import type { Devices, GpuLedger } from './gpu-ledger';
 import { placementOf, type ArtifactGpus, type Placement, type PlacementMode } from './placement';
 import type { ModelRecord } from './model-record';
@@ -118,10 +119,7 @@ export function isPytorch(platform: string): boolean {
   return platform === 'pytorch_libtorch' || platform === 'pytorch';
 }
 
-/** TensorRT: every instance is rebuilt by an update, and its engines stay until the model unloads. */
-export function isTensorrt(platform: string): boolean {
-  return platform === 'tensorrt_plan' || platform === 'tensorrt';
-}
+export { isTensorrt } from './model-record';
 
 /** Replaces the internal Triton name by the user's model name in text meant for the caller. */
 export function userText(record: Pick<ModelRecord, 'name' | 'tritonName'>, text: string): string {
@@ -667,107 +665,24 @@ export class Lifecycle {
    */
   rescale(record: ModelRecord, devices: number[], victims: readonly string[] = []): Promise<boolean> {
     const { capacity, stager, triton, logger, clock } = this.parts;
-    const old = record.devices;
-    const staged = record.staged;
-    if (
-      !capacity ||
-      record.state !== 'ready' ||
-      record.transition ||
-      !record.artifact ||
-      !staged ||
-      !record.artifactConfig ||
-      old === 'all' ||
-      devices.length === 0
-    )
-      return Promise.resolve(false);
-    const { ledger, admission } = capacity;
-    const bytes = ledger.chargeOf(record.name);
-    const next = placeOnGpus(record.artifactConfig, devices);
-    const tensorrt = isTensorrt(record.platform);
-    const kept = tensorrt || !record.stagedConfig ? new Set<number>() : keptGpus(record.stagedConfig, next);
-    // Where a second copy exists while Triton updates the model: every GPU of the new set whose instance
-    // is not kept (an added GPU, or one that stays but whose instances are built anew).
-    const copies = devices.filter((d) => !kept.has(d));
-    const roomNow = copies.every((d) => ledger.freeOn(d) >= bytes);
-    if (!roomNow && victims.length === 0) return Promise.resolve(false);
-    // The victims' charges turn `freeing` now, and the room they leave is this model's from here on.
-    if (!roomNow) admission.evictFor(record, victims);
-    const transient = `${record.name}\u0000rescale`;
-    if (copies.length > 0) ledger.reserve(transient, bytes, copies, { transient: true });
-    const artifactDir = record.artifact.dir;
-    const work = (async (): Promise<boolean> => {
-      // A move is never urgent: it waits briefly for room, and a DELETE behind it is not held long.
-      const deadline = clock.now() + Math.min(this.options.admissionWaitMs, RESCALE_ROOM_WAIT_MS);
-      // Held room is usable once nothing on a GPU with a copy is charged beyond its capacity.
-      for (;;) {
-        // The held room follows the model's charge (a footprint learned meanwhile).
-        if (copies.length > 0)
-          ledger.reserve(transient, ledger.chargeOf(record.name), copies, { transient: true });
-        if (copies.every((d) => ledger.freeOn(d) >= 0)) break;
-        const left = deadline - clock.now();
-        if (left <= 0 || this.stopping.signal.aborted) {
-          ledger.cancel(transient);
-          logger.info('no room freed in time to move a model between GPUs', { model: record.name, devices });
-          return false;
-        }
-        const change = Promise.race([ledger.next(), ledger.nextSample()]);
-        await waitForChange(clock, change, Math.min(left, ledger.untilSettled()), this.stopping.signal).catch(
-          () => undefined,
-        );
-      }
-      let layout: ArtifactLayout | undefined;
-      let asked = false;
-      try {
-        layout = await inspectArtifact(artifactDir);
-        await stager.place(layout, staged, devices);
-        asked = true;
-        await triton.load(record.tritonName, { deadlineMs: this.options.loadTimeoutMs });
-      } catch (err) {
-        const answered =
-          !asked ||
-          (err instanceof TritonError &&
-            err.kind !== 'DeadlineExceeded' &&
-            err.kind !== 'Unavailable' &&
-            err.kind !== 'Cancelled');
-        if (!answered && layout) {
-          // No answer: Triton may still be updating the model (a deadline or a dropped connection does not
-          // stop it), so its config is left alone and both placements are charged until a later move.
-          const both = [...new Set([...old, ...devices])].sort((a, b) => a - b);
-          ledger.cancel(transient);
-          ledger.move(record.name, both);
-          record.devices = both;
-          record.stagedConfig = next;
-          logger.warn('a move to other GPUs got no answer; counting the model on both sets of GPUs', {
-            model: record.name,
-            devices: both,
-            error: messageOf(err),
-          });
-          return false;
-        }
-        // Triton refused the update and kept the old instances; what it allocated meanwhile is released.
-        ledger.release(transient);
-        if (layout && old.length > 0) await stager.place(layout, staged, old).catch(() => undefined);
-        logger.warn('could not move a model to other GPUs; it stays where it was', {
-          model: record.name,
-          devices,
-          error: messageOf(err),
-        });
-        return false;
-      }
-      // The held copies were transient: the model's own charge now covers the new set. A TensorRT engine
-      // stays on a GPU the model left until the model unloads, so those stay charged.
-      const charged = ledger.devicesOf(record.name);
-      const retained = tensorrt && charged !== undefined && charged !== 'all' ? charged : [];
-      ledger.release(transient);
-      ledger.move(
-        record.name,
-        [...new Set([...devices, ...retained])].sort((a, b) => a - b),
-      );
-      record.devices = devices;
-      record.stagedConfig = next;
-      logger.info('model moved to other GPUs', { model: record.name, from: old, to: devices });
-      return true;
-    })();
+    if (!capacity || record.transition) return Promise.resolve(false);
+    const work = startMove(
+      {
+        ledger: capacity.ledger,
+        admission: capacity.admission,
+        stager,
+        triton,
+        logger,
+        clock,
+        roomWaitMs: Math.min(this.options.admissionWaitMs, RESCALE_ROOM_WAIT_MS),
+        loadTimeoutMs: this.options.loadTimeoutMs,
+        stopping: this.stopping.signal,
+      },
+      record,
+      devices,
+      victims,
+    );
+    if (!work) return Promise.resolve(false);
     this.track(record, work);
     return work;
   }

@@ -173,3 +173,8 @@ export function newRecord(fields: {
     scaleRetryAt: 0,
   };
 }
+
+/** TensorRT: every instance is rebuilt by an update, and its engines stay until the model unloads. */
+export function isTensorrt(platform: string): boolean {
+  return platform === 'tensorrt_plan' || platform === 'tensorrt';
+}
