@@ -62,7 +62,16 @@ export class Router {
     run: RouteRunner,
     methodNotAllowed: (req: IncomingMessage, res: ServerResponse, allow: string, route: RouteOptions) => void,
   ): boolean {
-    const url = req.url ?? '/';
+    let url = req.url ?? '/';
+    // An absolute-form target (`POST http://host/models/x/invoke`, as proxies send) routes by its path.
+    if (!url.startsWith('/')) {
+      try {
+        const u = new URL(url);
+        url = `${u.pathname}${u.search}`;
+      } catch {
+        return false;
+      }
+    }
     const q = url.indexOf('?');
     let path = q >= 0 ? url.slice(0, q) : url;
     if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);

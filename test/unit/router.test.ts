@@ -43,11 +43,13 @@ describe('Router (the one router)', () => {
     expect(route(router, 'GET', '/models/a%2Fb').routed).toBe(true);
     expect(route(router, 'GET', '/Models/x/').routed).toBe(true);
     expect(route(router, 'HEAD', '/models?max_results=2&max_results=3').routed).toBe(true);
+    expect(route(router, 'GET', 'http://agent:8080/models/y').routed).toBe(true);
     await new Promise((r) => setImmediate(r));
     expect(seen).toEqual([
       ['get', 'a/b'],
       ['get', 'x'],
       ['list', { max_results: ['2', '3'] }],
+      ['get', 'y'],
     ]);
   });
 
