@@ -383,7 +383,16 @@ export function createApp(deps: AppDeps): RequestListener {
     if (!/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/.test(endpoint)) {
       throw new AgentError(ErrorCode.ModelNotFound, `endpoint name '${endpoint}' is not valid`);
     }
-    const out = await invoke(req, singleModelTarget(req));
+    let target: string;
+    try {
+      target = singleModelTarget(req);
+    } catch (err) {
+      // No (or no usable) TargetModel: the caller's mistake, a ValidationError as SageMaker Runtime says.
+      if (isAgentError(err, ErrorCode.BadRequest))
+        throw new AgentError(ErrorCode.ModelNotFound, err.message, { cause: err });
+      throw err;
+    }
+    const out = await invoke(req, target);
     res.setHeader('x-Amzn-Invoked-Production-Variant', 'AllTraffic');
     const attributes = header(req, CUSTOM_ATTRIBUTES);
     if (attributes !== undefined) res.setHeader('X-Amzn-SageMaker-Custom-Attributes', attributes);
@@ -425,7 +434,10 @@ export function createApp(deps: AppDeps): RequestListener {
     );
     if (!routed) {
       req.resume();
-      sendError(res, new AgentError(ErrorCode.NoRoute, `no route for ${req.method} ${pathOf(req)}`));
+      const err = new AgentError(ErrorCode.NoRoute, `no route for ${req.method} ${pathOf(req)}`);
+      // Under /endpoints/ the caller is a SageMaker Runtime client: it reads the Runtime's error shape.
+      if (pathOf(req).startsWith('/endpoints/')) sendRuntimeError(res, err);
+      else sendError(res, err);
     }
   };
 }

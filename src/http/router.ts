@@ -47,7 +47,10 @@ export class Router {
     this.routes.push({
       segments: pattern.split('/').slice(1),
       handlers,
-      allow: Object.keys(handlers).join(', '),
+      // HEAD is served wherever GET is.
+      allow: Object.keys(handlers)
+        .flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]))
+        .join(', '),
       options,
     });
   }
@@ -63,14 +66,13 @@ export class Router {
     methodNotAllowed: (req: IncomingMessage, res: ServerResponse, allow: string, route: RouteOptions) => void,
   ): boolean {
     let url = req.url ?? '/';
-    // An absolute-form target (`POST http://host/models/x/invoke`, as proxies send) routes by its path.
+    // An absolute-form target (`POST http://host/models/x/invoke`, as proxies send) routes by its path,
+    // taken as written: no dot-segment or escape normalisation, so both forms follow the same rules.
     if (!url.startsWith('/')) {
-      try {
-        const u = new URL(url);
-        url = `${u.pathname}${u.search}`;
-      } catch {
-        return false;
-      }
+      const authority = /^https?:\/\/[^/?#]*/i.exec(url);
+      if (!authority) return false;
+      url = url.slice(authority[0].length);
+      if (!url.startsWith('/')) url = `/${url}`;
     }
     const q = url.indexOf('?');
     let path = q >= 0 ? url.slice(0, q) : url;
@@ -106,7 +108,9 @@ export class Router {
         () => {
           const params: Record<string, string> = {};
           for (const [k, v] of Object.entries(raw)) params[k] = decodeParam(v, route.options.badParam);
-          return handler(req, res, { params, query: q >= 0 ? parseQuery(url.slice(q + 1)) : {} });
+          // Every pair is read (querystring stops at 1,000 by default, which would hide a repeated key).
+          const query = q >= 0 ? parseQuery(url.slice(q + 1), '&', '=', { maxKeys: 0 }) : {};
+          return handler(req, res, { params, query });
         },
         route.options,
       );

@@ -79,8 +79,31 @@ describe('SageMaker MME control routes', () => {
     test('wrong method is 405 with Allow', async () => {
       const r = await request(stack.url, 'POST', '/ping');
       expect(r.status).toBe(405);
-      expect(r.headers.get('allow')).toBe('GET');
+      expect(r.headers.get('allow')).toBe('GET, HEAD');
       expect(r.json().error).toMatch(/method POST is not allowed/);
+    });
+
+    test('an absolute-form target routes by its path as written: no dot-segment shortcut to another route', async () => {
+      const raw = async (target: string) => {
+        const socket = net.connect(Number(new URL(stack.url).port), '127.0.0.1');
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+        let text = '';
+        for await (const chunk of socket) text += String(chunk);
+        return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
+      };
+      expect(await raw('http://x/ping')).toBe(200);
+      expect(await raw('http://x/models/nope/../ping')).toBe(404);
+      expect(await raw('/models/nope/../ping')).toBe(404);
+      expect(await raw('file:///ping')).toBe(404);
+    });
+
+    test('no route under /endpoints/ answers in SageMaker Runtime’s shape', async () => {
+      const r = await request(stack.url, 'POST', '/endpoints/demo/invocations-response-stream', '{}', {
+        'content-type': 'application/json',
+      });
+      expect(r.status).toBe(404);
+      expect(r.headers.get('x-amzn-errortype')).toBe('UnknownOperationException');
+      expect(r.json().Message).toMatch(/no route for POST/);
     });
   });
 
@@ -393,6 +416,8 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
       ['max_results=2&max_results=3'],
       ['max_results[a]=2'],
       ['next_page_token[]=x'],
+      // Past the query parser's default of 1,000 pairs, a repeated key is still seen.
+      [`${'x=1&'.repeat(1000)}max_results=1&max_results=2`],
     ])('400 for an array-style query parameter: %s', async (q) => {
       const r = await request(stack.url, 'GET', `/models?${q}`);
       expect(r.status).toBe(400);

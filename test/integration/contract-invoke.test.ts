@@ -381,6 +381,11 @@ describe('SageMaker MME invoke', () => {
     const ambiguous = await request(stack.url, 'POST', '/invocations', body);
     expect(ambiguous.status).toBe(400);
     expect(ambiguous.json().error).toMatch(/3 models are loaded/);
+    // On the SageMaker Runtime route a missing TargetModel is the caller's mistake: a ValidationError.
+    const runtime = await request(stack.url, 'POST', '/endpoints/ep/invocations', body);
+    expect(runtime.status).toBe(400);
+    expect(runtime.headers.get('x-amzn-errortype')).toBe('ValidationError');
+    expect(runtime.json().Message).toMatch(/3 models are loaded/);
     const targeted = await request(stack.url, 'POST', '/invocations', body, {
       'X-Amzn-SageMaker-Target-Model': 'one',
     });

@@ -44,6 +44,7 @@ describe('Router (the one router)', () => {
     expect(route(router, 'GET', '/Models/x/').routed).toBe(true);
     expect(route(router, 'HEAD', '/models?max_results=2&max_results=3').routed).toBe(true);
     expect(route(router, 'GET', 'http://agent:8080/models/y').routed).toBe(true);
+    expect(route(router, 'GET', 'http://agent:8080/models/z/../y').routed).toBe(false);
     await new Promise((r) => setImmediate(r));
     expect(seen).toEqual([
       ['get', 'a/b'],
@@ -57,7 +58,7 @@ describe('Router (the one router)', () => {
     expect(route(router, 'GET', '/nothing').routed).toBe(false);
     expect(route(router, 'GET', '/models/a/b/c').routed).toBe(false);
     expect(route(router, 'GET', '/models//').routed).toBe(false); // an empty name is no model's path
-    expect(route(router, 'DELETE', '/models/a')).toMatchObject({ routed: true, allow: 'GET' });
+    expect(route(router, 'DELETE', '/models/a')).toMatchObject({ routed: true, allow: 'GET, HEAD' });
     expect(route(router, 'POST', '/endpoints/%E0%A4%A/invocations')).toMatchObject({
       routed: true,
       code: ErrorCode.ModelNotFound,
