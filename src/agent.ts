@@ -38,6 +38,9 @@ export interface AgentParts {
  * The agent assembled from its parts: Triton client, stager, registry and HTTP server. `main.ts` builds
  * one from the environment; tests build one around the emulator.
  */
+/** Models adopted (each with a bounded look at its source) at once after an agent restart. */
+const ADOPTIONS_AT_ONCE = 8;
+
 export class Agent {
   readonly triton: TritonControl;
   readonly stager: RepositoryStager;
@@ -368,16 +371,26 @@ export class Agent {
     const ready = new Set(index.filter((e) => e.state === 'READY').map((e) => e.name));
     const kept = new Set<string>();
     let deferred = 0;
-    for (const s of staged) {
+    const tops = staged.filter((s) => {
       const { mmeName, url, version } = s.info;
-      // A marker edited since this agent wrote it (or one of an older agent) is not believed.
-      if (!s.authentic || !mmeName || !url || version === undefined || kept.has(s.tritonName)) continue;
-      if (s.tritonName !== tritonNameFor(mmeName)) continue; // an ensemble member: adopted with its top
-      if (!ready.has(s.tritonName)) continue;
-      const outcome = await this.registry.adopt(mmeName, url, s.tritonName, version);
-      if (outcome === 'adopted') for (const n of this.registry.tritonNamesOf(mmeName)) kept.add(n);
-      if (outcome === 'deferred') deferred++;
-    }
+      // A marker edited since this agent wrote it (or one of an older agent) is not believed; an ensemble
+      // member is adopted with its top.
+      return (
+        s.authentic && !!mmeName && !!url && version !== undefined && s.tritonName === tritonNameFor(mmeName)
+      );
+    });
+    // Each adoption asks its source for the version it holds (bounded): a few at once, so a restart with
+    // hundreds of models does not wait on them one after another before /ping can answer.
+    const queue = tops.filter((s) => ready.has(s.tritonName));
+    const adoptNext = async (): Promise<void> => {
+      for (let s = queue.shift(); s !== undefined; s = queue.shift()) {
+        const { mmeName, url, version } = s.info;
+        const outcome = await this.registry.adopt(mmeName, url, s.tritonName, version);
+        if (outcome === 'adopted') for (const n of this.registry.tritonNamesOf(mmeName)) kept.add(n);
+        if (outcome === 'deferred') deferred++;
+      }
+    };
+    await Promise.all(Array.from({ length: ADOPTIONS_AT_ONCE }, adoptNext));
     const leftovers = new Set([...staged.map((s) => s.tritonName), ...ready].filter((n) => !kept.has(n)));
     for (const name of leftovers) {
       await this.triton.unload(name, { unloadDependents: true }).catch((err: unknown) => {

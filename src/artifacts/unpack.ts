@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { AgentError, ErrorCode } from '../errors';
+import { settlesWithin } from '../time';
 
 /** Limits that stop tar bombs: checked against the bytes actually written, never the headers' claims. */
 export interface UnpackLimits {
@@ -350,7 +351,7 @@ export async function unpackTar(source: Readable, root: string, limits: UnpackLi
   } catch (err) {
     extract.destroy();
     source.destroy();
-    await settledWithin(working, INTERRUPTED_WORK_WAIT_MS);
+    await settlesWithin(working, INTERRUPTED_WORK_WAIT_MS);
     throw asArchiveError(err);
   }
   return { entries: out.entries, bytes: out.bytes };
@@ -358,19 +359,6 @@ export async function unpackTar(source: Readable, root: string, limits: UnpackLi
 
 /** How long a failed unpack waits for its interrupted file operation (it ends once its stream is destroyed). */
 const INTERRUPTED_WORK_WAIT_MS = 1000;
-
-/** Waits for `p` to settle, at most `ms`. */
-async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    p.then(
-      () => undefined,
-      () => undefined,
-    ),
-    new Promise<void>((r) => (timer = setTimeout(r, ms))),
-  ]);
-  clearTimeout(timer);
-}
 
 /** Says where a broken or truncated input stopped: while an entry was read, or after the last whole one. */
 function inputError(e: AgentError, current: string, last: string): AgentError {

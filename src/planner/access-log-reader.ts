@@ -2,7 +2,7 @@ import { createReadStream, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { LineSplitter, MAX_LINE_BYTES } from './line-splitter';
 import type { ReplayModel } from './replay';
-import { shown } from './shown';
+import { shown } from '../errors';
 
 /** Why a line was skipped, and how the summary says it. */
 export const SKIP_REASONS = {

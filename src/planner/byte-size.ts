@@ -1,4 +1,4 @@
-import { shown } from './shown';
+import { shown } from '../errors';
 
 const UNITS: Record<string, number> = {
   '': 1,

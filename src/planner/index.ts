@@ -32,4 +32,3 @@ export {
 export { POLICY_DESCRIPTIONS, describePolicy } from './policy-labels';
 export { describeLogs, expandLogs, rotatedSet } from './rotated-logs';
 export { replay, type ReplayModel, type ReplayOptions, type ReplayResult, type ReplayTrace } from './replay';
-export { shown } from './shown';

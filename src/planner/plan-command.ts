@@ -9,7 +9,7 @@ import { HIT_DEFINITION, planCapacity, type CapacityPlan } from './capacity-plan
 import { renderChart, sparkline } from './chart';
 import { describePolicy } from './policy-labels';
 import { expandLogs } from './rotated-logs';
-import { shown } from './shown';
+import { shown } from '../errors';
 
 export const PLAN_USAGE = `usage: plan --log FILE --gpu 24GiB,48GiB,80GiB [options]
 

@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { shown } from './shown';
+import { shown } from '../errors';
 
 /** `FILE.k` as the agent's access log rotation names it: k a whole number from 1, no leading zero. */
 const ROTATED_SUFFIX = /^\.([1-9]\d{0,5})$/;

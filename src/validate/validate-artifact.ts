@@ -10,7 +10,8 @@ import {
   type UnpackLimits,
 } from '../artifacts';
 import { SETTINGS } from '../config';
-import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
+import { AgentError, ErrorCode, isAgentError, messageOf, shown } from '../errors';
+import { settlesWithin } from '../time';
 import { DECLARED_GPU_BYTES_PARAMETER } from '../models';
 import {
   fieldValues,
@@ -20,7 +21,7 @@ import {
   type ModelConfigSummary,
   type PbMessage,
 } from '../model-config';
-import { formatByteSize, shown } from '../planner';
+import { formatByteSize } from '../planner';
 import { fileType, scanTree, type TreeScan } from './scan-tree';
 
 /** One thing wrong (error: the agent or Triton would refuse it) or doubtful (warning) in an artifact. */
@@ -395,7 +396,7 @@ async function unpackForCheck(
   } catch (err) {
     if (options.signal?.aborted) {
       // Let the interrupted unpack finish its last write before the caller removes `root`.
-      await settledWithin(unpacking, ABORTED_UNPACK_WAIT_MS);
+      await settlesWithin(unpacking, ABORTED_UNPACK_WAIT_MS);
       throw options.signal.reason;
     }
     const overBound =
@@ -423,19 +424,6 @@ async function unpackForCheck(
 
 /** How long an aborted check waits for the unpack it interrupted to stop. */
 const ABORTED_UNPACK_WAIT_MS = 2000;
-
-/** Waits for `p` to settle, at most `ms`. */
-async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    p.then(
-      () => undefined,
-      () => undefined,
-    ),
-    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
-  ]);
-  clearTimeout(timer);
-}
 
 const errnoOf = (err: unknown): string | undefined => (err as NodeJS.ErrnoException | undefined)?.code;
 

@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import { AgentError, ErrorCode, isAgentError } from '../errors';
-import { formatByteSize, parseByteSize, shown } from '../planner';
+import { AgentError, ErrorCode, isAgentError, shown } from '../errors';
+import { formatByteSize, parseByteSize } from '../planner';
 import { ScratchDir } from './scratch-dir';
 import {
   DEFAULT_MAX_UNPACK_BYTES,

@@ -3,6 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { resnetPtConfig, tempDir } from '../support/model-repo';
+import { ustarHeader } from '../support/archives';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -48,25 +49,6 @@ async function scratchBytes(tmp: string): Promise<number> {
 
 /** The command's own temporary folders (tsx keeps a compile cache beside them, which is not ours). */
 const leftovers = async (dir: string) => (await fs.readdir(dir)).filter((n) => n.startsWith('mme-validate-'));
-
-/** A ustar header: enough of the format for one file of `size` bytes. */
-function ustarHeader(name: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100);
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
-  h.write('00000000000\0', 136);
-  h.write('        ', 148);
-  h.write('0', 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  return h;
-}
 
 /** Gzipped tar members concatenated; `files` of `bytes` zeros each (one gzip member per MiB). */
 async function zerosArchive(

@@ -11,7 +11,7 @@ import {
   type Finding,
   type ValidationReport,
 } from '../../src/validate';
-import { buildTar, resnetArtifactEntries } from '../support/archives';
+import { buildTar, resnetArtifactEntries, ustarHeader } from '../support/archives';
 import { resnetPtConfig, tempDir, writeModel } from '../support/model-repo';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -19,25 +19,6 @@ const fsModule = require('node:fs/promises') as typeof fs;
 
 const limits = { maxEntries: 1000, maxBytes: 64 * 1024 ** 3 };
 const errors = (r: ValidationReport): Finding[] => r.findings.filter((f) => f.severity === 'error');
-
-/** A ustar header: enough of the format for one file of `size` bytes. */
-function ustarHeader(name: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100);
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
-  h.write('00000000000\0', 136);
-  h.write('        ', 148);
-  h.write('0', 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  return h;
-}
 
 /**
  * A gzipped artifact whose model.pt is `mib` MiB of zeros, a few KB on disk: gzip members concatenated
