@@ -85,6 +85,8 @@ export interface ModelRecord {
   coolPeriods: number;
   /** `invocations` when the scaler last looked (its request rate since). */
   invocationsSeen: number;
+  /** Requests per scaler period, smoothed over periods (a quiet period does not make it look unused). */
+  requestsPerPeriod: number;
   /** Moves between GPUs that failed in a row, and when the scaler may try again (clock time). */
   scaleFailures: number;
   scaleRetryAt: number;
@@ -169,6 +171,7 @@ export function newRecord(fields: {
     busyMs: 0,
     coolPeriods: 0,
     invocationsSeen: 0,
+    requestsPerPeriod: 0,
     scaleFailures: 0,
     scaleRetryAt: 0,
   };

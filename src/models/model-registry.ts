@@ -851,6 +851,7 @@ export class ModelRegistry {
         name: r.name,
         busyMs: r.busyMs,
         requests: r.invocations - r.invocationsSeen,
+        smoothedRequests: r.requestsPerPeriod,
         devices: r.devices,
         movable:
           r.state === 'ready' &&
@@ -880,6 +881,10 @@ export class ModelRegistry {
       },
       this.scalePeriodMs,
     );
+    for (const [name, smoothed] of decision.smoothedRequests) {
+      const r = this.catalogue.get(name);
+      if (r) r.requestsPerPeriod = smoothed;
+    }
     for (const [name, cool] of decision.coolPeriods) {
       const r = this.catalogue.get(name);
       if (r) r.coolPeriods = cool;

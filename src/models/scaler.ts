@@ -19,6 +19,8 @@ export interface ScalerModel {
   busyMs: number;
   /** Requests it answered over the period. */
   requests: number;
+  /** Its requests per period smoothed over the periods before (0 for a new model). */
+  smoothedRequests: number;
   /** GPUs its instances are on ('all': placed by Triton, never moved). */
   devices: readonly number[] | 'all';
   /** False while it may not move: loading or unloading, placed by its artifact, an ensemble, backing off. */
@@ -55,7 +57,12 @@ export interface ScaleDecision {
   moves: ScaleMove[];
   /** Each considered model's count of cool periods after this one. */
   coolPeriods: Map<string, number>;
+  /** Every model's smoothed requests per period, this period included (pass back as `smoothedRequests`). */
+  smoothedRequests: Map<string, number>;
 }
+
+/** Share of a model's smoothed request rate carried into the next period (the rest is the new period's). */
+export const RATE_MEMORY = 0.75;
 
 /** Median load time per byte of charge over the models whose load was measured (Infinity when none). */
 export function loadMsPerByte(models: readonly ScalerModel[], gpus: ScalerGpus): number {
@@ -85,9 +92,14 @@ export function decideScaling(
 ): ScaleDecision {
   const moves: ScaleMove[] = [];
   const coolPeriods = new Map<string, number>();
-  if (gpus.count < 2) return { moves, coolPeriods };
+  // What sending a model away costs follows its traffic over several periods: one period in which its
+  // client stalled (a busy machine, a pause) must not make a model in use look free to evict.
+  const smoothedRequests = new Map(
+    models.map((m) => [m.name, RATE_MEMORY * m.smoothedRequests + (1 - RATE_MEMORY) * m.requests]),
+  );
+  if (gpus.count < 2) return { moves, coolPeriods, smoothedRequests };
   const perByte = loadMsPerByte(models, gpus);
-  const rate = new Map(models.map((m) => [m.name, m.requests / periodMs]));
+  const rate = new Map(models.map((m) => [m.name, (smoothedRequests.get(m.name) ?? 0) / periodMs]));
   const loadMsOf = new Map(models.map((m) => [m.name, m.loadMs]));
   // Sending a model away costs its request rate times its load time (a measured one, else its bytes at
   // the median ms per byte); one nobody asked for costs nothing now, whatever its load time.
@@ -133,5 +145,5 @@ export function decideScaling(
       coolPeriods.set(m.name, 0);
     }
   }
-  return { moves, coolPeriods };
+  return { moves, coolPeriods, smoothedRequests };
 }

@@ -15,6 +15,8 @@ function model(name: string, devices: number[], busy: number, extra: Partial<Sca
     name,
     busyMs: busy * PERIOD,
     requests: 0,
+    // In steady state unless told otherwise: its history matches this period.
+    smoothedRequests: extra.requests ?? 0,
     devices,
     movable: true,
     tensorrt: false,
@@ -61,6 +63,29 @@ describe('decideScaling (the adaptive multi-GPU decision)', () => {
     expect(decideScaling([busy, idle], gpus([0, 0], 100 * MiB, { 1: ['idle'] }), PERIOD).moves).toEqual([
       { name: 'hot', devices: [0, 1], victims: ['idle'] },
     ]);
+  });
+
+  test('a model in steady use that got no request in one period (its client stalled) still costs its reload', () => {
+    const idle = gpus([1e12, 1e12]);
+    let smoothed = 0;
+    // Steady: 4 requests a period for ten periods, then one quiet period.
+    for (let p = 0; p < 10; p++) {
+      const d = decideScaling(
+        [model('warm', [1], 0, { requests: 4, smoothedRequests: smoothed })],
+        idle,
+        PERIOD,
+      );
+      smoothed = d.smoothedRequests.get('warm') as number;
+    }
+    const warm = model('warm', [1], 0, { requests: 0, smoothedRequests: smoothed, movable: false });
+    const busy = model('hot', [0], 0.95);
+    // Its reload (1 s) at the smoothed rate costs more than the busy model gains: it stays.
+    expect(decideScaling([busy, warm], gpus([0, 0], 100 * MiB, { 1: ['warm'] }), PERIOD).moves).toEqual([]);
+    // Without its history the quiet period alone would have made it look free to evict.
+    const fresh = { ...warm, smoothedRequests: 0 };
+    expect(decideScaling([busy, fresh], gpus([0, 0], 100 * MiB, { 1: ['warm'] }), PERIOD).moves).toHaveLength(
+      1,
+    );
   });
 
   test('among GPUs it picks the one whose victims cost least', () => {
