@@ -4,7 +4,7 @@
  * Loads and unloads take no time here; cold-load seconds are the models' load costs.
  *
  *   npm run bench:multigpu-sim              4 GPUs, 200,000 requests per trace
- *   npm run bench:multigpu-sim -- --quick   40,000
+ *   npm run bench:multigpu-sim -- --quick   40,000 (and 30 simulated minutes of busy models, not 120)
  *
  * Placements, all on 4 devices of the same size:
  *   one pool      an ideal GPU of 4× the memory: what no fragmentation would give
@@ -14,6 +14,10 @@
  *                   PyTorch and TensorRT) spend DEVICES times a model's load cost on each of its loads; those
  *                   that create them in parallel spend it once. Both are shown (the same decisions: every
  *                   cost scaled alike leaves the policy's choices unchanged).
+ *
+ * Then busy models (busy-models.ts): the same admission, ledger and policy with the agent's scaler
+ * (`decideScaling`) driven period by period over a workload where a few models need more than one GPU's
+ * compute, against packing each model on one GPU and Triton's default of every model on every GPU.
  */
 import { loadConfig } from '../../src/config';
 import { silentLogger } from '../../src/observability';
@@ -26,6 +30,7 @@ import {
   type Placement,
 } from '../../src/models';
 import { emptyGpus } from '../../test/support/gpu-sample';
+import { busyTable } from './busy-models';
 import { driftTrace, makeModels, zipfTrace, type SimModel, type Trace } from '../eviction-sim/traces';
 
 const quick = process.argv.includes('--quick');
@@ -141,6 +146,7 @@ async function main(): Promise<void> {
       );
     }
   }
+  console.log(await busyTable(quick ? 30 : 120, [0.02, 0.05]));
 }
 
 main().then(

@@ -11,14 +11,30 @@ interface ProfileNode {
 }
 
 /** Self time by function (top 25) and by area, from a V8 .cpuprofile. */
-export function summariseProfile(profile: {
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-}): string {
+export function summariseProfile(
+  profile: {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  },
+  requests?: number,
+): string {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  // Start-up (the main module's first run: loading and compiling every module) is not per-request work.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const startup = new Set<number>();
+  for (const n of profile.nodes) {
+    for (let cur: number | undefined = n.id; cur !== undefined; cur = parent.get(cur)) {
+      if (byId.get(cur)?.callFrame.url.includes('run_main')) {
+        startup.add(n.id);
+        break;
+      }
+    }
+  }
   const self = new Map<number, number>();
   for (let i = 0; i < profile.samples.length; i++) {
+    if (startup.has(profile.samples[i])) continue;
     self.set(profile.samples[i], (self.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0));
   }
   let total = 0;
@@ -56,9 +72,10 @@ export function summariseProfile(profile: {
     byArea.set(area, (byArea.get(area) ?? 0) + us);
   }
   const busy = total - (byArea.get('idle') ?? 0);
-  const pct = (us: number) => ((100 * us) / busy).toFixed(1).padStart(5);
+  const pct = (us: number) =>
+    `${((100 * us) / busy).toFixed(1).padStart(5)}%${requests ? `  ${(us / requests).toFixed(1).padStart(6)} µs/req` : ''}`;
   const lines = [
-    `busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled`,
+    `busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled (start-up left out)${requests ? `: ${(busy / requests).toFixed(0)} µs per request` : ''}`,
     '',
     'by area (self time, % of busy):',
   ];
@@ -66,13 +83,13 @@ export function summariseProfile(profile: {
     .filter(([k]) => k !== 'idle')
     .sort((a, b) => b[1] - a[1])
     .slice(0, 14))
-    lines.push(`  ${pct(v)}%  ${k}`);
+    lines.push(`  ${pct(v)}  ${k}`);
   lines.push('', 'by function (self time, % of busy):');
   for (const [k, v] of [...byFunction]
     .filter(([k]) => !k.startsWith('(idle)'))
     .sort((a, b) => b[1] - a[1])
     .slice(0, 25))
-    lines.push(`  ${pct(v)}%  ${k}`);
+    lines.push(`  ${pct(v)}  ${k}`);
   return lines.join('\n');
 }
 

@@ -13,7 +13,8 @@
  *
  *   npm run bench:overhead                         3 rounds of 2 s per cell
  *   npm run bench:overhead -- --rounds 1 --seconds 1
- *   npm run bench:overhead -- --profile            CPU profile of the agent under binary c16 load, by function
+ *   npm run bench:overhead -- --profile            CPU profiles of the agent and the bare proxy under binary c16 load
+ *                                                  (--keep-profiles DIR keeps the .cpuprofile files)
  *   npm run bench:overhead -- --agent-root DIR     run the agent from another checkout (for before/after)
  *   npm run bench:overhead -- --payloads 0 --concurrency 1,16 --rounds 5 --seconds 3   a subset, longer
  *   npm run bench:overhead -- --micro              JSON decode/encode and the request log line against bare baselines
@@ -197,7 +198,23 @@ interface CellResult {
   p99: number;
   rps: number;
   errors: number;
+  /** CPU time the contender's own process spent per request completed in the window (ms); NaN for direct. */
+  cpuMs: number;
 }
+
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc (Linux). Busy time per request is
+ * the overhead itself, and unlike latency it barely moves when the machine is noisy. NaN off Linux.
+ */
+async function cpuMsOf(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN;
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // Fields after the command name (which may hold spaces) start at state; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields.length > 13 ? ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS : NaN;
+}
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS = 100;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -208,12 +225,16 @@ function percentile(sorted: number[], p: number): number {
  * Runs `concurrency` closed loops of `once` through a warm-up and then a window of SECONDS. Throughput counts
  * the requests completed inside the window; latency samples are the requests started inside it.
  */
-async function cell(once: Once, concurrency: number): Promise<CellResult> {
+async function cell(once: Once, concurrency: number, pid?: number): Promise<CellResult> {
   const samples: number[] = [];
   let errors = 0;
   let completed = 0;
   const warmEnd = performance.now() + WARMUP_MS;
   const end = warmEnd + SECONDS * 1000;
+  let cpuStart = NaN;
+  const cpuAtWindow = new Promise<void>((resolve) =>
+    setTimeout(() => void cpuMsOf(pid).then((ms) => ((cpuStart = ms), resolve())), WARMUP_MS),
+  );
   const loop = async () => {
     for (;;) {
       const t0 = performance.now();
@@ -229,8 +250,18 @@ async function cell(once: Once, concurrency: number): Promise<CellResult> {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
+  await cpuAtWindow;
+  // The window's requests are counted by completion, and the last ones end just after it: close enough
+  // over thousands of requests, and the same for every contender.
+  const cpuMs = ((await cpuMsOf(pid)) - cpuStart) / Math.max(1, completed);
   samples.sort((a, b) => a - b);
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99), rps: completed / SECONDS, errors };
+  return {
+    p50: percentile(samples, 50),
+    p99: percentile(samples, 99),
+    rps: completed / SECONDS,
+    errors,
+    cpuMs,
+  };
 }
 
 const median = (xs: number[]) => {
@@ -311,8 +342,26 @@ async function main(): Promise<void> {
     return String((r.models as Raw[])[0].name);
   })();
 
-  const bare = start(path.join(__dirname, 'bare-proxy.ts'), [grpcAddress, tritonName]);
+  const bareProfileDir = path.join(work, 'profile-bare');
+  const bare = start(
+    path.join(__dirname, 'bare-proxy.ts'),
+    [grpcAddress, tritonName],
+    {},
+    flag('profile') ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : [],
+  );
   const barePort = Number(await bare.waitFor(/listening (\d+)/));
+
+  // What each process spends with no request at all (the agent polls Triton's metrics and keeps its
+  // ledger): a fixed cost, shown apart from the per-request figures below, which include it.
+  {
+    const idleSeconds = Number(option('idle-seconds', '5'));
+    const before = await Promise.all([cpuMsOf(bare.child.pid), cpuMsOf(agent.child.pid)]);
+    await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
+    const after = await Promise.all([cpuMsOf(bare.child.pid), cpuMsOf(agent.child.pid)]);
+    process.stderr.write(
+      `idle CPU over ${idleSeconds} s: bare ${((after[0] - before[0]) / idleSeconds).toFixed(1)} ms/s, agent ${((after[1] - before[1]) / idleSeconds).toFixed(1)} ms/s\n`,
+    );
+  }
 
   const stopAll = async () => {
     await Promise.all([agent.stop(), bare.stop()]);
@@ -320,27 +369,42 @@ async function main(): Promise<void> {
   };
 
   if (flag('profile')) {
+    // The agent and the bare proxy under the same load, one after the other, each profiled: the areas side
+    // by side show where the agent's extra time per request goes.
     const payload = binaryPayload('image, binary+json', 1);
     const seconds = Number(option('profile-seconds', '10'));
-    const once = httpClient(agentPort, '/models/resnet/invoke', payload, 16);
-    const until = performance.now() + seconds * 1000;
-    let n = 0;
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (performance.now() < until) {
-          await once();
-          n++;
-        }
-      }),
-    );
-    process.stderr.write(`profiled ${n} requests; stopping the agent\n`);
+    const load = async (port: number) => {
+      const once = httpClient(port, '/models/resnet/invoke', payload, 16);
+      const until = performance.now() + seconds * 1000;
+      let n = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (performance.now() < until) {
+            await once();
+            n++;
+          }
+        }),
+      );
+      return n;
+    };
+    const counts = { agent: await load(agentPort), bare: await load(barePort) };
+    process.stderr.write(`profiled ${counts.agent} and ${counts.bare} requests; stopping\n`);
     await stopAll();
-    const files = await fs.readdir(profileDir);
-    const profile = JSON.parse(await fs.readFile(path.join(profileDir, files[0]), 'utf8')) as Parameters<
-      typeof summariseProfile
-    >[0];
-    console.log(`agent CPU profile: image as binary+json, concurrency 16, ${seconds} s, ${n} requests\n`);
-    console.log(summariseProfile(profile));
+    for (const [who, dir] of [
+      ['agent', profileDir],
+      ['bare', bareProfileDir],
+    ] as const) {
+      const files = await fs.readdir(dir);
+      const profile = JSON.parse(await fs.readFile(path.join(dir, files[0]), 'utf8')) as Parameters<
+        typeof summariseProfile
+      >[0];
+      const keep = option('keep-profiles', '');
+      if (keep) await fs.copyFile(path.join(dir, files[0]), path.join(keep, `${who}.cpuprofile`));
+      console.log(
+        `\n${who} CPU profile: image as binary+json, concurrency 16, ${seconds} s, ${counts[who]} requests\n`,
+      );
+      console.log(summariseProfile(profile, counts[who]));
+    }
     await fs.rm(work, { recursive: true, force: true });
     return;
   }
@@ -371,12 +435,13 @@ async function main(): Promise<void> {
             g.close();
           } else {
             const port = who === 'bare' ? barePort : agentPort;
-            r = await cell(httpClient(port, '/models/resnet/invoke', payload, c), c);
+            const pid = who === 'bare' ? bare.child.pid : agent.child.pid;
+            r = await cell(httpClient(port, '/models/resnet/invoke', payload, c), c, pid);
           }
           const key: Key = `${payload.label}|${c}|${who}`;
           results.set(key, [...(results.get(key) ?? []), r]);
           process.stderr.write(
-            `round ${round} ${payload.label} c${c} ${who}: p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms ${r.rps.toFixed(0)}/s${r.errors ? ` ${r.errors} errors` : ''}\n`,
+            `round ${round} ${payload.label} c${c} ${who}: p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms ${r.rps.toFixed(0)}/s${Number.isNaN(r.cpuMs) ? '' : ` cpu ${r.cpuMs.toFixed(2)} ms/req`}${r.errors ? ` ${r.errors} errors` : ''}\n`,
           );
         }
       }
@@ -410,6 +475,34 @@ async function main(): Promise<void> {
           `| ${payload.label} | ${c} | ${who} | ${p50.toFixed(2)} | ${p99.toFixed(2)} | ${who === 'direct' ? '-' : added50.toFixed(2)} | ${who === 'direct' ? '-' : added99.toFixed(2)} | ${rps.toFixed(0)} | ${ratio.toFixed(2)}${errors ? ` (${errors} errors)` : ''} |`,
         );
       }
+    }
+  }
+  // The goals are stated against the bare proxy: each round's agent against that round's bare.
+  console.log(
+    "\nAgent against the bare proxy, paired per round (median [min, max] over rounds); CPU is each process's own busy time per request.\n",
+  );
+  console.log(
+    '| payload | conc. | added p50 ms (agent − bare) | throughput (agent ÷ bare) | CPU ms/req bare | CPU ms/req agent | CPU (agent ÷ bare) |',
+  );
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const spread = (xs: number[], digits: number) =>
+    `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}, ${Math.max(...xs).toFixed(digits)}]`;
+  for (const payload of payloads) {
+    for (const c of concurrencies) {
+      const b = results.get(`${payload.label}|${c}|bare`) ?? [];
+      const a = results.get(`${payload.label}|${c}|agent`) ?? [];
+      console.log(
+        `| ${payload.label} | ${c} | ${spread(
+          a.map((r, i) => r.p50 - b[i].p50),
+          2,
+        )} | ${spread(
+          a.map((r, i) => r.rps / b[i].rps),
+          2,
+        )} | ${median(b.map((r) => r.cpuMs)).toFixed(2)} | ${median(a.map((r) => r.cpuMs)).toFixed(2)} | ${spread(
+          a.map((r, i) => r.cpuMs / b[i].cpuMs),
+          2,
+        )} |`,
+      );
     }
   }
 }

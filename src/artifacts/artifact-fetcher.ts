@@ -1,10 +1,9 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError, ErrorCode, isAgentError, messageOf } from '../errors';
 import type { Logger } from '../observability';
-import { backoffMs } from '../time';
+import { backoffMs, stallWatch, systemClock, type Clock } from '../time';
 import { inspectArtifact } from './artifact-layout';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
 import { type CacheEntry, type DiskCache } from './disk-cache';
@@ -61,6 +60,8 @@ export interface FetcherOptions {
   /** Times a download is started again from byte 0 when its source cannot resume it (default 3). */
   restartAttempts?: number;
   logger: Logger;
+  /** Time for deadlines, rates, stalls, progress and backoff (tests drive it; default: the system's). */
+  clock?: Clock;
 }
 
 const DEFAULT_RATE_WINDOW_MS = 60_000;
@@ -110,42 +111,36 @@ class DownloadWatch {
   failure: AgentError | undefined;
   private received = 0;
   private current: Readable | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** Cancels the deadline's wait and the rate check. */
+  private readonly stopped = new AbortController();
+  private stopRate: () => void = () => undefined;
   private readonly aborted = new AbortController();
-  private readonly started = Date.now();
+  private readonly started: number;
 
   constructor(
     private readonly info: ArtifactInfo,
     limits: { deadlineMs: number; minBytesPerSec: number; rateWindowMs: number },
+    private readonly clock: Clock,
   ) {
     const { deadlineMs, minBytesPerSec, rateWindowMs } = limits;
+    this.started = clock.now();
     if (deadlineMs > 0) {
-      this.timers.push(
-        setTimeout(
-          () =>
-            this.fail(
-              `it was still running after the fetch deadline (AGENT_FETCH_DEADLINE_MS=${deadlineMs})`,
-            ),
-          deadlineMs,
-        ),
+      clock.sleep(deadlineMs, this.stopped.signal).then(
+        () =>
+          this.fail(`it was still running after the fetch deadline (AGENT_FETCH_DEADLINE_MS=${deadlineMs})`),
+        () => undefined,
       );
     }
     if (minBytesPerSec > 0) {
       const rate = new RateWindow(rateWindowMs, this.started);
-      this.timers.push(
-        setInterval(
-          () => {
-            const r = rate.sample(Date.now(), this.received);
-            if (r !== undefined && r < minBytesPerSec)
-              this.fail(
-                `it averaged ${Math.round(r)} bytes/s over the last ${rateWindowMs / 1000} s, below the minimum rate (AGENT_FETCH_MIN_BYTES_PER_SEC=${minBytesPerSec})`,
-              );
-          },
-          Math.max(10, Math.floor(rateWindowMs / 4)),
-        ),
-      );
+      this.stopRate = clock.every(Math.max(10, Math.floor(rateWindowMs / 4)), () => {
+        const r = rate.sample(clock.now(), this.received);
+        if (r !== undefined && r < minBytesPerSec)
+          this.fail(
+            `it averaged ${Math.round(r)} bytes/s over the last ${rateWindowMs / 1000} s, below the minimum rate (AGENT_FETCH_MIN_BYTES_PER_SEC=${minBytesPerSec})`,
+          );
+      });
     }
-    for (const t of this.timers) t.unref();
   }
 
   /** Aborted once a limit is broken (for waits between attempts). */
@@ -165,7 +160,7 @@ class DownloadWatch {
 
   private fail(why: string): void {
     if (this.failure) return;
-    const seconds = Math.round((Date.now() - this.started) / 100) / 10;
+    const seconds = Math.round((this.clock.now() - this.started) / 100) / 10;
     this.failure = new AgentError(
       ErrorCode.SourceUnavailable,
       `the download of ${this.info.url} was stopped after ${seconds} s with ${this.received} of ${this.info.size} bytes received: ${why}; its fetch slot is free again, try again later`,
@@ -176,8 +171,8 @@ class DownloadWatch {
   }
 
   stop(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.length = 0;
+    this.stopped.abort();
+    this.stopRate();
   }
 }
 
@@ -189,27 +184,19 @@ class DownloadWatch {
 function counted(
   source: Readable,
   onBytes: (n: number) => void,
-  stallMs: number,
+  stall: { ms: number; clock: Clock },
   onFailed: (err: unknown) => void,
 ): Readable {
-  let timer: NodeJS.Timeout | undefined;
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(
-      () =>
-        source.destroy(
-          new AgentError(ErrorCode.SourceUnavailable, `the artifact source sent nothing for ${stallMs} ms`),
-        ),
-      stallMs,
-    );
-    timer.unref();
-  };
   return Readable.from(
     (async function* () {
-      arm();
+      const watch = stallWatch(stall.clock, stall.ms, () =>
+        source.destroy(
+          new AgentError(ErrorCode.SourceUnavailable, `the artifact source sent nothing for ${stall.ms} ms`),
+        ),
+      );
       try {
         for await (const chunk of source) {
-          arm();
+          watch.touch();
           onBytes((chunk as Buffer).length);
           yield chunk as Buffer;
         }
@@ -217,7 +204,7 @@ function counted(
         onFailed(err);
         throw err;
       } finally {
-        clearTimeout(timer);
+        watch.stop();
       }
     })(),
     { objectMode: false, highWaterMark: 1 << 20 },
@@ -308,7 +295,8 @@ export class ArtifactFetcher {
     }
     const { cache } = this.options;
     let entry = cache.lookup(url, info.version);
-    const started = Date.now();
+    const clock = this.options.clock ?? systemClock;
+    const started = clock.now();
     let fetchMs = 0;
     if (!entry) {
       const key = `${url}\u0000${info.version}`;
@@ -320,7 +308,7 @@ export class ArtifactFetcher {
         this.inflight.set(key, p);
       }
       entry = await p;
-      fetchMs = Date.now() - started;
+      fetchMs = clock.now() - started;
     }
     cache.retain(entry);
     let released = false;
@@ -351,15 +339,20 @@ export class ArtifactFetcher {
   ): Promise<CacheEntry> {
     const { cache, logger, limits, progressIntervalMs } = this.options;
     const restartAttempts = this.options.restartAttempts ?? DEFAULT_RESTART_ATTEMPTS;
-    const watch = new DownloadWatch(info, {
-      deadlineMs: this.options.deadlineMs ?? 0,
-      minBytesPerSec: this.options.minBytesPerSec ?? 0,
-      rateWindowMs: this.options.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS,
-    });
-    const started = Date.now();
+    const clock = this.options.clock ?? systemClock;
+    const watch = new DownloadWatch(
+      info,
+      {
+        deadlineMs: this.options.deadlineMs ?? 0,
+        minBytesPerSec: this.options.minBytesPerSec ?? 0,
+        rateWindowMs: this.options.rateWindowMs ?? DEFAULT_RATE_WINDOW_MS,
+      },
+      clock,
+    );
+    const started = clock.now();
     let bytes = 0;
     const report = () => {
-      const seconds = (Date.now() - started) / 1000;
+      const seconds = (clock.now() - started) / 1000;
       logger.info('fetching artifact', {
         url: info.url,
         bytes,
@@ -368,8 +361,7 @@ export class ArtifactFetcher {
         mbPerSec: seconds > 0 ? Math.round((bytes / 1e6 / seconds) * 10) / 10 : 0,
       });
     };
-    const timer = setInterval(report, progressIntervalMs);
-    timer.unref();
+    const stopReports = clock.every(progressIntervalMs, report);
     try {
       for (let restarts = 0; ; restarts++) {
         const tmp = await cache.tempDir();
@@ -386,7 +378,7 @@ export class ArtifactFetcher {
               watch.add(n);
               onProgress?.({ phase: 'downloading', bytes, totalBytes: info.size });
             },
-            this.options.stallTimeoutMs,
+            { ms: this.options.stallTimeoutMs, clock },
             (err) => (sourceFailure = err),
           );
           const unpacked = await unpackTar(stream, tmp, limits);
@@ -401,7 +393,7 @@ export class ArtifactFetcher {
             unpackedBytes: unpacked.bytes,
             entries: unpacked.entries,
             restarts,
-            ms: Date.now() - started,
+            ms: clock.now() - started,
           });
           return entry;
         } catch (err) {
@@ -423,15 +415,15 @@ export class ArtifactFetcher {
             restart: restarts + 1,
             reason: messageOf(why),
           });
-          await sleep(backoffMs(restarts, { baseMs: 100, maxMs: 5_000, jitter: 0.5 }), undefined, {
-            signal: watch.signal,
-          }).catch(() => undefined);
+          await clock
+            .sleep(backoffMs(restarts, { baseMs: 100, maxMs: 5_000, jitter: 0.5 }), watch.signal)
+            .catch(() => undefined);
           if (watch.failure) throw watch.failure;
         }
       }
     } finally {
       watch.stop();
-      clearInterval(timer);
+      stopReports();
     }
   }
 }

@@ -1,5 +1,4 @@
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   GetObjectCommand,
   HeadObjectCommand,
@@ -8,7 +7,7 @@ import {
   type GetObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { AgentError, ErrorCode, messageOf } from '../errors';
-import { backoffMs } from '../time';
+import { backoffMs, isRetryableHttp, stallWatch, systemClock, type Clock } from '../time';
 import { SourceRestart } from './artifact-fetcher';
 import type { ArtifactInfo, ArtifactSource } from './artifact-source';
 
@@ -27,6 +26,8 @@ export interface S3SourceOptions {
   stallTimeoutMs: number;
   /** A ready-made client (tests); otherwise one is built from the options. */
   client?: S3Client;
+  /** Time for stalls and the waits between resumes (default: the system's). */
+  clock?: Clock;
 }
 
 /** Splits `s3://bucket/key`. */
@@ -115,6 +116,7 @@ export class S3Source implements ArtifactSource {
   async open(info: ArtifactInfo): Promise<Readable> {
     const { bucket, key } = parseS3Url(info.url);
     const { resumeAttempts, stallTimeoutMs } = this.options;
+    const clock = this.options.clock ?? systemClock;
     const client = this.client;
     const failure = (err: unknown, what: string) => this.failure(err, info.url, what);
     const pin = pinOf(info);
@@ -138,7 +140,7 @@ export class S3Source implements ArtifactSource {
           );
           body = res.Body as Readable;
           sameObject(info, res, offset);
-          for await (const chunk of withStallTimeout(body, stallTimeoutMs)) {
+          for await (const chunk of withStallTimeout(body, stallTimeoutMs, clock)) {
             offset += (chunk as Buffer).length;
             failures = 0;
             yield chunk as Buffer;
@@ -153,14 +155,14 @@ export class S3Source implements ArtifactSource {
           if (status === 412) throw changed(info, 'the store refused the pinned version (412)', err);
           if ((err as { name?: string })?.name === 'NoSuchVersion')
             throw changed(info, `its version ${info.versionId} is gone`, err);
-          if (status !== undefined && status < 500 && status !== 429) throw failure(err, 'GET');
+          if (!isRetryableHttp(status)) throw failure(err, 'GET');
           if (++failures > resumeAttempts) throw failure(err, `GET (after ${resumeAttempts} resumes)`);
           if (offset > 0 && !resumable)
             throw new SourceRestart(
               `the download of ${info.url} broke off after ${offset} of ${info.size} bytes (${messageOf(err)}), and the object has ${info.etag ? 'only a weak ETag' : 'no ETag'} and no version id to resume it against`,
               { cause: err },
             );
-          await sleep(backoffMs(failures, { baseMs: 100, maxMs: 5_000, jitter: 0.5 }), abort.signal);
+          await clock.sleep(backoffMs(failures, { baseMs: 100, maxMs: 5_000, jitter: 0.5 }), abort.signal);
         } finally {
           body?.destroy();
           body = undefined;
@@ -253,19 +255,14 @@ function pull(chunks: AsyncGenerator<Buffer>, onDestroy: () => void): Readable {
 }
 
 /** Yields the stream's chunks, failing when none arrives for `ms` (a stalled connection). */
-async function* withStallTimeout(stream: Readable, ms: number): AsyncGenerator<unknown> {
-  const it = stream[Symbol.asyncIterator]();
-  for (;;) {
-    let timer: NodeJS.Timeout | undefined;
-    const stalled = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no data for ${ms} ms`)), ms);
-    });
-    try {
-      const r = await Promise.race([it.next(), stalled]);
-      if (r.done) return;
-      yield r.value;
-    } finally {
-      clearTimeout(timer);
+async function* withStallTimeout(stream: Readable, ms: number, clock: Clock): AsyncGenerator<unknown> {
+  const watch = stallWatch(clock, ms, () => stream.destroy(new Error(`no data for ${ms} ms`)));
+  try {
+    for await (const chunk of stream) {
+      watch.touch();
+      yield chunk;
     }
+  } finally {
+    watch.stop();
   }
 }

@@ -89,12 +89,7 @@ export function startMove(
       asked = true;
       await triton.load(record.tritonName, { deadlineMs: deps.loadTimeoutMs });
     } catch (err) {
-      const answered =
-        !asked ||
-        (err instanceof TritonError &&
-          err.kind !== 'DeadlineExceeded' &&
-          err.kind !== 'Unavailable' &&
-          err.kind !== 'Cancelled');
+      const answered = !asked || (err instanceof TritonError && err.answered);
       if (!answered && layout) {
         // No answer: Triton may still be updating the model (a deadline or a dropped connection does not
         // stop it), so its config is left alone and both placements are charged until a later move.

@@ -32,3 +32,11 @@ export {
 export { checkModelName, MAX_MODEL_NAME_LENGTH } from './model-name';
 export { TritonNameBook } from './triton-names';
 export { checkModelUrl } from './model-url';
+export {
+  SCALE_PERIOD_MS,
+  decideScaling,
+  type ScaleDecision,
+  type ScaleMove,
+  type ScalerGpus,
+  type ScalerModel,
+} from './scaler';

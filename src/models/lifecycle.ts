@@ -392,11 +392,7 @@ export class Lifecycle {
         // Without an answer the load may have taken memory (Triton finishes a load the caller gave up on
         // before the unload behind it runs): that memory is released, late perhaps, not never taken. A
         // failure Triton answered may have left memory behind too: held until a sample tells.
-        const unanswered =
-          !(err instanceof TritonError) ||
-          err.kind === 'DeadlineExceeded' ||
-          err.kind === 'Unavailable' ||
-          err.kind === 'Cancelled';
+        const unanswered = !(err instanceof TritonError) || !err.answered;
         const failedAt = clock.now();
         let freeBeside = 0;
         if (capacity) {

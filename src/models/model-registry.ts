@@ -15,7 +15,7 @@ import type { DeviceEquation } from './footprint-estimator';
 import { GpuLedger, type DeviceReading } from './gpu-ledger';
 import type { GpuMemoryProbe } from './gpu-probe';
 import { AdoptionDeferred, Lifecycle, isTensorrt, userText, type LifecycleEvents } from './lifecycle';
-import { decideScaling, type ScalerModel } from './scaler';
+import { SCALE_PERIOD_MS, decideScaling, type ScalerModel } from './scaler';
 import { GROWTH_SHARE, RequestOomRecovery } from './request-oom';
 import type { Lease, ModelRecord, ModelStatus, ModelView } from './model-record';
 import type { ArtifactGpus, PlacementMode } from './placement';
@@ -88,8 +88,6 @@ const REMEMBERED: ErrorCode[] = [
 
 /** A remembered failure's artifact is looked at again at most this often. */
 const RECHECK_MS = 1000;
-/** How often the adaptive placement looks at how busy each model's instances are, by default. */
-const SCALE_PERIOD_MS = 2000;
 /** How long `open` waits for a first GPU sample (Triton may not be up yet: loads wait for one anyway). */
 const OPEN_SAMPLE_WAIT_MS = 2000;
 /**

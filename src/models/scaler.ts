@@ -5,6 +5,9 @@
  * gathers the inputs every period, carries the moves out and keeps the per-model counters.
  */
 
+/** How often the adaptive placement looks at how busy each model's instances are, by default. */
+export const SCALE_PERIOD_MS = 2000;
+
 /** Each instance busier than this (time in Triton per period, queueing included) asks for one more GPU. */
 export const SCALE_OUT_LOAD = 0.7;
 /** Below this per instance on one GPU fewer… */

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../time';
 import type { AgentMetrics } from './metrics';
 import type { LineSink } from './logger';
 
@@ -48,11 +49,13 @@ export interface EmfOptions {
   /** Where lines go (stdout by default). */
   sink?: LineSink;
   now?: () => number;
+  /** Time for the publishing interval and the lines' timestamps (default: the system's). */
+  clock?: Clock;
 }
 
 export class EmfPublisher {
   private last = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
+  private stopTimer: (() => void) | undefined;
   private readonly sink: LineSink;
   private readonly now: () => number;
 
@@ -61,23 +64,26 @@ export class EmfPublisher {
     private readonly options: EmfOptions,
   ) {
     this.sink = options.sink ?? process.stdout;
-    this.now = options.now ?? Date.now;
+    const clock = options.clock ?? systemClock;
+    this.now = options.now ?? (() => clock.now());
   }
 
   /** Publishes every interval until stop() (the timer never keeps the process alive). */
   start(): void {
-    if (this.timer) return;
+    if (this.stopTimer) return;
     // The first interval's counters count from here.
     void this.publish({ write: false });
-    this.timer = setInterval(() => void this.publish(), this.options.intervalMs);
-    this.timer.unref();
+    this.stopTimer = (this.options.clock ?? systemClock).every(
+      this.options.intervalMs,
+      () => void this.publish(),
+    );
   }
 
   /** Stops, writing the last partial interval. */
   async stop(): Promise<void> {
-    if (!this.timer) return;
-    clearInterval(this.timer);
-    this.timer = undefined;
+    if (!this.stopTimer) return;
+    this.stopTimer();
+    this.stopTimer = undefined;
     await this.publish();
   }
 

@@ -1,11 +1,14 @@
 /**
  * Time for every folder: the injected clock (tests and simulations drive it), cancellable waits, and the
  * bounded waits written once here — a promise or a timeout, whichever comes first, with no timer outliving
- * the wait. Nothing below src/ waits on a bare timer for these jobs.
+ * the wait, stall watches, wakeable sleeps, and which failures are transient (transient.ts). Every folder
+ * waits through a Clock; the only bare timers left are process-level bounds (main.ts's forced exit, the
+ * validate command's time limit) and gRPC's own absolute call deadlines.
  */
 import { systemClock, type Clock } from './clock';
 
 export { systemClock, waitForChange, type Clock } from './clock';
+export { GrpcCode, isRetryableGrpc, isRetryableHttp, isUnansweredGrpc } from './transient';
 
 /** True if `p` settles (either way) within `ms`; the timer is cleared at once when it does. */
 export async function settlesWithin(
@@ -87,4 +90,39 @@ export function backoffMs(
 ): number {
   const full = Math.min(options.maxMs, options.baseMs * 2 ** Math.min(attempt, 30));
   return Math.round(full * (1 - (options.jitter ?? 0) * random()));
+}
+
+/** A watch on something that should keep moving: `touch()` when it moves, `stop()` when it ends. */
+export interface StallWatch {
+  touch(): void;
+  stop(): void;
+}
+
+/**
+ * Calls `onStall` once if `touch()` is not called for `ms` (checked every quarter of `ms`, so a stall is
+ * told between `ms` and 1.25 × `ms` after the last touch): one repeating check for a whole stream, rather
+ * than a timer set again for every chunk.
+ */
+export function stallWatch(clock: Clock, ms: number, onStall: () => void): StallWatch {
+  let last = clock.now();
+  const stop = clock.every(Math.max(1, Math.floor(ms / 4)), () => {
+    if (clock.now() - last < ms) return;
+    stop();
+    onStall();
+  });
+  return {
+    touch: () => {
+      last = clock.now();
+    },
+    stop,
+  };
+}
+
+/** A sleep that can be ended early: `wake()` resolves `done` at once (it never rejects). */
+export function wakeableSleep(clock: Clock, ms: number): { done: Promise<void>; wake: () => void } {
+  const early = new AbortController();
+  return {
+    done: clock.sleep(Math.max(0, ms), early.signal).catch(() => undefined),
+    wake: () => early.abort(),
+  };
 }

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { AgentError, ErrorCode } from '../errors';
 import { GRPC_SERVICE_PROTO, PROTO_DIR } from '../model-config';
+import { isRetryableGrpc, systemClock, type Clock } from '../time';
 import { TritonError } from './triton-error';
 import type { TritonControl } from './index';
 import type {
@@ -93,6 +94,8 @@ export interface TritonClientOptions {
    */
   keepaliveTimeMs?: number;
   keepaliveTimeoutMs?: number;
+  /** Time for the waits between retries (default: the system's). */
+  clock?: Clock;
 }
 
 export interface CallOptions {
@@ -254,8 +257,6 @@ function toWireRequest(req: ModelInferRequest): Raw {
   };
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /**
  * A typed promise client for Triton's `inference.GRPCInferenceService`.
  *
@@ -268,8 +269,10 @@ export class TritonClient implements TritonControl {
   private readonly client: grpc.Client;
   private readonly deadlines: TritonDeadlines;
   private readonly retry: RetryPolicy;
+  private readonly clock: Clock;
 
   constructor(options: TritonClientOptions) {
+    this.clock = options.clock ?? systemClock;
     this.address = options.address;
     this.deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
@@ -336,10 +339,10 @@ export class TritonClient implements TritonControl {
       try {
         return await this.callOnce(rpc, request, deadlineMs, opts);
       } catch (err) {
-        const retryable = err instanceof TritonError && err.grpcCode === grpc.status.UNAVAILABLE;
+        const retryable = err instanceof TritonError && isRetryableGrpc(err.grpcCode);
         if (!retryable || attempt >= attempts) throw err;
         // Equal jitter: at least half the backoff (a reconnect needs time), and agents do not retry in lockstep.
-        await sleep(delay / 2 + (Math.random() * delay) / 2);
+        await this.clock.sleep(delay / 2 + (Math.random() * delay) / 2);
         delay = Math.min(this.retry.maxDelayMs, delay * 2);
       }
     }

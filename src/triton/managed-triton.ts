@@ -1,7 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import { AgentError, ErrorCode, messageOf } from '../errors';
-import { backoffMs } from '../time';
+import { backoffMs, settlesWithin, systemClock, wakeableSleep, type Clock } from '../time';
 import {
   carriesToken,
   GROUP_TOKEN_ENV,
@@ -54,8 +54,10 @@ export interface ManagedTritonOptions {
   maxRestartBackoffMs: number;
   /** Running this long since ready resets the backoff (default 60 s). */
   stableAfterMs?: number;
-  /** The clock that measures stable running (default Date.now; tests pass their own). */
+  /** The clock that measures stable running (default the clock's; tests pass their own). */
   now?: () => number;
+  /** Time for the start-up probes, restart backoff and exit waits (default: the system's). */
+  clock?: Clock;
   /** Interval between ServerReady probes while starting (default 100 ms; a startup line probes at once). */
   probeIntervalMs?: number;
   /** Longer log lines are cut to this many characters (default 16 KiB). */
@@ -305,7 +307,15 @@ export class ManagedTriton {
     if (this.group !== undefined) killGroup(this.group);
   };
 
-  constructor(private readonly options: ManagedTritonOptions) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly options: ManagedTritonOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  private now(): number {
+    return this.options.now ? this.options.now() : this.clock.now();
+  }
 
   get state(): ManagedTritonState {
     return this.stateValue;
@@ -382,7 +392,7 @@ export class ManagedTriton {
       if (this.running === r) this.running = undefined;
       throw err;
     }
-    this.readyAt = (this.options.now ?? Date.now)();
+    this.readyAt = this.now();
     this.stateValue = 'ready';
     this.options.logger.info('tritonserver is ready', { pid: r.pid });
     void r.exited.then((info) => this.onExit(r, info));
@@ -403,10 +413,10 @@ export class ManagedTriton {
     const r: Running = { process: child, pid: child.pid ?? 0, exited, exit: undefined };
     let pipesOpen = 2;
     let info: ExitInfo | undefined;
-    let timer: NodeJS.Timeout | undefined;
+    let bound: (() => void) | undefined;
     const settle = () => {
       if (!info || r.exit) return;
-      if (timer) clearTimeout(timer);
+      bound?.();
       r.exit = info;
       if (r.pid) process.removeListener('exit', this.killOnExit);
       resolveExit(info);
@@ -438,7 +448,11 @@ export class ManagedTriton {
       info = { code, signal };
       if (pipesOpen === 0) settle();
       // A grandchild may hold the pipes open: the exit counts once they are read or after a bound.
-      else timer = setTimeout(settle, OUTPUT_AFTER_EXIT_MS);
+      else {
+        const wait = wakeableSleep(this.clock, OUTPUT_AFTER_EXIT_MS);
+        bound = wait.wake;
+        void wait.done.then(settle);
+      }
       this.wake?.();
     });
     this.running = r;
@@ -527,7 +541,7 @@ export class ManagedTriton {
   private async waitReady(r: Running): Promise<void> {
     const { startupTimeoutMs, probe } = this.options;
     const interval = this.options.probeIntervalMs ?? 100;
-    const deadline = Date.now() + startupTimeoutMs;
+    const deadline = this.clock.now() + startupTimeoutMs;
     for (;;) {
       if (this.stopping)
         throw new AgentError(ErrorCode.TritonUnavailable, 'tritonserver was stopped while starting');
@@ -539,7 +553,7 @@ export class ManagedTriton {
           `tritonserver ${describeExit(r.exit)} before it was ready` + (tail ? `: ${tail}` : ''),
         );
       }
-      if (Date.now() >= deadline) {
+      if (this.clock.now() >= deadline) {
         throw new AgentError(
           ErrorCode.TritonUnavailable,
           `tritonserver did not answer ServerReady within ${startupTimeoutMs} ms (TRITON_STARTUP_TIMEOUT_MS)`,
@@ -549,14 +563,9 @@ export class ManagedTriton {
         if (!r.exit) return;
         continue;
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(interval, Math.max(0, deadline - Date.now())));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.wake = done;
-      });
+      const wait = wakeableSleep(this.clock, Math.min(interval, deadline - this.clock.now()));
+      this.wake = wait.wake;
+      await wait.done;
       this.wake = undefined;
     }
   }
@@ -568,7 +577,7 @@ export class ManagedTriton {
     // Whatever it started dies with it: a survivor would keep Triton's ports and answer for it.
     killGroup(r.pid);
     if (this.stopping) return;
-    const ranMs = (this.options.now ?? Date.now)() - this.readyAt;
+    const ranMs = this.now() - this.readyAt;
     if (ranMs >= (this.options.stableAfterMs ?? 60_000)) this.failures = 0;
     this.stateValue = 'restarting';
     this.options.logger.error('tritonserver exited unexpectedly; restarting it', {
@@ -586,14 +595,9 @@ export class ManagedTriton {
       const delayMs = backoffMs(this.failures, { baseMs: restartBackoffMs, maxMs: maxRestartBackoffMs });
       this.failures++;
       logger.info('restarting tritonserver', { delayMs, attempt: this.failures });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, delayMs);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.cancelWait = done;
-      });
+      const wait = wakeableSleep(this.clock, delayMs);
+      this.cancelWait = wait.wake;
+      await wait.done;
       this.cancelWait = undefined;
       if (this.stopping) return;
       try {
@@ -614,14 +618,7 @@ export class ManagedTriton {
 
   /** SIGTERM, SIGKILL after `graceMs`; resolves once it exited (or the SIGKILL wait passed). */
   private async terminate(r: Running, graceMs = this.options.stopGraceMs): Promise<void> {
-    const waitExit = (ms: number) =>
-      new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), ms);
-        void r.exited.then(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
+    const waitExit = (ms: number) => settlesWithin(r.exited, ms, this.clock);
     if (graceMs > 0) {
       this.signal('SIGTERM', r);
       if (await waitExit(graceMs)) return;

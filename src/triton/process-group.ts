@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { systemClock } from '../time';
 
 /**
  * What the supervisor needs from Linux's /proc to own tritonserver's whole process group: who is still in
@@ -64,7 +65,7 @@ export function killGroup(pgid: number): boolean {
 
 /** Waits (polling /proc, at most `ms`) until group `pgid` has no member; resolves false if some remain. */
 export async function groupGone(pgid: number, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
+  const until = systemClock.now() + ms;
   for (;;) {
     const left = await groupMembers(pgid);
     // A killed member of our own group stays a zombie until node reaps it; signal 0 tells.
@@ -77,8 +78,8 @@ export async function groupGone(pgid: number, ms: number): Promise<boolean> {
       }
     });
     if (alive.length === 0) return true;
-    if (Date.now() >= until) return false;
-    await new Promise((r) => setTimeout(r, 25));
+    if (systemClock.now() >= until) return false;
+    await systemClock.sleep(25);
   }
 }
 

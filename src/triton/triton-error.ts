@@ -1,5 +1,6 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { AgentError, ErrorCode } from '../errors';
+import { isUnansweredGrpc } from '../time';
 
 /**
  * What a Triton failure means to the agent, decided once here from the gRPC code and Triton's text
@@ -140,6 +141,14 @@ const CONNECTION_FAILURE =
  */
 export class TritonError extends AgentError {
   readonly kind: TritonErrorKind;
+
+  /**
+   * False when the call's outcome is unknown (a deadline, a cancel, a dropped connection: Triton may still
+   * be doing the work); true when Triton answered, out of memory included.
+   */
+  get answered(): boolean {
+    return this.kind === 'OutOfMemory' || !isUnansweredGrpc(this.grpcCode);
+  }
 
   /** A connection failure's own text (it names Triton's address, which callers are not told). */
   override get operatorDetail(): string | undefined {

@@ -1,4 +1,16 @@
-import { backoffMs, settlesWithin, withTimeout, waitOrTimeout } from '../../src/time';
+import { status } from '@grpc/grpc-js';
+import {
+  GrpcCode,
+  backoffMs,
+  isRetryableGrpc,
+  isRetryableHttp,
+  isUnansweredGrpc,
+  settlesWithin,
+  stallWatch,
+  withTimeout,
+  waitOrTimeout,
+} from '../../src/time';
+import { TritonError } from '../../src/triton';
 import { ManualClock } from '../support/manual-clock';
 
 describe('time: the bounded waits written once', () => {
@@ -25,6 +37,53 @@ describe('time: the bounded waits written once', () => {
     expect(told).toBe(true);
     await expect(settlesWithin(Promise.reject(new Error('x')), 1000, clock)).resolves.toBe(true);
     await expect(withTimeout(Promise.resolve(7), 1000, () => new Error('no'), clock)).resolves.toBe(7);
+    expect(clock.pendingTimers()).toBe(0);
+  });
+
+  test('transient failures, as data: the protocol numbers, and which failures each caller may try again', () => {
+    // The table's numbers are gRPC's own.
+    expect(GrpcCode).toEqual({
+      CANCELLED: status.CANCELLED,
+      DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+      UNAVAILABLE: status.UNAVAILABLE,
+    });
+    const all = Object.values(status).filter((v): v is number => typeof v === 'number');
+    expect(all.filter(isRetryableGrpc)).toEqual([status.UNAVAILABLE]);
+    expect(all.filter(isUnansweredGrpc).sort((a, b) => a - b)).toEqual([
+      status.CANCELLED,
+      status.DEADLINE_EXCEEDED,
+      status.UNAVAILABLE,
+    ]);
+    // Object stores: throttling, timeouts, server errors and no status at all; never another 4xx.
+    expect([undefined, 408, 429, 500, 503, 599].every(isRetryableHttp)).toBe(true);
+    expect([200, 304, 400, 403, 404, 409, 412, 416].some(isRetryableHttp)).toBe(false);
+    // Triton's errors read the same table: out of memory is an answer whatever its status.
+    const err = (code: number, text = 'failed') => new TritonError('RepositoryModelLoad', code, text);
+    expect(err(status.DEADLINE_EXCEEDED).answered).toBe(false);
+    expect(err(status.UNAVAILABLE).answered).toBe(false);
+    expect(err(status.CANCELLED).answered).toBe(false);
+    expect(err(status.INTERNAL).answered).toBe(true);
+    expect(err(status.INVALID_ARGUMENT).answered).toBe(true);
+    expect(err(status.UNAVAILABLE, 'CUDA out of memory. Tried to allocate 2.00 MiB').answered).toBe(true);
+  });
+
+  test('stallWatch: told once, between ms and 1.25 ms after the last touch; never after stop', async () => {
+    const clock = new ManualClock();
+    let stalls = 0;
+    const watch = stallWatch(clock, 1000, () => stalls++);
+    await clock.advance(900);
+    watch.touch(); // moved at 900: a stall is due at 1,900 at the earliest
+    await clock.advance(999);
+    expect(stalls).toBe(0);
+    await clock.advance(250);
+    expect(stalls).toBe(1);
+    await clock.advance(10_000);
+    expect(stalls).toBe(1); // once
+    expect(clock.pendingTimers()).toBe(0);
+    const stopped = stallWatch(clock, 1000, () => stalls++);
+    stopped.stop();
+    await clock.advance(10_000);
+    expect(stalls).toBe(1);
     expect(clock.pendingTimers()).toBe(0);
   });
 });
