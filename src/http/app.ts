@@ -44,6 +44,22 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const bad = (message: string) => new AgentError(ErrorCode.BadRequest, message);
 
+/**
+ * What HTTP itself refuses before any route: an HTTP/1.1 request without Host (RFC 9112 3.2), and an
+ * `Expect` other than 100-continue (RFC 9110 10.1.1: 417). The server lets both through to here.
+ */
+function refusedAtTheDoor(req: IncomingMessage): AgentError | undefined {
+  if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined)
+    return bad('an HTTP/1.1 request needs a Host header');
+  const expect = req.headers.expect;
+  if (expect !== undefined && expect.trim().toLowerCase() !== '100-continue')
+    return new AgentError(
+      ErrorCode.ExpectationFailed,
+      `the Expect header '${expect}' cannot be met; only 100-continue is supported`,
+    );
+  return undefined;
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -418,6 +434,14 @@ export function createApp(deps: AppDeps): RequestListener {
 
   return (req, res) => {
     beginRequest(req, res, logger, metrics);
+    const refused = refusedAtTheDoor(req);
+    if (refused) {
+      req.resume();
+      res.setHeader('Connection', 'close');
+      if (pathOf(req).startsWith('/endpoints/')) sendRuntimeError(res, refused);
+      else sendError(res, refused);
+      return;
+    }
     const routed = router.handle(
       req,
       res,

@@ -90,7 +90,7 @@ export class Router {
             break;
           }
           raw[seg.slice(1)] = parts[i];
-        } else if (seg.toLowerCase() !== parts[i].toLowerCase()) {
+        } else if (seg.toLowerCase() !== literalOf(parts[i])) {
           matched = false;
           break;
         }
@@ -118,6 +118,20 @@ export class Router {
     }
     return false;
   }
+}
+
+/** An escaped unreserved character (RFC 3986 2.3: ALPHA, DIGIT, '-', '.', '_', '~'). */
+const ESCAPED_UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
+
+/**
+ * A path segment as compared with a route's literal: lower-cased, with escaped unreserved characters
+ * decoded (`/pi%6Eg` is `/ping`, as RFC 3986 6.2.2.2 says they are equivalent). Other escapes stay, so
+ * `%2F` never becomes a separator.
+ */
+function literalOf(segment: string): string {
+  const lower = segment.toLowerCase();
+  if (!lower.includes('%')) return lower;
+  return lower.replace(ESCAPED_UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
 /** A path segment, percent-decoded; a broken escape is a 400 (or the route's own code) saying so. */

@@ -33,7 +33,10 @@ export class AgentServer {
 
   /** Listens; every request is answered 503 "starting" until `serve()`. */
   async listen(port: number, host: string | undefined): Promise<void> {
-    const server = http.createServer((req, res) => this.admit(req, res));
+    // The app answers a missing Host and an unmet Expect itself, in JSON with a request id (Node's own
+    // answers to both are bare 400 and 417).
+    const server = http.createServer({ requireHostHeader: false }, (req, res) => this.admit(req, res));
+    server.on('checkExpectation', (req, res) => this.admit(req, res));
     // What Node's HTTP parser refuses (headers too large, a bad method or header, a broken chunk) is
     // answered in JSON too, like every other error, then the connection closes.
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

@@ -48,6 +48,7 @@ export const ANSWER_BY_CODE: Record<ErrorCode, { mme: number; runtime: RuntimeAn
     [ErrorCode.MethodNotAllowed]: { mme: 405, runtime: { status: 405, type: 'ValidationError' } },
     [ErrorCode.NoRoute]: { mme: 404, runtime: { status: 404, type: 'UnknownOperationException' } },
     [ErrorCode.HeadersTooLarge]: { mme: 431, runtime: { status: 400, type: 'ValidationError' } },
+    [ErrorCode.ExpectationFailed]: { mme: 417, runtime: { status: 400, type: 'ValidationError' } },
     [ErrorCode.AgentUnavailable]: {
       mme: 503,
       runtime: { status: 503, type: 'ServiceUnavailable' },

@@ -485,6 +485,46 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
       expect(JSON.parse(bad.split('\r\n\r\n')[1]).error).toMatch(/^malformed HTTP request/);
     });
 
+    test('a request without Host and an Expect other than 100-continue are JSON errors with a request id', async () => {
+      const raw = (text: string) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = net.connect(Number(new URL(stack.url).port), '127.0.0.1', () => socket.write(text));
+          let data = '';
+          socket.on('data', (c) => (data += c.toString()));
+          socket.on('end', () => resolve(data));
+          socket.on('error', reject);
+        });
+      const parse = (answer: string) => {
+        const [head, body] = answer.split('\r\n\r\n');
+        return { head, json: JSON.parse(body) as Record<string, unknown> };
+      };
+      const noHost = parse(await raw('GET /ping HTTP/1.1\r\n\r\n'));
+      expect(noHost.head).toMatch(/^HTTP\/1.1 400 /);
+      expect(noHost.head).toMatch(/\r\nx-amzn-requestid: \S+/i);
+      expect(noHost.json).toEqual({ error: 'an HTTP/1.1 request needs a Host header' });
+      // HTTP/1.0 has no Host requirement.
+      expect(await raw('GET /ping HTTP/1.0\r\n\r\n')).toMatch(/^HTTP\/1.1 200 /);
+      const expectation = parse(
+        await raw('POST /models/x/invoke HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n'),
+      );
+      expect(expectation.head).toMatch(/^HTTP\/1.1 417 /);
+      expect(expectation.head).toMatch(/\r\nx-amzn-requestid: \S+/i);
+      expect(expectation.json.error).toMatch(/Expect header '200-ok' cannot be met/);
+      // The Runtime route answers in its own shape.
+      const runtime = parse(
+        await raw(
+          'POST /endpoints/e/invocations HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n',
+        ),
+      );
+      expect(runtime.head).toMatch(/^HTTP\/1.1 400 /);
+      expect(runtime.head).toMatch(/\r\nx-amzn-errortype: ValidationError/i);
+      // 100-continue is met as before.
+      const continued = await raw(
+        'GET /ping HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n',
+      );
+      expect(continued).toMatch(/^HTTP\/1.1 100 Continue\r\n\r\nHTTP\/1.1 200 /);
+    });
+
     test('regression: a malformed percent-escape in the path is a 400 JSON error, not an HTML stack trace', async () => {
       for (const [method, p] of [
         ['GET', '/models/%ZZ'],

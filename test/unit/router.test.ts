@@ -54,6 +54,22 @@ describe('Router (the one router)', () => {
     ]);
   });
 
+  test('an escaped unreserved character in a literal is that character (RFC 3986 6.2.2.2); %2F never splits', async () => {
+    expect(route(router, 'GET', '/%6Dodels/x').routed).toBe(true);
+    expect(route(router, 'GET', '/mo%64els').routed).toBe(true);
+    expect(route(router, 'POST', '/endpoints/e/invocation%73').routed).toBe(true);
+    // Reserved or other characters stay escaped: these are not the literals.
+    expect(route(router, 'GET', '/models%2Fx').routed).toBe(false);
+    expect(route(router, 'GET', '/model%20s').routed).toBe(false);
+    expect(route(router, 'GET', '/%mo%dels').routed).toBe(false);
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual([
+      ['get', 'x'],
+      ['list', {}],
+      ['invoke', 'e'],
+    ]);
+  });
+
   test('no route, an empty :param, another method (405 with Allow), a broken escape with the route’s code', () => {
     expect(route(router, 'GET', '/nothing').routed).toBe(false);
     expect(route(router, 'GET', '/models/a/b/c').routed).toBe(false);
