@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import { readSmallFile } from './small-file';
+import { readSmallFile } from '../files';
 import * as path from 'node:path';
 import { AgentError, ErrorCode } from '../errors';
 

@@ -12,7 +12,7 @@ import {
   writePbtxt,
 } from '../model-config';
 import type { ArtifactLayout, ArtifactModel } from './artifact-layout';
-import { readSmallFile } from './small-file';
+import { readSmallFile } from '../files';
 
 /** Marker written into every model directory the agent stages, so it only ever removes its own. */
 export const STAGED_MARKER = '.staged-by-mme-agent.json';

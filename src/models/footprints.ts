@@ -1,5 +1,5 @@
 import * as fsp from 'node:fs/promises';
-import { readSmallFile } from '../artifacts/small-file';
+import { readSmallFile } from '../files';
 import * as path from 'node:path';
 import { DEFAULT_ESTIMATOR_OPTIONS, FootprintEstimator, type DeviceEquation } from './footprint-estimator';
 

@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { AgentConfig } from '../config';
-import { withTimeout } from '../time';
+import { systemClock, withTimeout, type Clock } from '../time';
 
 /**
  * The access log: one JSON line per invocation and per lifecycle event, the record the capacity planner
@@ -27,6 +27,8 @@ export interface AccessLogSettings {
   bufferBytes?: number;
   /** Milliseconds since the epoch (injectable for tests); default Date.now. */
   now?: () => number;
+  /** Time for the bound on opening the file (default: the system's). */
+  clock?: Clock;
   /** Told about a write or rotation failure (the lines concerned are counted as dropped). */
   onError?: (err: Error) => void;
 }
@@ -150,17 +152,23 @@ export class AccessLog {
         `access log file '${settings.file}' is on a pseudo filesystem (${PSEUDO_ROOTS.join(', ')})`,
       );
     // Only its own folder is created, never a chain of them: each filesystem call here is bounded.
+    const opening = (async () => {
+      await fsp.mkdir(path.dirname(file)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+      return openForAppend(file);
+    })();
     const handle = await withTimeout(
-      (async () => {
-        await fsp.mkdir(path.dirname(file)).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EEXIST') throw err;
-        });
-        return openForAppend(file);
-      })(),
+      opening,
       OPEN_TIMEOUT_MS,
       () =>
         new Error(`opening the access log '${settings.file}' did not finish within ${OPEN_TIMEOUT_MS} ms`),
-    );
+      settings.clock ?? systemClock,
+    ).catch((err: unknown) => {
+      // An open that finishes after its bound is closed, not leaked.
+      opening.then((late) => late.close()).catch(() => undefined);
+      throw err;
+    });
     const { size } = await handle.stat();
     return new AccessLog(settings, handle, size);
   }

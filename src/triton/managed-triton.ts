@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import { AgentError, ErrorCode, messageOf } from '../errors';
+import { readSmallFile } from '../files';
 import { backoffMs, settlesWithin, systemClock, wakeableSleep, type Clock } from '../time';
 import {
   carriesToken,
@@ -174,10 +175,10 @@ export function tritonServerArgs(input: TritonServerArgsInput): string[] {
 /** The pidfile's content, if it holds a group and token. */
 async function readPidFile(file: string): Promise<{ pgid: number; token: string } | undefined> {
   // Bounded: a pidfile is a few bytes; anything else (a FIFO, a device, a huge file) is ignored.
-  const st = await fsp.lstat(file).catch(() => undefined);
-  if (!st?.isFile() || st.size > 4096) return undefined;
+  const text = await readSmallFile(file, 4096);
+  if (text === undefined) return undefined;
   try {
-    const v = JSON.parse(await fsp.readFile(file, 'utf8')) as { pgid?: unknown; token?: unknown };
+    const v = JSON.parse(text) as { pgid?: unknown; token?: unknown };
     if (Number.isInteger(v.pgid) && (v.pgid as number) > 1 && typeof v.token === 'string')
       return { pgid: v.pgid as number, token: v.token };
   } catch {
@@ -521,9 +522,11 @@ export class ManagedTriton {
     await fsp
       .writeFile(tmp, JSON.stringify({ pgid, token }) + '\n')
       .then(() => fsp.rename(tmp, pidFile))
-      .catch((err: unknown) =>
-        logger.warn('could not write the tritonserver pidfile', { pidFile, error: messageOf(err) }),
-      );
+      .catch(async (err: unknown) => {
+        // Nothing half-written is left: the next agent reads only the pidfile itself.
+        await fsp.rm(tmp, { force: true }).catch(() => undefined);
+        logger.warn('could not write the tritonserver pidfile', { pidFile, error: messageOf(err) });
+      });
   }
 
   private async removePidFile(): Promise<void> {

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { loadConfig } from '../../src/config';
 import { AccessLog, openAccessLog, type AccessLogLine } from '../../src/observability';
+import { ManualClock } from '../support/manual-clock';
 
 async function readLines(file: string): Promise<AccessLogLine[]> {
   const text = await fsp.readFile(file, 'utf8');
@@ -22,6 +23,26 @@ describe('AccessLog', () => {
   });
   afterEach(async () => {
     await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  test('an open that does not finish within its bound fails naming the file; the late handle is closed', async () => {
+    const openFds = () => fs.readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    const clock = new ManualClock();
+    const file = path.join(dir, 'slow', 'access.log');
+    const opening = AccessLog.open({ file, maxBytes: 1 << 20, maxFiles: 2, clock }).then(
+      () => 'opened',
+      (err: Error) => err.message,
+    );
+    // The bound passes before the filesystem answers (its calls run on libuv's threads, not in this turn).
+    await clock.advance(5_000);
+    expect(await opening).toBe(`opening the access log '${file}' did not finish within 5000 ms`);
+    expect(clock.pendingTimers()).toBe(0);
+    // The open itself still finishes: the file appears, and its handle is closed rather than kept.
+    for (let i = 0; i < 1000 && !(fs.existsSync(file) && openFds() <= before); i++)
+      await new Promise((r) => setImmediate(r)); // an event-loop turn, not a wait on time
+    expect(fs.existsSync(file)).toBe(true);
+    expect(openFds()).toBeLessThanOrEqual(before);
   });
 
   test('writes one JSON line per invocation and lifecycle event, read back as written', async () => {
