@@ -63,6 +63,8 @@ export interface BusyOutcome {
   coldSeconds: number;
   /** Scaler moves: one more GPU, one fewer, and the load seconds spent adding instances. */
   grown: number;
+  /** Of `grown`, the GPUs added to a model busy at the time (the others: models queued behind one). */
+  grownBusy: number;
   shrunk: number;
   moveSeconds: number;
   /** Models sent away to make room for a busy model on one more GPU. */
@@ -183,6 +185,7 @@ export async function simulateBusy(
     coldLoads: 0,
     coldSeconds: 0,
     grown: 0,
+    grownBusy: 0,
     shrunk: 0,
     moveSeconds: 0,
     moveVictims: 0,
@@ -391,6 +394,7 @@ export async function simulateBusy(
         ledger.move(move.name, move.devices);
         if (added.length > 0) {
           out.grown++;
+          if (hot.includes(byName.get(move.name)!)) out.grownBusy++;
           out.moveSeconds += models[byName.get(move.name)!].loadCostMs / 1000;
         } else out.shrunk++;
       }
@@ -430,7 +434,7 @@ export async function busyTable(minutes: number, shares: readonly number[]): Pro
   const total = makeModels(MODELS, 1).reduce((a, m) => a + m.sizeBytes, 0);
   const lines = [
     `\n${DEVICES} GPUs, ${MODELS} models at ${BACKGROUND_RATE} req/s (${BACKGROUND_SERVICE_MS} ms each) and ${HOT_MODELS} busy models at ${HOT_RATE} req/s (${HOT_SERVICE_MS} ms each: ${((HOT_RATE * HOT_SERVICE_MS) / 1000).toFixed(1)} GPUs of compute), a new busy set every ${PHASE_MS / 60_000} min; ${minutes} simulated minutes, ${SCALE_PERIOD_MS / 1000} s periods\n`,
-    '| each GPU holds | placement | answered | lost (60 s) | refused | mean ms | p99 ms | cold loads | cold s | GPUs added / given back | move load s | move victims |',
+    '| each GPU holds | placement | answered | lost (60 s) | refused | mean ms | p99 ms | cold loads | cold s | GPUs added (to busy models) / given back | move load s | move victims |',
     '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const share of shares) {
@@ -438,7 +442,7 @@ export async function busyTable(minutes: number, shares: readonly number[]): Pro
       const o = await simulateBusy(placement, minutes, Math.round(total * share));
       const pct = (x: number) => `${((100 * x) / o.requests).toFixed(2)}%`;
       lines.push(
-        `| ${(share * 100).toFixed(0)}% | ${placement} | ${pct(o.answered)} | ${pct(o.timedOut)} | ${pct(o.refused)} | ${o.meanMs.toFixed(0)} | ${o.p99Ms.toFixed(0)} | ${o.coldLoads} | ${o.coldSeconds.toFixed(0)} | ${o.grown} / ${o.shrunk} | ${o.moveSeconds.toFixed(0)} | ${o.moveVictims} |`,
+        `| ${(share * 100).toFixed(0)}% | ${placement} | ${pct(o.answered)} | ${pct(o.timedOut)} | ${pct(o.refused)} | ${o.meanMs.toFixed(0)} | ${o.p99Ms.toFixed(0)} | ${o.coldLoads} | ${o.coldSeconds.toFixed(0)} | ${o.grown} (${o.grownBusy}) / ${o.shrunk} | ${o.moveSeconds.toFixed(0)} | ${o.moveVictims} |`,
       );
     }
   }
