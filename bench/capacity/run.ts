@@ -24,17 +24,26 @@ import { loadConfig } from '../../src/config';
 import { createLogger, silentLogger } from '../../src/observability';
 import { identityConfig } from '../../test/support/model-repo';
 import { startEmulatedTriton } from '../support/emulated-triton';
+import { benchFlags, numberFlag, numberListFlag } from '../support/flags';
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
-const quick = process.argv.includes('--quick');
-const SECONDS = Number(arg('seconds') ?? (quick ? '30' : '60'));
-const RATES = (arg('rps') ?? '10,100').split(',').map(Number);
-const GPU_COUNTS = (arg('gpus') ?? '1,4').split(',').map(Number);
+const CMD = 'bench:capacity';
+const flags = benchFlags(CMD, {
+  quick: { type: 'boolean', help: '30 s per run' },
+  seconds: { type: 'string', default: '', help: 'seconds per run (default 60, 30 with --quick)' },
+  rps: { type: 'string', default: '10,100', help: 'request rates, comma-separated' },
+  gpus: { type: 'string', default: '1,4', help: 'GPU counts, comma-separated' },
+  only: { type: 'string', default: '', help: "one side of each cell: 'oracle' or 'agent'" },
+  log: { type: 'boolean', help: "the agent's warnings on stderr" },
+});
+const SECONDS = numberFlag(CMD, 'seconds', flags.seconds || (flags.quick ? '30' : '60'), 1);
+const RATES = numberListFlag(CMD, 'rps', flags.rps, 0.001);
+const GPU_COUNTS = numberListFlag(CMD, 'gpus', flags.gpus, 1);
 /** `--only oracle` or `--only agent`: one side of each cell. */
-const ONLY = arg('only');
+const ONLY = flags.only || undefined;
+if (ONLY !== undefined && ONLY !== 'oracle' && ONLY !== 'agent') {
+  process.stderr.write(`${CMD}: --only must be 'oracle' or 'agent', got '${ONLY}'\n`);
+  process.exit(2);
+}
 
 const MODELS = 200;
 const GiB = 1024 ** 3;
@@ -120,7 +129,7 @@ async function run(
       AGENT_METRICS_INTERVAL_MS: String(AGENT_METRICS_MS),
       AGENT_NVIDIA_SMI: nvidiaSmi,
     }),
-    process.argv.includes('--log') ? createLogger('warn', false, process.stderr) : silentLogger(),
+    flags.log ? createLogger('warn', false, process.stderr) : silentLogger(),
   );
   await agent.start();
 

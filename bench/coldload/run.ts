@@ -22,9 +22,10 @@ import { TritonClient } from '../../src/triton';
 import { identityConfig, writeModel } from '../../test/support/model-repo';
 import type { TritonEmulator } from '../../test/support/triton-emulator';
 import { startEmulatedTriton, type EmulatedTriton } from '../support/emulated-triton';
+import { benchFlags } from '../support/flags';
 
-const quick = process.argv.includes('--quick');
-const ROUNDS = quick ? 5 : 15;
+const flags = benchFlags('bench:coldload', { quick: { type: 'boolean', help: '5 rounds, not 15' } });
+const ROUNDS = flags.quick ? 5 : 15;
 const MiB = 1024 * 1024;
 const LOAD_MS = 20;
 /** Triton's default --metrics-interval-ms. */

@@ -23,18 +23,22 @@ import {
   type SimModel,
   type Trace,
 } from './traces';
+import { benchFlags, numberFlag, numberListFlag } from '../support/flags';
 
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-const quick = process.argv.includes('--quick');
-const detail = process.argv.includes('--detail');
+const CMD = 'bench:eviction-sim';
+const flags = benchFlags(CMD, {
+  quick: { type: 'boolean', help: '20,000 requests per trace, rates 1 and 1,000 only' },
+  detail: { type: 'boolean', help: 'every policy per trace, not only the summary' },
+  count: { type: 'string', default: '', help: 'requests per trace (default 100,000; 20,000 with --quick)' },
+  rates: { type: 'string', default: '', help: 'request rates, comma-separated (default 1,10,100,1000)' },
+  seed: { type: 'string', default: '1', help: 'the traces seed' },
+});
+const quick = flags.quick;
+const detail = flags.detail;
 const N = 1000;
-const COUNT = Number(flag('--count') ?? (quick ? 20_000 : 100_000));
-const RATES = (flag('--rates') ?? (quick ? '1,1000' : '1,10,100,1000')).split(',').map(Number);
-const SEED = Number(flag('--seed') ?? 1);
+const COUNT = numberFlag(CMD, 'count', flags.count || (quick ? '20000' : '100000'), 1);
+const RATES = numberListFlag(CMD, 'rates', flags.rates || (quick ? '1,1000' : '1,10,100,1000'), 0.001);
+const SEED = numberFlag(CMD, 'seed', flags.seed);
 const CAPACITIES = [0.05, 0.1, 0.2];
 
 /** The agent's defaults, read the way the agent reads them (only the required setting given). */

@@ -17,18 +17,36 @@ import { Agent } from '../../src/agent';
 import { loadConfig } from '../../src/config';
 import { silentLogger } from '../../src/observability';
 import { startEmulatedTriton } from '../support/emulated-triton';
+import { benchFlags, numberFlag } from '../support/flags';
 import { identityConfig, writeModel } from '../../test/support/model-repo';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
-const quick = process.argv.includes('--quick');
-const RPS = Number(arg('rps', '10'));
-const SECONDS = Number(arg('seconds', quick ? '45' : '120'));
-const BACKEND = arg('backend', 'pytorch') as 'pytorch' | 'onnxruntime';
-const PLACEMENTS = arg('placements', 'triton-default,pack,adaptive').split(',') as Placement[];
 type Placement = 'adaptive' | 'pack' | 'triton-default';
+const CMD = 'bench:multigpu';
+const flags = benchFlags(CMD, {
+  quick: { type: 'boolean', help: '45 s per placement' },
+  rps: { type: 'string', default: '10', help: 'request rate' },
+  seconds: { type: 'string', default: '', help: 'seconds per placement (default 120, 45 with --quick)' },
+  backend: { type: 'string', default: 'pytorch', help: "'pytorch' or 'onnxruntime'" },
+  placements: {
+    type: 'string',
+    default: 'triton-default,pack,adaptive',
+    help: 'placements, comma-separated',
+  },
+});
+const RPS = numberFlag(CMD, 'rps', flags.rps, 0.001);
+const SECONDS = numberFlag(CMD, 'seconds', flags.seconds || (flags.quick ? '45' : '120'), 1);
+const BACKEND = flags.backend as 'pytorch' | 'onnxruntime';
+const PLACEMENTS = flags.placements.split(',') as Placement[];
+for (const [name, value, allowed] of [
+  ['backend', [BACKEND], ['pytorch', 'onnxruntime']],
+  ['placements', PLACEMENTS, ['triton-default', 'pack', 'adaptive']],
+] as const) {
+  const wrong = value.filter((v) => !(allowed as readonly string[]).includes(v));
+  if (wrong.length > 0) {
+    process.stderr.write(`${CMD}: --${name} takes ${allowed.join(', ')}; got '${wrong.join(',')}'\n`);
+    process.exit(2);
+  }
+}
 
 const MODELS = 400;
 const GPUS = 4;

@@ -31,9 +31,12 @@ import {
 } from '../../src/models';
 import { emptyGpus } from '../../test/support/gpu-sample';
 import { busyTable } from './busy-models';
+import { benchFlags } from '../support/flags';
 import { driftTrace, makeModels, zipfTrace, type SimModel, type Trace } from '../eviction-sim/traces';
 
-const quick = process.argv.includes('--quick');
+const quick = benchFlags('bench:multigpu-sim', {
+  quick: { type: 'boolean', help: '40,000 requests per trace and 30 simulated minutes of busy models' },
+}).quick;
 const COUNT = quick ? 40_000 : 200_000;
 const DEVICES = 4;
 const MODELS = 1000;

@@ -32,18 +32,35 @@ import * as readline from 'node:readline';
 import { tritonServiceDefinition } from '../../src/triton/client';
 import { runMicro } from './micro';
 import { summariseProfile } from './profile-summary';
+import { benchFlags, numberFlag, numberListFlag } from '../support/flags';
 import { resnetPtConfig, writeModel } from '../../test/support/model-repo';
 
-const args = process.argv.slice(2);
-const flag = (name: string) => args.includes(`--${name}`);
-const option = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : def;
-};
-const ROUNDS = Number(option('rounds', '3'));
-const SECONDS = Number(option('seconds', '2'));
+const CMD = 'bench:overhead';
+const flags = benchFlags(CMD, {
+  rounds: { type: 'string', default: '3', help: 'interleaved rounds' },
+  seconds: { type: 'string', default: '2', help: 'seconds per cell' },
+  payloads: {
+    type: 'string',
+    default: '0,1,2',
+    help: 'payloads, comma-separated: 0 image binary+json, 1 image JSON, 2 batch of 8 binary+json',
+  },
+  concurrency: { type: 'string', default: '1,16,64', help: 'concurrencies, comma-separated' },
+  'agent-root': { type: 'string', default: '', help: 'run the agent from this checkout (default: this one)' },
+  'agent-node-options': {
+    type: 'string',
+    default: '',
+    help: "node options for the agent's process (V8 flags)",
+  },
+  'idle-seconds': { type: 'string', default: '5', help: 'how long idle CPU is measured first' },
+  micro: { type: 'boolean', help: 'JSON decode/encode and the request log line against bare baselines' },
+  profile: { type: 'boolean', help: 'CPU profiles of the agent and the bare proxy under binary c16 load' },
+  'profile-seconds': { type: 'string', default: '10', help: 'seconds of load per profile' },
+  'keep-profiles': { type: 'string', default: '', help: 'a folder to keep the .cpuprofile files in' },
+});
+const ROUNDS = numberFlag(CMD, 'rounds', flags.rounds, 1);
+const SECONDS = numberFlag(CMD, 'seconds', flags.seconds, 0.1);
 const WARMUP_MS = 300;
-const AGENT_ROOT = path.resolve(option('agent-root', path.join(__dirname, '..', '..')));
+const AGENT_ROOT = path.resolve(flags['agent-root'] || path.join(__dirname, '..', '..'));
 const ROOT = path.join(__dirname, '..', '..');
 const TSX = require.resolve('tsx/cjs');
 
@@ -272,7 +289,7 @@ const median = (xs: number[]) => {
 // --- main ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  if (flag('micro')) {
+  if (flags.micro) {
     await runMicro();
     return;
   }
@@ -310,7 +327,10 @@ async function main(): Promise<void> {
       TRITON_MODEL_REPOSITORY: repository,
       AGENT_METRICS_INTERVAL_MS: '750',
     },
-    flag('profile') ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+    [
+      ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+      ...flags['agent-node-options'].split(' ').filter(Boolean),
+    ],
   );
   process.stderr.write('waiting for the agent\n');
   const agentPort = Number(await agent.waitFor(/"message":"agent listening".*"port":(\d+)/));
@@ -347,14 +367,14 @@ async function main(): Promise<void> {
     path.join(__dirname, 'bare-proxy.ts'),
     [grpcAddress, tritonName],
     {},
-    flag('profile') ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : [],
+    flags.profile ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : [],
   );
   const barePort = Number(await bare.waitFor(/listening (\d+)/));
 
   // What each process spends with no request at all (the agent polls Triton's metrics and keeps its
   // ledger): a fixed cost, shown apart from the per-request figures below, which include it.
   {
-    const idleSeconds = Number(option('idle-seconds', '5'));
+    const idleSeconds = numberFlag(CMD, 'idle-seconds', flags['idle-seconds']);
     const before = await Promise.all([cpuMsOf(bare.child.pid), cpuMsOf(agent.child.pid)]);
     await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
     const after = await Promise.all([cpuMsOf(bare.child.pid), cpuMsOf(agent.child.pid)]);
@@ -368,11 +388,11 @@ async function main(): Promise<void> {
     await emulator.stop();
   };
 
-  if (flag('profile')) {
+  if (flags.profile) {
     // The agent and the bare proxy under the same load, one after the other, each profiled: the areas side
     // by side show where the agent's extra time per request goes.
     const payload = binaryPayload('image, binary+json', 1);
-    const seconds = Number(option('profile-seconds', '10'));
+    const seconds = numberFlag(CMD, 'profile-seconds', flags['profile-seconds'], 1);
     const load = async (port: number) => {
       const once = httpClient(port, '/models/resnet/invoke', payload, 16);
       const until = performance.now() + seconds * 1000;
@@ -398,7 +418,7 @@ async function main(): Promise<void> {
       const profile = JSON.parse(await fs.readFile(path.join(dir, files[0]), 'utf8')) as Parameters<
         typeof summariseProfile
       >[0];
-      const keep = option('keep-profiles', '');
+      const keep = flags['keep-profiles'];
       if (keep) await fs.copyFile(path.join(dir, files[0]), path.join(keep, `${who}.cpuprofile`));
       console.log(
         `\n${who} CPU profile: image as binary+json, concurrency 16, ${seconds} s, ${counts[who]} requests\n`,
@@ -415,12 +435,13 @@ async function main(): Promise<void> {
     binaryPayload('batch of 8, binary+json', 8),
   ];
   // --payloads 0,2 keeps some payloads (0: image binary+json, 1: image JSON, 2: batch of 8).
-  const keep = option('payloads', '');
-  if (keep !== '') {
-    const wanted = new Set(keep.split(',').map(Number));
-    for (let i = payloads.length - 1; i >= 0; i--) if (!wanted.has(i)) payloads.splice(i, 1);
+  const wanted = new Set(numberListFlag(CMD, 'payloads', flags.payloads));
+  if ([...wanted].some((i) => !(i in payloads))) {
+    process.stderr.write(`${CMD}: --payloads takes 0, 1 and 2; got '${flags.payloads}'\n`);
+    process.exit(2);
   }
-  const concurrencies = option('concurrency', '1,16,64').split(',').map(Number);
+  for (let i = payloads.length - 1; i >= 0; i--) if (!wanted.has(i)) payloads.splice(i, 1);
+  const concurrencies = numberListFlag(CMD, 'concurrency', flags.concurrency, 1);
   const contenders = ['direct', 'bare', 'agent'] as const;
   type Key = `${string}|${number}|${string}`;
   const results = new Map<Key, CellResult[]>();

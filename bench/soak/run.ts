@@ -17,16 +17,18 @@ import * as path from 'node:path';
 import { identityConfig, tempDir } from '../../test/support/model-repo';
 import { startStack } from '../../test/support/agent-harness';
 import { rng } from '../eviction-sim/traces';
+import { benchFlags, numberFlag } from '../support/flags';
 
-const args = process.argv.slice(2);
-const arg = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const minutes = arg('minutes', 10);
+const CMD = 'bench:soak';
+const flags = benchFlags(CMD, {
+  minutes: { type: 'string', default: '10', help: 'how long the soak runs' },
+  'triton-metrics-ms': { type: 'string', default: '2000', help: "Triton's --metrics-interval-ms" },
+  clients: { type: 'string', default: '16', help: 'closed-loop clients' },
+});
+const minutes = numberFlag(CMD, 'minutes', flags.minutes, 0.01);
 /** Triton's --metrics-interval-ms (its default is 2000). */
-const tritonMetricsMs = arg('triton-metrics-ms', 2000);
-const clients = arg('clients', 16);
+const tritonMetricsMs = numberFlag(CMD, 'triton-metrics-ms', flags['triton-metrics-ms'], 1);
+const clients = numberFlag(CMD, 'clients', flags.clients, 1);
 const MODELS = 200;
 const MiB = 1024 * 1024;
 

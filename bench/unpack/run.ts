@@ -19,10 +19,15 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { S3Harness } from '../../test/support/s3-harness';
+import { benchFlags, numberFlag } from '../support/flags';
 
-const args = process.argv.slice(2);
-const sizeMb = Number(args[args.indexOf('--size') + 1] || 512) || 512;
-const runs = Number(args[args.indexOf('--runs') + 1] || 3) || 3;
+const CMD = 'bench:unpack';
+const flags = benchFlags(CMD, {
+  size: { type: 'string', default: '512', help: 'archive size in MB' },
+  runs: { type: 'string', default: '3', help: 'runs per contender' },
+});
+const sizeMb = numberFlag(CMD, 'size', flags.size, 1);
+const runs = numberFlag(CMD, 'runs', flags.runs, 1);
 const dataDir = path.join(__dirname, '..', '.data');
 const MiB = 1024 * 1024;
 
