@@ -141,6 +141,8 @@ export class ModelRegistry {
   private readonly admission: Admission | undefined;
   /** False once the agent drains: the scaler stops moving models. */
   private moving = true;
+  private periodsDecided = 0;
+  private readonly periodWaiters: { at: number; resolve: () => void }[] = [];
   readonly footprints: Footprints | undefined;
   readonly policy: EvictionPolicy | undefined;
   private readonly probe: GpuMemoryProbe | undefined;
@@ -835,10 +837,29 @@ export class ModelRegistry {
   }
 
   /**
+   * Resolves once the scaler has decided `n` more periods (every move of theirs started): an event to wait
+   * on for "nothing moved over n periods", rather than a guess at how long n periods take.
+   */
+  scalerPeriods(n: number): Promise<void> {
+    return new Promise((resolve) => this.periodWaiters.push({ at: this.periodsDecided + n, resolve }));
+  }
+
+  private scale(): void {
+    try {
+      this.decidePeriod();
+    } finally {
+      this.periodsDecided++;
+      for (let i = this.periodWaiters.length - 1; i >= 0; i--) {
+        if (this.periodWaiters[i].at <= this.periodsDecided) this.periodWaiters.splice(i, 1)[0].resolve();
+      }
+    }
+  }
+
+  /**
    * Adaptive placement, every scaler period: gathers each model's busy time and requests over the
    * period, lets `decideScaling` (scaler.ts) choose, and carries its moves out.
    */
-  private scale(): void {
+  private decidePeriod(): void {
     const ledger = this.ledger;
     const admission = this.admission;
     if (!ledger || !admission || ledger.devices.length < 2 || !this.moving) return;

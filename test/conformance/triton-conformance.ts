@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseTritonMetrics, TritonClient, TritonError } from '../../src/triton';
 import { placeOnGpus, parsePbtxt, writePbtxt } from '../../src/model-config';
+import { waitUntil } from '../support/wait';
 
 export interface ConformanceTarget {
   /** Triton's gRPC address, host:port. */
@@ -93,15 +94,9 @@ async function rejection(p: Promise<unknown>, what: string): Promise<TritonError
 
 const GRPC = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, INTERNAL: 13 };
 
-/** Polls (bounded) until `cond` holds. */
-async function eventually(what: string, cond: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (let pause = 5; Date.now() < deadline; pause = Math.min(pause * 2, 200)) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, pause));
-  }
-  fail(`${what}: not within ${ms} ms`);
-}
+/** Polls (bounded) until `cond` holds: a real Triton reports no events to wait on. */
+const eventually = (what: string, cond: () => Promise<boolean>, ms = 30_000) =>
+  waitUntil(cond, { timeoutMs: ms, what, maxPauseMs: 200 });
 
 const infer = (triton: TritonClient, model: string, v: number) =>
   triton.infer({

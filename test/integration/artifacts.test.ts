@@ -10,6 +10,7 @@ import { S3Harness } from '../support/s3-harness';
 import { request, repositoryDirs, startStack, type Stack } from '../support/agent-harness';
 import { SkippingClock } from '../support/manual-clock';
 import { classifierScores } from '../support/triton-emulator';
+import { waitUntil } from '../support/wait';
 
 const identityTar = (name = 'm', weights: string | Buffer = 'w') =>
   buildTar([
@@ -177,11 +178,10 @@ describe('artifacts from S3, local archives and file:// URLs', () => {
     const status = (await request(stack.url, 'GET', '/models/cold.tar.gz/status')).json();
     expect(status.state).toBe('loading');
     // No fixed sleep: wait until the load that goes on in the background is done.
-    for (let i = 0; i < 200; i++) {
-      const st = (await request(stack.url, 'GET', '/models/cold.tar.gz/status')).json();
-      if (st.state === 'resident') break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitUntil(
+      async () => (await request(stack.url, 'GET', '/models/cold.tar.gz/status')).json().state === 'resident',
+      { timeoutMs: 5_000, what: 'the background load of cold.tar.gz done' },
+    );
     const next = await request(stack.url, 'POST', '/models/cold.tar.gz/invoke', int32(3));
     expect(next.status).toBe(200);
     expect(stack.emulator.counters(tritonNameFor('cold.tar.gz')).loads).toBe(1);

@@ -8,6 +8,7 @@ import { tritonNameFor } from '../../src/artifacts';
 import { identityConfig } from '../support/model-repo';
 import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
 import type { TritonEmulatorOptions } from '../support/triton-emulator';
+import { waitUntil } from '../support/wait';
 
 /** A PyTorch identity model whose weights file is `fileMiB` (its footprint, at the emulator's factor 1). */
 function torchModel(name: string, fileMiB: number, extra = '') {
@@ -38,13 +39,7 @@ describe('capacity measured, not guessed', () => {
   };
   const status = async (s: Stack, name: string) =>
     (await request(s.url, 'GET', `/models/${name}/status`)).json();
-  const until = async (what: string, cond: () => Promise<boolean>) => {
-    for (let i = 0; i < 300; i++) {
-      if (await cond()) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`${what}: not within 6 s`);
-  };
+  const until = (what: string, cond: () => Promise<boolean>) => waitUntil(cond, { timeoutMs: 6_000, what });
 
   test('over-estimates come down under churn: a GPU that holds three keeps three', async () => {
     // 70 MiB with a 2.1 MiB CUDA context: three 20 MiB models fit; at 1.25 × their file (25 MiB) only two.

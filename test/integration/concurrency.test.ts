@@ -33,6 +33,7 @@ describe('concurrent invokes, unload and load', () => {
     let deleteStarted = Infinity;
     const results: { model: string; value: number; status: number; data?: number[]; sentAt: number }[] = [];
     const invokes = Array.from({ length: 200 }, async (_, i) => {
+      // A time wait on purpose: the load generator staggers its requests over 40 ms, around the delete.
       await new Promise((r) => setTimeout(r, i % 40));
       const model = names[i % names.length];
       const sentAt = Date.now();
@@ -48,6 +49,7 @@ describe('concurrent invokes, unload and load', () => {
       });
     });
     const control = (async () => {
+      // A time wait on purpose: the delete and the load land in the middle of the staggered requests.
       await new Promise((r) => setTimeout(r, 15));
       deleteStarted = Date.now();
       const del = request(stack.url, 'DELETE', '/models/gone');

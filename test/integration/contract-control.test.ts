@@ -6,6 +6,7 @@ import { TritonClient } from '../../src/triton';
 import { tritonNameFor } from '../../src/artifacts';
 import { validateArtifact } from '../../src/validate';
 import { identityConfig, resnetPtConfig } from '../support/model-repo';
+import { nextEvent } from '../support/wait';
 import {
   MiB,
   launchPostArtifacts,
@@ -68,8 +69,13 @@ describe('SageMaker MME control routes', () => {
         versions: { '1': { 'model.pt': 10 } },
       });
       const release = stack.emulator.hangNextLoad(tritonNameFor('slow'));
+      const held = nextEvent(stack.emulator.events, 'load-started', {
+        filter: (m) => m === tritonNameFor('slow'),
+        timeoutMs: 10_000,
+        what: 'the load of slow in Triton',
+      });
       const loading = load('slow', url);
-      await new Promise((r) => setTimeout(r, 50));
+      await held;
       const ping = await request(stack.url, 'GET', '/ping');
       expect(ping.status).toBe(200);
       release();

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { tritonNameFor } from '../../src/artifacts';
 import { identityConfig } from '../support/model-repo';
 import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
+import { waitUntil } from '../support/wait';
 
 /** An identity model whose real GPU use (in the emulator) and declared footprint can differ. */
 function modelSpec(name: string, opts: { gpuMiB: number; declaredMiB?: number | null; inferMs?: number }) {
@@ -19,11 +20,8 @@ function modelSpec(name: string, opts: { gpuMiB: number; declaredMiB?: number | 
   };
 }
 
-/** Polls a condition on the agent's state (no fixed sleeps): resolves once it holds, fails after 5 s. */
-async function waitFor(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
-}
+/** Waits for a condition on the agent's state: resolves once it holds, fails after 5 s naming `what`. */
+const waitFor = (what: string, cond: () => boolean) => waitUntil(cond, { timeoutMs: 5_000, what });
 
 const int32 = (v: number) => ({ inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1], data: [v] }] });
 const dataOf = (r: { json: () => Record<string, unknown> }) =>
@@ -84,7 +82,7 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     for (const m of ['b', 'c']) expect((await add(m, { gpuMiB: 30 })).status).toBe(200);
     // slow is the LRU, but pinned by this request for 600 ms.
     const inflight = invoke('slow', 7);
-    await waitFor(() => pinnedCount() === 1);
+    await waitFor('slow pinned by its request', () => pinnedCount() === 1);
     expect((await add('d', { gpuMiB: 30 })).status).toBe(200);
     expect(resident()).toEqual([t('c'), t('d'), t('slow')].sort());
     const r = await inflight;
@@ -116,7 +114,7 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     // Then the samples teach its real footprint, and the lower bound gives way to it. Beside c, a reading
     // tells only their sum; alone on the GPU, a reading tells it apart.
     expect((await request(stack.url, 'DELETE', '/models/c')).status).toBe(200);
-    await waitFor(() => {
+    await waitFor("liar's footprint measured at 40 MiB", () => {
       const s = stack.agent.registry.status('liar');
       return s?.footprintMeasured === true && Math.abs((s.footprintBytes ?? 0) - 40 * MiB) < MiB;
     });
@@ -129,10 +127,13 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     const before = (await request(stack.url, 'GET', '/models/m/status')).json();
     expect(before.footprintBytes).toBeLessThan(MiB);
     let after = before;
-    for (let i = 0; i < 50 && !after.footprintMeasured; i++) {
-      await new Promise((res) => setTimeout(res, 20));
-      after = (await request(stack.url, 'GET', '/models/m/status')).json();
-    }
+    await waitUntil(
+      async () => {
+        after = (await request(stack.url, 'GET', '/models/m/status')).json();
+        return after.footprintMeasured === true;
+      },
+      { timeoutMs: 2_000, what: "m's footprint measured" },
+    );
     // Learned from the GPU's figures, which move in whole MiB.
     expect(after.footprintMeasured).toBe(true);
     expect(Math.abs((after.footprintBytes as number) - 30 * MiB)).toBeLessThan(MiB);
@@ -149,7 +150,10 @@ describe('capacity-based eviction against a small emulated GPU', () => {
     await start({ AGENT_COLD_LOAD_WAIT_MS: '200' });
     for (const m of ['p1', 'p2', 'p3']) expect((await add(m, { gpuMiB: 30, inferMs: 800 })).status).toBe(200);
     const inflight = ['p1', 'p2', 'p3'].map((m) => invoke(m));
-    await waitFor(() => stack.emulator.lifecycle.records.size === 3 && pinnedCount() === 3);
+    await waitFor(
+      'p1, p2 and p3 pinned by their requests',
+      () => stack.emulator.lifecycle.records.size === 3 && pinnedCount() === 3,
+    );
     const r = await add('d', { gpuMiB: 30 });
     expect(r.status).toBe(507);
     // The emulated GPU's CUDA context (its baseline) is what the GPU uses itself.
@@ -223,10 +227,10 @@ describe('capacity-based eviction against a small emulated GPU', () => {
       ),
     );
     socket.on('error', () => undefined);
-    await waitFor(() => pinnedCount() === 1);
+    await waitFor('slow pinned by the request', () => pinnedCount() === 1);
     socket.destroy();
     // Without cancellation the pin would last the 8 s inference (waitFor gives up after 5 s).
-    await waitFor(() => pinnedCount() === 0);
+    await waitFor('the pin released when its client went away', () => pinnedCount() === 0);
   });
 
   test('DELETE of an evicted model forgets it', async () => {
@@ -258,7 +262,7 @@ test('a load waits for a pinned model to be released rather than answering 507 a
     );
     const pinned = () =>
       stack.agent.registry.list().filter((r) => (r as unknown as { pins: number }).pins > 0).length;
-    await waitFor(() => pinned() === 3);
+    await waitFor('p1, p2 and p3 pinned by their requests', () => pinned() === 3);
     const url = await sagemakerArtifact(stack.models, 'h-d', 'd', modelSpec('d', { gpuMiB: 30 }));
     const r = await request(stack.url, 'POST', '/models', { model_name: 'd', url });
     expect(r.status).toBe(200);
@@ -278,10 +282,13 @@ test('with a keep-alive set, an idle model is unloaded ahead of need and reloads
     expect((await request(stack.url, 'POST', '/models', { model_name: 'idle', url })).status).toBe(200);
     expect(stack.emulator.loadedModels()).toEqual([tritonNameFor('idle')]);
     let state = '';
-    for (let i = 0; i < 40 && state !== 'evicted'; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      state = (await request(stack.url, 'GET', '/models/idle/status')).json().state as string;
-    }
+    await waitUntil(
+      async () => {
+        state = (await request(stack.url, 'GET', '/models/idle/status')).json().state as string;
+        return state === 'evicted';
+      },
+      { timeoutMs: 3_000, what: 'idle unloaded after its keep-alive (300 ms)' },
+    );
     expect(state).toBe('evicted');
     expect(stack.emulator.loadedModels()).toEqual([]);
     const r = await request(stack.url, 'POST', '/models/idle/invoke', int32(5));

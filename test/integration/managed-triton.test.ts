@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { identityConfig, tempDir } from '../support/model-repo';
 import { request, sagemakerArtifact } from '../support/agent-harness';
 import { freePort, processAlive, startAgentProcess, type AgentProcess } from '../support/agent-process';
+import { waitUntil } from '../support/wait';
 
 /**
  * Managed mode through real processes: the agent (`src/main.ts`) starts `tritonserver` — here the stand-in
@@ -218,13 +219,8 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     const serverPid = async () => Number((await fs.readFile(pidFile, 'utf8')).trim());
     return { bin, serverPid };
   };
-  const until = async (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000) => {
-    const end = Date.now() + ms;
-    while (!(await cond())) {
-      if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
+  const until = (what: string, cond: () => boolean | Promise<boolean>, ms = 15_000) =>
+    waitUntil(cond, { timeoutMs: ms, what });
 
   test('a wrapper dies and its tritonserver survives: the survivor is killed before the restart, /ping settles at 200', async () => {
     const w = await wrapper();
@@ -262,10 +258,13 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
     const shared = await env({ TRITON_SERVER_BIN: w.bin });
     agent = startAgentProcess(shared);
     await agent.waitForLog((e) => e.message === 'agent ready');
+    const wrapperPid = (await agent.waitForLog((e) => e.message === 'tritonserver started')).pid as number;
     const orphan = await w.serverPid();
     agent.child.kill('SIGKILL');
     await agent.exited;
-    await new Promise((r) => setTimeout(r, 200));
+    // The agent's death has reached what it started (the wrapper, by the parent-death signal); the server
+    // the wrapper started is still there.
+    await until('the wrapper gone with its agent', () => !processAlive(wrapperPid));
     expect(processAlive(orphan)).toBe(true);
     agent = startAgentProcess(shared);
     const base = await agent.url();
@@ -275,6 +274,20 @@ describe('managed tritonserver (TRITON_MANAGED=true)', () => {
       agent.logs.some((e) => e.message === 'killing tritonserver processes an earlier agent left running'),
     ).toBe(true);
     expect((await request(base, 'GET', '/ping')).status).toBe(200);
+  });
+
+  test('a pidfile that cannot be written: tritonserver runs, the agent warns once, and no temporary file is left', async () => {
+    const cache = path.join(root.dir, 'cache');
+    // A non-empty folder where the pidfile goes: writing beside it works, renaming onto it cannot.
+    await fs.mkdir(path.join(cache, 'tritonserver.pid'), { recursive: true });
+    await fs.writeFile(path.join(cache, 'tritonserver.pid', 'keep'), 'x');
+    agent = startAgentProcess(await env({ MODEL_CACHE_DIR: cache }));
+    const base = await agent.url();
+    await agent.waitForLog((e) => e.message === 'agent ready');
+    const warned = agent.logs.filter((e) => e.message === 'could not write the tritonserver pidfile');
+    expect(warned).toHaveLength(1);
+    expect((await request(base, 'GET', '/ping')).status).toBe(200);
+    expect((await fs.readdir(cache)).filter((f) => f.startsWith('tritonserver.pid.'))).toEqual([]);
   });
 
   test('a port tritonserver needs is held at start: the agent exits 1 naming the holder’s pid', async () => {

@@ -6,6 +6,7 @@ import { tritonNameFor } from '../../src/artifacts';
 import type { ModelRecord } from '../../src/models';
 import { identityConfig } from '../support/model-repo';
 import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
+import { nextEvent, waitUntil, within } from '../support/wait';
 
 const GPUS = 4;
 
@@ -48,6 +49,13 @@ describe('several GPUs', () => {
   const on = (name: string) =>
     stack.emulator.placement(tritonNameFor(name)).flatMap((bytes, d) => (bytes > 0 ? [d] : []));
   const peaks = () => stack.emulator.gpus.map((g) => g.peakBytes() / MiB);
+  /** Waits until `name` holds memory on `cond`'s number of GPUs. */
+  const placed = (name: string, what: string, cond: (gpus: number) => boolean, timeoutMs = 10_000) =>
+    waitUntil(() => cond(on(name).length), {
+      timeoutMs,
+      what: `${name} ${what}`,
+      detail: () => `on GPUs [${on(name).join(', ')}]`,
+    });
 
   test('by default each model goes on one GPU: four GPUs hold four times the models', async () => {
     await start();
@@ -77,15 +85,13 @@ describe('several GPUs', () => {
       }
     };
     const clients = Array.from({ length: 4 }, client);
-    const deadline = Date.now() + 10_000;
-    while (on('hot').length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await placed('hot', 'on three GPUs or more', (n) => n >= 3);
     expect(on('hot').length).toBeGreaterThanOrEqual(3);
     busy = false;
     await Promise.all(clients);
     expect(answered).toBeGreaterThan(0);
     // No traffic: after two quiet periods per step it gives the GPUs back, one at a time.
-    while (on('hot').length > 1 && Date.now() < deadline + 10_000)
-      await new Promise((r) => setTimeout(r, 50));
+    await placed('hot', 'back on one GPU', (n) => n <= 1);
     expect(on('hot')).toHaveLength(1);
     expect(peaks().every((p) => p <= 100)).toBe(true);
     expect((await invoke('hot')).status).toBe(200);
@@ -105,10 +111,6 @@ describe('several GPUs', () => {
       return failed;
     };
   };
-  const waitFor = async (cond: () => boolean, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  };
 
   test('adaptive on full GPUs: a busy model gets a second GPU by evicting a model nobody uses', async () => {
     await start({ AGENT_SCALE_PERIOD_MS: '200' });
@@ -118,7 +120,7 @@ describe('several GPUs', () => {
     // Three 30 MiB models on each 100 MiB GPU: no device has room for another instance.
     expect(stack.emulator.loadedModels()).toHaveLength(12);
     const stop = load('hot', 4);
-    await waitFor(() => on('hot').length >= 2, 10_000);
+    await placed('hot', 'on a second GPU', (n) => n >= 2);
     expect(on('hot').length).toBeGreaterThanOrEqual(2);
     expect(await stop()).toBe(0);
     // Room was made by sending idle models away, never by overfilling a device.
@@ -143,7 +145,8 @@ describe('several GPUs', () => {
         if ((await invoke(others[i % others.length])).status !== 200) warmFailed++;
     })();
     const stop = load('hot', 2);
-    await new Promise((r) => setTimeout(r, 2000));
+    // Ten scaler periods (2 s at 200 ms) of demand: counted as the scaler decides them, not guessed from time.
+    await within(stack.agent.registry.scalerPeriods(10), { timeoutMs: 20_000, what: 'ten scaler periods' });
     expect(on('hot')).toHaveLength(1);
     expect(stack.emulator.loadedModels()).toHaveLength(12);
     expect(await stop()).toBe(0);
@@ -167,7 +170,7 @@ describe('several GPUs', () => {
     const hotName = tritonNameFor('hot');
     const ledger = stack.agent.registry.ledger;
     // The update times out in the agent (1.5 s) but Triton carries it out once the slow load is done.
-    await waitFor(() => on('hot').length >= 2, 15_000);
+    await placed('hot', 'on a second GPU', (n) => n >= 2, 15_000);
     expect(on('hot').length).toBeGreaterThanOrEqual(2);
     const charged = ledger?.devicesOf('hot');
     expect(charged).not.toBe('all');
@@ -189,8 +192,14 @@ describe('several GPUs', () => {
     };
     const record = registry.catalogue.get('a') as ModelRecord;
     const from = on('a');
+    const updating = nextEvent(stack.emulator.events, 'load-started', {
+      filter: (m) => m === tritonNameFor('a'),
+      timeoutMs: 10_000,
+      what: "Triton starting a's move",
+    });
     const moving = registry.lifecycle.rescale(record, [from[0], (from[0] + 1) % GPUS]);
-    await new Promise((r) => setTimeout(r, 200));
+    // Triton has begun the update (its new instance takes 800 ms to load): it restarts in the middle.
+    await updating;
     await stack.emulator.restart();
     const restored = stack.agent.registry.restoreAfterTritonRestart();
     await moving;

@@ -9,6 +9,7 @@ import {
 import { tritonNameFor } from '../../src/artifacts';
 import { classifierScores } from '../support/triton-emulator';
 import { identityConfig, resnetPtConfig } from '../support/model-repo';
+import { nextEvent } from '../support/wait';
 import {
   MiB,
   binaryRequest,
@@ -127,8 +128,13 @@ describe('SageMaker Runtime InvokeEndpoint with @aws-sdk/client-sagemaker-runtim
       versions: { '1': { 'model.py': 1 } },
     });
     const release = stack.emulator.hangNextLoad(tritonNameFor('slow'));
+    const held = nextEvent(stack.emulator.events, 'load-started', {
+      filter: (m) => m === tritonNameFor('slow'),
+      timeoutMs: 10_000,
+      what: 'the load of slow in Triton',
+    });
     const loading = request(stack.url, 'POST', '/models', { model_name: 'slow', url });
-    await new Promise((r) => setTimeout(r, 50));
+    await held;
     const body = JSON.stringify({ inputs: [{ name: 'INPUT0', shape: [1], datatype: 'FP32', data: [1] }] });
     const invokeSlow = () =>
       client.send(

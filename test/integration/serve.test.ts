@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { identityConfig, tempDir, writeModel } from '../support/model-repo';
 import { freePort, STANDIN_BIN } from '../support/agent-process';
 import { TritonEmulator } from '../support/triton-emulator';
+import { untilEvent } from '../support/wait';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -29,19 +30,32 @@ function printEnv(env: Record<string, string>): {
   return { status: r.status, vars, stderr: r.stderr };
 }
 
-/** Polls /ping until it answers 200 (the process needs a moment to compile and bind); never a fixed sleep. */
+/**
+ * Waits for the agent's ready line (`agent ready`: it serves from then on; the process needs a moment to
+ * compile and bind), failing if serve exits first, then expects /ping to answer 200 at once.
+ */
 async function awaitPing(base: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${output()}`);
-    if (Date.now() > deadline) throw new Error(`no /ping answer: ${output()}`);
-    const status = await fetch(`${base}/ping`).then(
-      (r) => r.status,
-      () => 0,
-    );
-    if (status === 200) return;
-    await new Promise((r) => setTimeout(r, 100));
+  const ready = () =>
+    output()
+      .split('\n')
+      .some((l) => l.startsWith('{') && l.includes('"message":"agent ready"'));
+  const stdout = child.stdout;
+  if (!stdout) throw new Error('serve was started without a stdout pipe');
+  let onExit: ((code: number | null) => void) | undefined;
+  const exited = new Promise<never>((_, reject) => {
+    onExit = (code) => reject(new Error(`serve exited ${code} before it was ready: ${output()}`));
+    if (child.exitCode !== null) onExit(child.exitCode);
+    else child.once('exit', onExit);
+  });
+  try {
+    await Promise.race([
+      untilEvent(stdout, 'data', ready, { timeoutMs: 30_000, what: "serve's 'agent ready' line" }),
+      exited,
+    ]);
+  } finally {
+    if (onExit) child.off('exit', onExit);
   }
+  expect((await fetch(`${base}/ping`)).status).toBe(200);
 }
 
 /** Loads a one-input identity model laid out as SageMaker extracts it, and invokes it. */

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { identityConfig } from '../support/model-repo';
 import { writeModel } from '../support/model-repo';
 import { request, startStack, type Stack } from '../support/agent-harness';
+import { waitUntil } from '../support/wait';
 
 /** SAGEMAKER_MULTI_MODEL=false: the model SageMaker extracted is loaded at start; /ping waits for it. */
 describe('single-model mode', () => {
@@ -10,14 +11,17 @@ describe('single-model mode', () => {
     await stack?.stop();
   });
 
+  /** Every /ping answer until the first 200 (the model is loaded), that one included. */
   async function pingUntil200(url: string): Promise<number[]> {
     const seen: number[] = [];
-    for (let i = 0; i < 100; i++) {
-      const s = (await request(url, 'GET', '/ping')).status;
-      seen.push(s);
-      if (s === 200) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil(
+      async () => {
+        const s = (await request(url, 'GET', '/ping')).status;
+        seen.push(s);
+        return s === 200;
+      },
+      { timeoutMs: 3_000, what: '/ping answering 200', detail: () => `answers: ${seen.join(', ')}` },
+    );
     return seen;
   }
 

@@ -8,6 +8,7 @@ import { S3Harness } from '../support/s3-harness';
 import { S3Proxy, VersionedS3, type ProxiedRequest } from '../support/s3-hostile';
 import { request, startStack, type Stack } from '../support/agent-harness';
 import { SkippingClock } from '../support/manual-clock';
+import { waitUntil } from '../support/wait';
 
 /** An identity model whose weights file holds `weights` (random bytes: compression cannot shrink them). */
 const artifact = (name: string, weights: Buffer, gzip: boolean) =>
@@ -23,14 +24,8 @@ const int32 = (v: number) => ({ inputs: [{ name: 'INPUT0', datatype: 'INT32', sh
 const dataOf = (r: { json: () => Record<string, unknown> }) =>
   (r.json() as { outputs: { data: number[] }[] }).outputs[0].data;
 
-/** Waits (polling, bounded) until `cond` holds. */
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+/** Waits (bounded) until `cond` holds. */
+const until = (cond: () => boolean, what: string, ms = 10_000) => waitUntil(cond, { timeoutMs: ms, what });
 
 const cacheDir = (stack: Stack, sub: 'entries' | 'tmp') => path.join(stack.repository, '.cache', sub);
 const list = (dir: string) => fs.readdir(dir).catch(() => [] as string[]);

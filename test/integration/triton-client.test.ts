@@ -3,8 +3,10 @@ import { TritonClient, toSafeNumber } from '../../src/triton/client';
 import { TritonError, isOutOfMemoryText, classifyTritonFailure } from '../../src/triton/triton-error';
 import { TritonMetricsReader } from '../../src/triton/metrics';
 import { isAgentError, ErrorCode } from '../../src/errors';
+import { systemClock, type Clock } from '../../src/time';
 import { TritonEmulator, classifierScores } from '../support/triton-emulator';
 import { identityConfig, resnetPtConfig, tempDir, writeModel } from '../support/model-repo';
+import { signal, within } from '../support/wait';
 
 const MiB = 1024 * 1024;
 
@@ -204,19 +206,29 @@ describe('TritonClient against the emulator over gRPC', () => {
     // Callers are told Triton is away, not where it listens; the transport's text stays for logs.
     expect((loadErr as TritonError).message).toBe('Triton is not reachable right now; retry shortly');
     expect((loadErr as TritonError).tritonMessage).not.toBe('');
-    const restarted = new Promise<void>((resolve) =>
-      setTimeout(() => void emulator.restart().then(resolve), 150),
-    );
+    // The client's clock tells when it waits to retry: Triton comes back once a call has failed and the
+    // client is retrying it, not after a guessed time.
+    const retrying = signal();
+    const clock: Clock = {
+      ...systemClock,
+      sleep: (ms, abort) => {
+        retrying.fire();
+        return systemClock.sleep(ms, abort);
+      },
+    };
     const live = new TritonClient({
       address: emulator.grpcAddress,
       retry: { attempts: 30, initialDelayMs: 50, maxDelayMs: 100 },
+      clock,
     });
     try {
-      expect(await live.serverLive()).toBe(true);
+      const answer = live.serverLive();
+      await within(retrying.fired, { timeoutMs: 10_000, what: 'the client retrying ServerLive' });
+      await emulator.restart();
+      expect(await answer).toBe(true);
     } finally {
       live.close();
     }
-    await restarted;
     // Triton comes back empty.
     expect(await client.modelReady('resnet')).toBe(false);
   });

@@ -7,6 +7,7 @@ import { TritonError } from '../../src/triton/triton-error';
 import { parseTritonMetrics } from '../../src/triton/metrics';
 import { TritonEmulator, texts } from '../support/triton-emulator';
 import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
+import { waitUntil } from '../support/wait';
 
 const MiB = 1024 * 1024;
 /** Each emulated device: 16 MiB, so a few 4 MiB instances fill one. */
@@ -214,13 +215,17 @@ describe('Triton emulator with four GPUs: placement by instance_group', () => {
     await client.load('b');
     expect(used()).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);
 
+    const unloading = Date.now();
     await client.unload('a');
     await emulator.idle();
     expect(emulator.placement('a')).toEqual([0, 0, 0, 0]);
     expect(emulator.placement('b')).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
-    // Freed memory still shows as used on the devices that held it, until the lag passes.
+    // Freed memory still shows as used on the devices that held it, until the lag passes (and no longer:
+    // the lag ran from the release, which came after `unloading`, and the bound is the lag and 50 ms).
     expect(used()).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);
-    await new Promise((r) => setTimeout(r, LAG_MS + 50));
+    const released = () => used().every((bytes) => bytes === INSTANCE);
+    await waitUntil(released, { timeoutMs: LAG_MS + 50, what: "a's memory released after the lag" });
+    expect(Date.now() - unloading).toBeGreaterThanOrEqual(LAG_MS);
     expect(used()).toEqual([INSTANCE, INSTANCE, INSTANCE, INSTANCE]);
     // Each device remembers its own peak.
     expect(emulator.gpus.map((g) => g.peakBytes())).toEqual([INSTANCE, 2 * INSTANCE, 2 * INSTANCE, INSTANCE]);

@@ -15,6 +15,7 @@ import {
 import { TritonEmulator, texts } from '../support/triton-emulator';
 import { ALL_DATATYPES } from '../support/datatypes';
 import { identityConfig, resnetPtConfig, resnetTrtConfig, tempDir, writeModel } from '../support/model-repo';
+import { nextEvent, waitUntil } from '../support/wait';
 
 const MiB = 1024 * 1024;
 
@@ -238,12 +239,17 @@ describe('Triton emulator: explicit model control', () => {
       versions: { '1': { 'model.py': 1 } },
     });
     await client.load('slow');
+    const running = nextEvent(emulator.events, 'infer-started', {
+      filter: (m) => m === 'slow',
+      timeoutMs: 5_000,
+      what: 'the inference on slow running',
+    });
     const inflight = client.infer({
       model_name: 'slow',
       inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1] }],
       raw_input_contents: [valuesToRaw('INT32', [42])],
     });
-    await new Promise((r) => setTimeout(r, 50));
+    await running;
     await client.unload('slow');
     expect((await client.repositoryIndex())[0].state).toBe('UNLOADING');
     const res = await inflight;
@@ -416,12 +422,17 @@ ensemble_scheduling { step { model_name: "ghost" model_version: -1 input_map { k
     expect(trt.tritonMessage).toBe(masked);
     expect(trt.kind).toBe('InvalidArgument');
     expect(emulator.logLines.some((l) => l.includes('Cuda Runtime (out of memory)'))).toBe(true);
+    const unloading = Date.now();
     await client.unload('small');
     await emulator.idle();
-    // Freed memory shows up only after the lag.
+    // Freed memory shows up only after the lag (150 ms from the release, which came after `unloading`).
     expect(emulator.gpu.usedBytes()).toBe(8 * MiB);
     expect((await rejection(client.load('trt'))).tritonMessage).toBe(masked);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil(() => emulator.gpu.usedBytes() === 4 * MiB, {
+      timeoutMs: 200,
+      what: "small's memory released after the lag",
+    });
+    expect(Date.now() - unloading).toBeGreaterThanOrEqual(150);
     expect(emulator.gpu.usedBytes()).toBe(4 * MiB);
     await client.load('trt');
     expect(emulator.gpu.usedBytes()).toBe(10 * MiB);
@@ -545,8 +556,13 @@ ensemble_scheduling { step { model_name: "ghost" model_version: -1 input_map { k
       config: resnetPtConfig({ name: 'l', loadMs: 300 }),
       versions: { '1': { 'model.pt': 1 } },
     });
+    const started = nextEvent(emulator.events, 'load-started', {
+      filter: (m) => m === 'l',
+      timeoutMs: 5_000,
+      what: 'the load of l started',
+    });
     const loading = client.load('l');
-    await new Promise((r) => setTimeout(r, 100));
+    await started;
     expect(await client.repositoryIndex()).toEqual([
       { name: 'l', version: '1', state: 'LOADING', reason: '' },
     ]);
@@ -567,10 +583,22 @@ ensemble_scheduling { step { model_name: "ghost" model_version: -1 input_map { k
       "load failed for model 'f': version 1 is at UNAVAILABLE state: Internal: boom;\n",
     );
     const release = emulator.hangNextLoad('f');
+    const held = nextEvent(emulator.events, 'load-started', {
+      filter: (m) => m === 'f',
+      timeoutMs: 5_000,
+      what: 'the load of f started',
+    });
     let done = false;
     const hung = client.load('f').then(() => (done = true));
-    await new Promise((r) => setTimeout(r, 100));
+    await held;
+    // A whole load of another model, from request to answer, goes through meanwhile; f's does not.
+    await writeModel(repo.dir, 'g', {
+      config: resnetPtConfig({ name: 'g' }),
+      versions: { '1': { 'model.pt': 1 } },
+    });
+    await client.load('g');
     expect(done).toBe(false);
+    expect(await client.modelReady('f')).toBe(false);
     release();
     await hung;
     expect(await client.modelReady('f')).toBe(true);

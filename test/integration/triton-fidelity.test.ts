@@ -8,6 +8,7 @@ import { tritonNameFor } from '../../src/artifacts';
 import { identityConfig, resnetTrtConfig } from '../support/model-repo';
 import { MiB, request, sagemakerArtifact, startStack, type Stack } from '../support/agent-harness';
 import type { TritonEmulatorOptions } from '../support/triton-emulator';
+import { waitUntil, within } from '../support/wait';
 
 /** An identity model (python backend by default) taking `gpuMiB` per instance, declared or not. */
 function spec(
@@ -166,10 +167,12 @@ describe('the agent against Triton as it really behaves', () => {
       while (busy) expect((await request(s.url, 'POST', '/models/hot/invoke', int32(1))).status).toBe(200);
     };
     const clients = Array.from({ length: 3 }, client);
-    const deadline = Date.now() + 10_000;
-    while (on(s, 'hot').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    busy = false;
-    await Promise.all(clients);
+    try {
+      await waitUntil(() => on(s, 'hot').length >= 2, { timeoutMs: 10_000, what: 'hot on both GPUs' });
+    } finally {
+      busy = false;
+      await Promise.all(clients);
+    }
     expect(on(s, 'hot')).toEqual([0, 1]);
     // The update created an instance on the new GPU only: GPU 0 never held two copies of it.
     expect(s.emulator.gpus[home].peakBytes()).toBeLessThanOrEqual(100 * MiB);
@@ -204,8 +207,8 @@ describe('the agent against Triton as it really behaves', () => {
         expect((await request(s.url, 'POST', `/models/${model}/invoke`, payload)).status).toBe(200);
     };
     const clients = [...Array.from({ length: 3 }, () => client('hot', body)), client('filler', int32(1))];
-    // Several scaler periods of demand for the busy model.
-    await new Promise((r) => setTimeout(r, 1500));
+    // Several scaler periods of demand for the busy model: eight (1.6 s at 200 ms), as the scaler decides them.
+    await within(s.agent.registry.scalerPeriods(8), { timeoutMs: 20_000, what: 'eight scaler periods' });
     busy = false;
     await Promise.all(clients);
     // Every instance would be built anew beside the old ones, and its GPU has no room for that: no move
@@ -267,8 +270,10 @@ describe('the agent against Triton as it really behaves', () => {
       (await add(s, 'torch', spec('torch', { gpuMiB: 30, declaredMiB: null, backend: 'pytorch' }))).status,
     ).toBe(200);
     const status = async (n: string) => (await request(s.url, 'GET', `/models/${n}/status`)).json();
-    for (let i = 0; i < 100 && (await status('onnx')).footprintMeasured !== true; i++)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(async () => (await status('onnx')).footprintMeasured === true, {
+      timeoutMs: 2_000,
+      what: "onnx's footprint measured",
+    });
     expect(await status('onnx')).toMatchObject({ footprintMeasured: true, footprintBytes: 30 * MiB });
     expect((await status('torch')).footprintMeasured).toBe(false);
   });

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { resnetPtConfig, tempDir } from '../support/model-repo';
 import { ustarHeader } from '../support/archives';
+import { waitUntil } from '../support/wait';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -105,9 +106,11 @@ describe('validate as a process: signals, time, a full TMPDIR', () => {
       await zerosArchive(file, [{ name: 'resnet/1/model.pt', mib: 4096 }]);
       const run = startValidate(['--max-unpack-bytes', '16GiB', file], tmp);
       // Wait until the unpack has written something real, then interrupt it.
-      let seen: number;
-      while ((seen = await scratchBytes(tmp)) < 4 * 1024 * 1024 && run.child.exitCode === null)
-        await new Promise((r) => setTimeout(r, 20));
+      let seen = 0;
+      await waitUntil(
+        async () => (seen = await scratchBytes(tmp)) >= 4 * 1024 * 1024 || run.child.exitCode !== null,
+        { timeoutMs: 60_000, what: 'the unpack writing 4 MiB', detail: () => `${seen} bytes written` },
+      );
       expect(seen).toBeGreaterThanOrEqual(4 * 1024 * 1024);
       run.child.kill(signal);
       const r = await run.done;

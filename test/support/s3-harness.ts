@@ -180,6 +180,7 @@ export class S3Harness {
               res.write(p);
               slowSent += p.length;
               if (slowSent >= Number(upRes.headers['content-length'] ?? Infinity)) markDone();
+              // A time wait on purpose: the 'slow' fault is a server that sends a chunk every `delayMs`.
               setTimeout(next, f.delayMs);
             };
             next();

@@ -213,6 +213,7 @@ export class S3Proxy {
         return;
       }
       if (pending.length < 4) upRes.resume();
+      // A time wait on purpose: this fault is a server that sends slowly, `bytesPerTick` every `tickMs`.
       timer = setTimeout(tick, fault.tickMs);
     };
     upRes.on('data', (chunk: Buffer) => {
@@ -224,6 +225,7 @@ export class S3Proxy {
       clearTimeout(timer);
       upRes.destroy();
     });
+    // The first tick of the slow sender (above).
     timer = setTimeout(tick, fault.tickMs);
   }
 }

@@ -120,6 +120,7 @@ describe('a slow stdout', () => {
         restartBackoffMs: 10, maxRestartBackoffMs: 10, parentDeathSignal: false,
       });
       t.start().catch(() => undefined);
+      // A time wait on purpose: the flood runs for three seconds against the unread pipe.
       setTimeout(async () => {
         const d = droppedLogLines();
         process.stderr.write(JSON.stringify({ backlog: process.stdout.writableLength, heap: process.memoryUsage().heapUsed, dropped: d.relayed }) + '\\n');
@@ -138,19 +139,14 @@ describe('a slow stdout', () => {
     let err = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => (err += d));
-    // stdout is not read until the child has reported.
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setInterval(() => {
-        if (err.includes('"backlog"')) {
-          clearInterval(timer);
-          child.stdout.resume();
-        }
-      }, 50);
-      child.on('exit', (c) => {
-        clearInterval(timer);
-        resolve(c);
-      });
-    });
+    // stdout is not read until the child has reported (on stderr).
+    const reported = () => {
+      if (!err.includes('"backlog"')) return;
+      child.stderr.off('data', reported);
+      child.stdout.resume();
+    };
+    child.stderr.on('data', reported);
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(0);
     const report = JSON.parse(err.split('\n').find((l) => l.includes('"backlog"')) ?? '{}') as {
       backlog: number;

@@ -1,9 +1,11 @@
+import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { shellWords } from '../../src/config';
 import { LineSplitter, ManagedTriton, tritonServerArgs, type ManagedTritonOptions } from '../../src/triton';
 import { tempDir } from '../support/model-repo';
+import { untilEvent } from '../support/wait';
 
 describe('LineSplitter', () => {
   /** The oracle: split the whole text at once, drop a CR before each LF and the unterminated rest. */
@@ -142,16 +144,18 @@ describe('ManagedTriton', () => {
   let root: { dir: string; cleanup: () => Promise<void> };
   let supervisor: ManagedTriton | undefined;
   const logs: { level: string; message: string; fields?: Record<string, unknown> }[] = [];
+  /** Says 'line' after each line logged: what waits for a log line listens to. */
+  const logged = new EventEmitter();
+  const log = (level: string, message: string, fields?: Record<string, unknown>) => {
+    logs.push({ level, message, fields });
+    logged.emit('line');
+  };
   const logger = {
-    error: (message: string, fields?: Record<string, unknown>) =>
-      logs.push({ level: 'error', message, fields }),
-    warn: (message: string, fields?: Record<string, unknown>) =>
-      logs.push({ level: 'warn', message, fields }),
-    info: (message: string, fields?: Record<string, unknown>) =>
-      logs.push({ level: 'info', message, fields }),
+    error: (message: string, fields?: Record<string, unknown>) => log('error', message, fields),
+    warn: (message: string, fields?: Record<string, unknown>) => log('warn', message, fields),
+    info: (message: string, fields?: Record<string, unknown>) => log('info', message, fields),
     debug: () => undefined,
-    relay: (level: string, message: string, fields?: Record<string, unknown>) =>
-      logs.push({ level, message, fields }),
+    relay: (level: string, message: string, fields?: Record<string, unknown>) => log(level, message, fields),
   };
 
   beforeEach(async () => {
@@ -191,13 +195,11 @@ describe('ManagedTriton', () => {
     });
   };
 
+  /** Resolves once `message` has been logged `count` times (checked as each line is logged). */
   const waitForLog = (message: string, count = 1) =>
-    new Promise<void>((resolve) => {
-      const check = () => {
-        if (logs.filter((l) => l.message === message).length >= count) resolve();
-        else setImmediate(check);
-      };
-      check();
+    untilEvent(logged, 'line', () => logs.filter((l) => l.message === message).length >= count, {
+      timeoutMs: 10_000,
+      what: `'${message}' logged ${count} time(s)`,
     });
 
   test('start resolves once ready, forwards output lines, stop ends the process with SIGTERM', async () => {
@@ -289,6 +291,7 @@ describe('ManagedTriton', () => {
     let restored = 0;
     supervisor = server(
       `const fs = require('fs'); const n = Number(fs.readFileSync(${f}, 'utf8')) + 1; fs.writeFileSync(${f}, String(n));` +
+        // The server's own behaviour, timed on purpose: it crashes 20 ms after it is ready.
         `if (n <= 5) setTimeout(() => process.exit(3), 20); else setInterval(() => {}, 1000);`,
       { now: () => now, stableAfterMs: 1_000, onRestarted: async () => void restored++ },
     );

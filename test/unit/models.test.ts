@@ -28,6 +28,7 @@ import { FakeTriton } from '../support/fake-triton';
 import { emptyGpus } from '../support/gpu-sample';
 import { ManualClock, settle } from '../support/manual-clock';
 import { tempDir } from '../support/model-repo';
+import { waitUntil, within } from '../support/wait';
 
 const options: RegistryOptions = {
   modelDataUrl: undefined,
@@ -140,24 +141,41 @@ async function open(b: Built) {
 
 const url = (name: string, bytes: number) => `mem://${name}/${bytes}`;
 
-/** Moves the manual clock on, a metrics interval at a time, until `p` settles (at most a minute). */
+/**
+ * Moves the manual clock on, a metrics interval at a time, until `p` settles (at most a minute). The clock
+ * moves only while no load is fetching or staging: those phases read the disk in real time, and a clock
+ * run on meanwhile would spend a load's cold-load wait before the load had begun to wait.
+ */
 async function driveUntil(b: Built, p: Promise<unknown>): Promise<void> {
   let done = false;
   void p.then(
     () => (done = true),
     () => (done = true),
   );
+  const onDisk = () =>
+    b.registry
+      .list()
+      .map((r) => r.name)
+      .filter((n) => ['fetching', 'staging'].includes(b.registry.status(n)?.state ?? ''));
   for (let i = 0; i < 60 && !done; i++) {
     await settle();
+    await waitUntil(() => done || onDisk().length === 0, {
+      timeoutMs: 5_000,
+      what: 'the loads done with the disk',
+      detail: () => `still there: ${onDisk().join(', ')}`,
+    });
     if (!done) await b.clock.advance(1000);
   }
-  await p;
+  await within(p, { timeoutMs: 5_000, what: 'the load settling once the clock has stopped' });
 }
 
 /** Waits (real time, briefly) until a model's load reaches `state`: its fetch and staging touch the disk. */
 async function until(b: Built, name: string, state: string): Promise<void> {
-  for (let i = 0; i < 200 && b.registry.status(name)?.state !== state; i++)
-    await new Promise((r) => setTimeout(r, 5));
+  await waitUntil(() => b.registry.status(name)?.state === state, {
+    timeoutMs: 2_000,
+    what: `${name} ${state}`,
+    detail: () => `it is ${b.registry.status(name)?.state}`,
+  });
   expect(b.registry.status(name)?.state).toBe(state);
 }
 const tname = (b: Built, name: string) => b.registry.get(name)?.tritonName ?? '';

@@ -16,6 +16,7 @@ import { ArtifactFetcher, DiskCache, FileSource, inspectArtifact, unpackTar } fr
 import { silentLogger } from '../../src/observability';
 import { buildTar, type TarEntry } from '../support/archives';
 import { tempDir } from '../support/model-repo';
+import { WaitTimeout, within } from '../support/wait';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 250);
 const SEED = process.env.FUZZ_SEED === 'random' ? Date.now() : Number(process.env.FUZZ_SEED ?? 20261201);
@@ -83,20 +84,15 @@ async function checkContained(root: string, outsideInodes: Set<string>): Promise
   await walk(root);
 }
 
+/** How `p` settled, within SETTLE_MS (a `WaitTimeout` past it: nothing may hang). */
 function settle<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not settle within ${SETTLE_MS} ms`)), SETTLE_MS);
-  });
-  return Promise.race([p, timeout])
-    .then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => {
-        if (error instanceof Error && /did not settle/.test(error.message)) throw error;
-        return { ok: false as const, error };
-      },
-    )
-    .finally(() => clearTimeout(timer));
+  return within(p, { timeoutMs: SETTLE_MS, what: 'the unpack settling' }).then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => {
+      if (error instanceof WaitTimeout) throw error;
+      return { ok: false as const, error };
+    },
+  );
 }
 
 // --- generators -------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -10,6 +11,7 @@ import {
   EmulatorError,
   ModelLifecycle,
   type Counters,
+  type EmulatorEvents,
   type LoadedConfig,
   type ModelRecord,
 } from './model-lifecycle';
@@ -80,6 +82,8 @@ type Raw = Record<string, unknown>;
 type UnaryHandler = (req: Raw) => Promise<Raw> | Raw;
 
 const GiB = 1024 ** 3;
+// The emulated inference latency (`inferLatencyMs`, `emulator_infer_ms`): Triton's inferences take time,
+// and this is that time passing.
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const EXTENSIONS = [
@@ -271,6 +275,15 @@ export class TritonEmulator {
   }
 
   // --- test controls ------------------------------------------------------------------------------
+
+  /**
+   * What the emulator reports as it works ('load-started', 'load-finished', 'load-failed',
+   * 'unload-finished', 'infer-started', each with the Triton model name): for tests to wait on instead of
+   * sleeping. Test controls, not Triton behaviour (see EmulatorEvents).
+   */
+  get events(): EventEmitter<EmulatorEvents> {
+    return this.lifecycle.events;
+  }
 
   counters(model: string): Counters {
     return { ...this.lifecycle.counter(model) };
@@ -598,6 +611,7 @@ export class TritonEmulator {
       // One request at a time per instance; the others queue.
       const { instance, done } = await lc.execute(vr, cfg);
       try {
+        lc.events.emit('infer-started', name);
         const first = [...inputs.values()][0];
         lc.grow(cfg, instance, cfg.summary.maxBatchSize > 0 && first ? (first.shape[0] ?? 1) : 1);
         if (latency > 0) await sleep(latency);

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -216,7 +217,32 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+// The emulated load and unload times (`loadLatencyMs`, `emulator_load_ms`, `unloadLatencyMs`): Triton's
+// loads take time, and this is that time passing.
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * What the emulator reports as it works, for tests to wait on rather than guess how long something takes.
+ * Test controls, not Triton behaviour: Triton emits no such events (the nearest are core model_lifecycle.cc's
+ * log lines "loading: <model>:<version>", "successfully loaded", "successfully unloaded"). Emitting one
+ * changes nothing the emulator does, nor when. Models are named as Triton names them.
+ */
+export interface EmulatorEvents {
+  /**
+   * A RepositoryModelLoad began its work on the model: its versions show LOADING (before any
+   * `hangNextLoad` holds it, before it waits for a load thread), or an update of a loaded model's
+   * instances began. Not for a load that fails its poll stage, or that finds nothing changed.
+   */
+  'load-started': [model: string];
+  /** A RepositoryModelLoad of the model succeeded (an unchanged model's too). */
+  'load-finished': [model: string];
+  /** A RepositoryModelLoad of the model failed, with the message Triton answers. */
+  'load-failed': [model: string, message: string];
+  /** A version's unload finished: UNAVAILABLE, "unloaded", its memory released. */
+  'unload-finished': [model: string, version: number];
+  /** An inference request on the model got an execution instance and runs (it is in flight). */
+  'infer-started': [model: string];
+}
 
 class PollFailure extends Error {}
 
@@ -234,6 +260,8 @@ export class ModelLifecycle {
   private allocSeq = 0;
   /** Bumped by a crash so work started before it stops touching state. */
   generation = 0;
+  /** Test controls, not Triton behaviour (see EmulatorEvents). */
+  readonly events = new EventEmitter<EmulatorEvents>();
 
   constructor(readonly options: LifecycleOptions) {}
 
@@ -841,6 +869,7 @@ export class ModelLifecycle {
     if (!Array.isArray(slots)) return failUpdate(slots.reason);
     cfg.perInstanceBytes = prev.perInstanceBytes;
     const per = prev.perInstanceBytes ?? 0;
+    this.events.emit('load-started', name);
     const thread = await this.loadThread();
     try {
       if (this.options.loadLatencyMs > 0) await sleep(this.options.loadLatencyMs);
@@ -904,7 +933,13 @@ export class ModelLifecycle {
     files?: Map<string, Buffer>,
     asDependency = false,
   ): Promise<void> {
-    return this.serialise(name, () => this.doLoad(name, configOverride, files, asDependency));
+    const done = this.serialise(name, () => this.doLoad(name, configOverride, files, asDependency));
+    // Reported beside the answer, which is returned as it is.
+    void done.then(
+      () => this.events.emit('load-finished', name),
+      (err: unknown) => this.events.emit('load-failed', name, (err as Error).message),
+    );
+    return done;
   }
 
   private async doLoad(
@@ -989,6 +1024,7 @@ export class ModelLifecycle {
       if (!cur || cur.state !== 'READY')
         rec.versions.set(v, { ...ModelLifecycle.unavailable(v, ''), state: 'LOADING' });
     }
+    this.events.emit('load-started', name);
 
     const hang = this.faults.get(name)?.hangLoad?.shift();
     if (hang) await hang.wait;
@@ -1035,7 +1071,7 @@ export class ModelLifecycle {
     }
     // Versions the policy no longer selects are unloaded.
     for (const [v, vr] of rec.versions) {
-      if (!versions.includes(v) && vr.state === 'READY') this.startUnloadVersion(vr, cfg);
+      if (!versions.includes(v) && vr.state === 'READY') this.startUnloadVersion(name, vr, cfg);
     }
     rec.config = cfg;
     rec.loadDurationSecs = (Date.now() - started) / 1000;
@@ -1066,7 +1102,7 @@ export class ModelLifecycle {
    * Starts an unload (core AsyncUnload): UNLOADING at once; the model goes once its requests finish, in
    * the background (ModelDeleter), and only then does the index say UNAVAILABLE, "unloaded".
    */
-  private startUnloadVersion(vr: VersionRecord, cfg: LoadedConfig | undefined): void {
+  private startUnloadVersion(name: string, vr: VersionRecord, cfg: LoadedConfig | undefined): void {
     vr.state = 'UNLOADING';
     vr.reason = '';
     const gen = this.generation;
@@ -1079,6 +1115,7 @@ export class ModelLifecycle {
       vr.instances = [];
       vr.state = 'UNAVAILABLE';
       vr.reason = 'unloaded';
+      this.events.emit('unload-finished', name, vr.version);
     })();
     this.background.add(done);
     void done.finally(() => this.background.delete(done));
@@ -1092,7 +1129,7 @@ export class ModelLifecycle {
       const ready = [...rec.versions.values()].filter((v) => v.state === 'READY' || v.state === 'LOADING');
       if (ready.length === 0) return;
       this.counter(name).unloads++;
-      for (const vr of ready) this.startUnloadVersion(vr, rec.config);
+      for (const vr of ready) this.startUnloadVersion(name, vr, rec.config);
       rec.explicitlyLoaded = false;
       if (!unloadDependents) return;
       // Ensembles that use this model cannot serve without it.
