@@ -9,6 +9,7 @@
  * stops on SIGTERM or SIGINT. Flags that only matter to a real GPU server are accepted and ignored. The
  * emulator is a test double: it runs no models on a GPU.
  */
+import * as fs from 'node:fs/promises';
 import { TritonEmulator, type TritonEmulatorOptions } from './emulator';
 
 /** tritonserver options that change nothing the emulator models; accepted (value checked) and ignored. */
@@ -68,35 +69,37 @@ const IGNORED = new Set([
   'trace-config',
 ]);
 
-/** tritonserver options the emulator implements. */
-const EMULATED = new Set([
-  'model-repository',
-  'model-store',
-  'model-control-mode',
-  'grpc-port',
-  'grpc-address',
-  'metrics-port',
-  'metrics-address',
-  'allow-metrics',
-  'metrics-interval-ms',
-  'allow-gpu-metrics',
-  'backend-config',
-  'disable-auto-complete-config',
-]);
+/** tritonserver options the emulator implements, with what each does here. */
+const EMULATED_HELP: Record<string, string> = {
+  'model-repository': 'the model repository folder (required; it must exist)',
+  'model-store': 'the same as --model-repository',
+  'model-control-mode': 'explicit only (the mode the agent uses; the default here)',
+  'grpc-port': 'gRPC port (default 8001; 0 picks a free one)',
+  'grpc-address': 'gRPC address (default 0.0.0.0)',
+  'metrics-port': 'Prometheus /metrics port (default 8002; 0 picks a free one)',
+  'metrics-address': 'accepted; metrics listen beside gRPC',
+  'allow-metrics': 'false: no metrics endpoint',
+  'metrics-interval-ms': 'how often the GPU readings in /metrics are refreshed (default 2000)',
+  'allow-gpu-metrics': 'false: no nv_gpu_* series (the agent then has no GPU readings)',
+  'backend-config': '<backend>,triton-backend-memory-tracker=true: memory_usage for tensorrt/onnxruntime',
+  'disable-auto-complete-config': "true: configs are taken as written (no backend's auto-complete)",
+};
+const EMULATED = new Set(Object.keys(EMULATED_HELP));
 
 /** The emulator's own knobs (not tritonserver's): GPU count and size, latencies. */
-const EMULATOR_ONLY = new Set([
-  'gpu-count',
-  'gpu-memory-bytes',
-  'gpu-baseline-bytes',
-  'memory-release-lag-ms',
-  'load-latency-ms',
-  'model-load-thread-count',
-  'unload-latency-ms',
-  'infer-latency-ms',
-  'footprint-factor',
-  'failed-read-every',
-]);
+const EMULATOR_ONLY_HELP: Record<string, string> = {
+  'gpu-count': 'emulated GPUs (default 1)',
+  'gpu-memory-bytes': 'memory per GPU (default 16 GiB)',
+  'gpu-baseline-bytes': "memory each GPU's CUDA context takes before any model",
+  'memory-release-lag-ms': 'how long freed memory still shows as used in the readings',
+  'load-latency-ms': 'time each load takes (a model may set emulator_load_ms per instance)',
+  'model-load-thread-count': 'loads run at once (4, as in Triton)',
+  'unload-latency-ms': 'time each unload takes',
+  'infer-latency-ms': 'time each inference takes (a model may set emulator_infer_ms)',
+  'footprint-factor': "a model's GPU footprint as a multiple of its files' size",
+  'failed-read-every': 'every Nth metrics read fails, as DCGM reads sometimes do',
+};
+const EMULATOR_ONLY = new Set(Object.keys(EMULATOR_ONLY_HELP));
 
 /** Real tritonserver options whose behaviour the emulator does not have: refused rather than faked. */
 const NOT_EMULATED = new Set(['load-model', 'repository-poll-secs']);
@@ -201,15 +204,18 @@ const isFalse = (v: string | undefined) => v !== undefined && /^(false|0|off|no)
 
 /** `--help`: what the emulator takes, tritonserver's options first, then its own knobs. */
 function help(): string {
-  const list = (names: Set<string>) => [...names].map((n) => `  --${n}`).join('\n');
+  const list = (flags: Record<string, string>) =>
+    Object.entries(flags)
+      .map(([n, what]) => `  --${`${n} VALUE`.padEnd(36)} ${what}`)
+      .join('\n');
   return [
     'usage: npm run emulator -- --model-repository <dir> [options]   (a Triton stand-in for tests and the demo)',
     '',
     "tritonserver's options it implements:",
-    list(EMULATED),
+    list(EMULATED_HELP),
     '',
     'its own knobs (not tritonserver options):',
-    list(EMULATOR_ONLY),
+    list(EMULATOR_ONLY_HELP),
     '',
     `other tritonserver options are accepted and have no effect, except ${[...NOT_EMULATED].map((n) => `--${n}`).join(', ')}, which are refused.`,
     "A model's config.pbtxt may set parameters emulator_gpu_bytes, emulator_memory_factor, emulator_growth_bytes,",
@@ -237,6 +243,17 @@ async function main(): Promise<void> {
   const repo = args.get('model-repository') ?? args.get('model-store');
   if (!repo) {
     console.error('error: creating server: Invalid argument - --model-repository must be specified');
+    process.exit(1);
+  }
+  // A repository that is not there stops tritonserver at start (core's model repository manager stats
+  // every repository path; users' logs show this line, e.g. server issues #1931 and #4376).
+  if (
+    !(await fs.stat(repo).then(
+      (st) => st.isDirectory(),
+      () => false,
+    ))
+  ) {
+    console.error(`error: creating server: Internal - failed to stat file ${repo}`);
     process.exit(1);
   }
   // tritonserver's default is `none` (load everything at start), which the emulator does not implement;
