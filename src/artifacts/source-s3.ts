@@ -151,6 +151,9 @@ export class S3Source implements ArtifactSource {
           body?.destroy();
           body = undefined;
           if (abort.signal.aborted || err instanceof AgentError) throw err;
+          // Every byte arrived before the failure (a stall noticed after the last chunk): done, not a
+          // resume from the end, which the store would answer 416.
+          if (offset >= info.size) return;
           const status = statusOf(err);
           if (status === 412) throw changed(info, 'the store refused the pinned version (412)', err);
           if ((err as { name?: string })?.name === 'NoSuchVersion')
@@ -254,13 +257,17 @@ function pull(chunks: AsyncGenerator<Buffer>, onDestroy: () => void): Readable {
   });
 }
 
-/** Yields the stream's chunks, failing when none arrives for `ms` (a stalled connection). */
+/**
+ * Yields the stream's chunks, failing when none arrives for `ms` (a stalled connection). Only the wait
+ * for the store counts: while the reader holds a chunk (a slow disk behind the unpack) the watch pauses.
+ */
 async function* withStallTimeout(stream: Readable, ms: number, clock: Clock): AsyncGenerator<unknown> {
   const watch = stallWatch(clock, ms, () => stream.destroy(new Error(`no data for ${ms} ms`)));
   try {
     for await (const chunk of stream) {
-      watch.touch();
+      watch.pause();
       yield chunk;
+      watch.touch();
     }
   } finally {
     watch.stop();

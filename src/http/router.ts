@@ -129,9 +129,10 @@ const ESCAPED_UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7
  * `%2F` never becomes a separator.
  */
 function literalOf(segment: string): string {
-  const lower = segment.toLowerCase();
-  if (!lower.includes('%')) return lower;
-  return lower.replace(ESCAPED_UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  if (!segment.includes('%')) return segment.toLowerCase();
+  return segment
+    .replace(ESCAPED_UNRESERVED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+    .toLowerCase();
 }
 
 /** A path segment, percent-decoded; a broken escape is a 400 (or the route's own code) saying so. */

@@ -92,9 +92,13 @@ export function backoffMs(
   return Math.round(full * (1 - (options.jitter ?? 0) * random()));
 }
 
-/** A watch on something that should keep moving: `touch()` when it moves, `stop()` when it ends. */
+/**
+ * A watch on something that should keep moving: `touch()` when it moves, `stop()` when it ends. While
+ * `pause()`d (our own side is busy, not the source), it never fires; `touch()` resumes it.
+ */
 export interface StallWatch {
   touch(): void;
+  pause(): void;
   stop(): void;
 }
 
@@ -105,14 +109,19 @@ export interface StallWatch {
  */
 export function stallWatch(clock: Clock, ms: number, onStall: () => void): StallWatch {
   let last = clock.now();
+  let paused = false;
   const stop = clock.every(Math.max(1, Math.floor(ms / 4)), () => {
-    if (clock.now() - last < ms) return;
+    if (paused || clock.now() - last < ms) return;
     stop();
     onStall();
   });
   return {
     touch: () => {
       last = clock.now();
+      paused = false;
+    },
+    pause: () => {
+      paused = true;
     },
     stop,
   };

@@ -7,7 +7,7 @@ import { identityConfig } from '../support/model-repo';
 import { S3Harness } from '../support/s3-harness';
 import { S3Proxy, VersionedS3, type ProxiedRequest } from '../support/s3-hostile';
 import { request, startStack, type Stack } from '../support/agent-harness';
-import { SkippingClock } from '../support/manual-clock';
+import { ManualClock, SkippingClock } from '../support/manual-clock';
 import { waitUntil } from '../support/wait';
 
 /** An identity model whose weights file holds `weights` (random bytes: compression cannot shrink them). */
@@ -231,6 +231,37 @@ describe('hostile artifact sources: replaced objects, resumes, slow stores, fair
       expect(gets.map((g) => g.query.get('versionId'))).toEqual([first.versionId, first.versionId]);
       expect(rangeStart(gets[1])).toBeGreaterThan(0);
       expect(await cachedWeights(st, 'ver')).toEqual([digest(w1)]);
+    });
+
+    test('regression: a reader slower than the stall timeout is not a stalled store: one GET, every byte', async () => {
+      // The stall watch runs on this clock; the reader "takes" 10 s per chunk by moving it while it holds
+      // the chunk. Only the wait for the store may count as a stall, never the reader's own time.
+      const clock = new ManualClock();
+      const src = new S3Source({
+        endpoint: frontVersioned.endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        maxAttempts: 1,
+        resumeAttempts: 5,
+        stallTimeoutMs: 200,
+        clock,
+      });
+      const key = 'hostile/slow-reader.tar';
+      const body = randomBytes(6 * 1024 * 1024);
+      versioned.put('models', key, body);
+      try {
+        const info = await src.describe(`s3://models/${key}`);
+        const stream = await src.open(info);
+        const got: Buffer[] = [];
+        for await (const chunk of stream) {
+          got.push(chunk as Buffer);
+          await clock.advance(10_000);
+        }
+        expect(Buffer.concat(got).equals(body)).toBe(true);
+        expect(frontVersioned.of('GET', key)).toHaveLength(1);
+      } finally {
+        src.client.destroy();
+      }
     });
 
     test('describe() reports the ETag and the VersionId the store gave', async () => {

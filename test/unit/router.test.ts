@@ -57,6 +57,8 @@ describe('Router (the one router)', () => {
   test('an escaped unreserved character in a literal is that character (RFC 3986 6.2.2.2); %2F never splits', async () => {
     expect(route(router, 'GET', '/%6Dodels/x').routed).toBe(true);
     expect(route(router, 'GET', '/mo%64els').routed).toBe(true);
+    // Decoded first, then compared without regard to case: %4E is N.
+    expect(route(router, 'GET', '/MO%44ELS').routed).toBe(true);
     expect(route(router, 'POST', '/endpoints/e/invocation%73').routed).toBe(true);
     // Reserved or other characters stay escaped: these are not the literals.
     expect(route(router, 'GET', '/models%2Fx').routed).toBe(false);
@@ -65,6 +67,7 @@ describe('Router (the one router)', () => {
     await new Promise((r) => setImmediate(r));
     expect(seen).toEqual([
       ['get', 'x'],
+      ['list', {}],
       ['list', {}],
       ['invoke', 'e'],
     ]);

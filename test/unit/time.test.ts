@@ -80,10 +80,18 @@ describe('time: the bounded waits written once', () => {
     await clock.advance(10_000);
     expect(stalls).toBe(1); // once
     expect(clock.pendingTimers()).toBe(0);
+    // Paused (the reader holds a chunk), it never fires; touched again, it counts from then.
+    const paused = stallWatch(clock, 1000, () => stalls++);
+    paused.pause();
+    await clock.advance(10_000);
+    expect(stalls).toBe(1);
+    paused.touch();
+    await clock.advance(1_250);
+    expect(stalls).toBe(2);
     const stopped = stallWatch(clock, 1000, () => stalls++);
     stopped.stop();
     await clock.advance(10_000);
-    expect(stalls).toBe(1);
+    expect(stalls).toBe(2);
     expect(clock.pendingTimers()).toBe(0);
   });
 });
