@@ -61,6 +61,15 @@ const ROUNDS = numberFlag(CMD, 'rounds', flags.rounds, 1);
 const SECONDS = numberFlag(CMD, 'seconds', flags.seconds, 0.1);
 const WARMUP_MS = 300;
 const AGENT_ROOT = path.resolve(flags['agent-root'] || path.join(__dirname, '..', '..'));
+// Every number is checked here, before any process starts.
+const PAYLOADS = new Set(numberListFlag(CMD, 'payloads', flags.payloads));
+if ([...PAYLOADS].some((i) => ![0, 1, 2].includes(i))) {
+  process.stderr.write(`${CMD}: --payloads takes 0, 1 and 2; got '${flags.payloads}'\n`);
+  process.exit(2);
+}
+const CONCURRENCIES = numberListFlag(CMD, 'concurrency', flags.concurrency, 1);
+const IDLE_SECONDS = numberFlag(CMD, 'idle-seconds', flags['idle-seconds']);
+const PROFILE_SECONDS = numberFlag(CMD, 'profile-seconds', flags['profile-seconds'], 1);
 const ROOT = path.join(__dirname, '..', '..');
 const TSX = require.resolve('tsx/cjs');
 
@@ -289,6 +298,17 @@ const median = (xs: number[]) => {
 // --- main ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  const keepDir = flags['keep-profiles'];
+  if (
+    keepDir &&
+    !(await fs.stat(keepDir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    ))
+  ) {
+    process.stderr.write(`${CMD}: --keep-profiles needs an existing folder, got '${keepDir}'\n`);
+    process.exit(2);
+  }
   if (flags.micro) {
     await runMicro();
     return;
@@ -374,7 +394,7 @@ async function main(): Promise<void> {
   // What each process spends with no request at all (the agent polls Triton's metrics and keeps its
   // ledger): a fixed cost, shown apart from the per-request figures below, which include it.
   {
-    const idleSeconds = numberFlag(CMD, 'idle-seconds', flags['idle-seconds']);
+    const idleSeconds = IDLE_SECONDS;
     const before = await Promise.all([cpuMsOf(bare.child.pid), cpuMsOf(agent.child.pid)]);
     await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
     const after = await Promise.all([cpuMsOf(bare.child.pid), cpuMsOf(agent.child.pid)]);
@@ -392,7 +412,7 @@ async function main(): Promise<void> {
     // The agent and the bare proxy under the same load, one after the other, each profiled: the areas side
     // by side show where the agent's extra time per request goes.
     const payload = binaryPayload('image, binary+json', 1);
-    const seconds = numberFlag(CMD, 'profile-seconds', flags['profile-seconds'], 1);
+    const seconds = PROFILE_SECONDS;
     const load = async (port: number) => {
       const once = httpClient(port, '/models/resnet/invoke', payload, 16);
       const until = performance.now() + seconds * 1000;
@@ -435,13 +455,8 @@ async function main(): Promise<void> {
     binaryPayload('batch of 8, binary+json', 8),
   ];
   // --payloads 0,2 keeps some payloads (0: image binary+json, 1: image JSON, 2: batch of 8).
-  const wanted = new Set(numberListFlag(CMD, 'payloads', flags.payloads));
-  if ([...wanted].some((i) => !(i in payloads))) {
-    process.stderr.write(`${CMD}: --payloads takes 0, 1 and 2; got '${flags.payloads}'\n`);
-    process.exit(2);
-  }
-  for (let i = payloads.length - 1; i >= 0; i--) if (!wanted.has(i)) payloads.splice(i, 1);
-  const concurrencies = numberListFlag(CMD, 'concurrency', flags.concurrency, 1);
+  for (let i = payloads.length - 1; i >= 0; i--) if (!PAYLOADS.has(i)) payloads.splice(i, 1);
+  const concurrencies = CONCURRENCIES;
   const contenders = ['direct', 'bare', 'agent'] as const;
   type Key = `${string}|${number}|${string}`;
   const results = new Map<Key, CellResult[]>();

@@ -6,6 +6,7 @@ import { AgentMetrics, EmfPublisher, type Logger } from '../observability';
 import { readBody } from './body';
 import { Router, type RouteOptions } from './router';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
+import { expectationUnmet } from './server';
 import { ANSWER_BY_CODE, asAgentError, sendError, sendJson, statusOf } from './status';
 
 export interface AppSettings {
@@ -46,16 +47,19 @@ const bad = (message: string) => new AgentError(ErrorCode.BadRequest, message);
 
 /**
  * What HTTP itself refuses before any route: an HTTP/1.1 request without Host (RFC 9112 3.2), and an
- * `Expect` other than 100-continue (RFC 9110 10.1.1: 417). The server lets both through to here.
+ * `Expect` Node does not meet (RFC 9110 10.1.1: 417; Node meets 100-continue and ignores Expect on
+ * HTTP/1.0). The server lets both through to here, so they are answered in JSON with a request id.
  */
+/** Under /endpoints/ (any case, as the router matches it) the caller is a SageMaker Runtime client. */
+const isRuntimePath = (req: IncomingMessage) => /^\/endpoints\//i.test(pathOf(req));
+
 function refusedAtTheDoor(req: IncomingMessage): AgentError | undefined {
   if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined)
     return bad('an HTTP/1.1 request needs a Host header');
-  const expect = req.headers.expect;
-  if (expect !== undefined && expect.trim().toLowerCase() !== '100-continue')
+  if (expectationUnmet(req))
     return new AgentError(
       ErrorCode.ExpectationFailed,
-      `the Expect header '${expect}' cannot be met; only 100-continue is supported`,
+      `the Expect header '${String(req.headers.expect)}' cannot be met; only 100-continue is supported`,
     );
   return undefined;
 }
@@ -438,7 +442,7 @@ export function createApp(deps: AppDeps): RequestListener {
     if (refused) {
       req.resume();
       res.setHeader('Connection', 'close');
-      if (pathOf(req).startsWith('/endpoints/')) sendRuntimeError(res, refused);
+      if (isRuntimePath(req)) sendRuntimeError(res, refused);
       else sendError(res, refused);
       return;
     }
@@ -460,7 +464,7 @@ export function createApp(deps: AppDeps): RequestListener {
       req.resume();
       const err = new AgentError(ErrorCode.NoRoute, `no route for ${req.method} ${pathOf(req)}`);
       // Under /endpoints/ the caller is a SageMaker Runtime client: it reads the Runtime's error shape.
-      if (pathOf(req).startsWith('/endpoints/')) sendRuntimeError(res, err);
+      if (isRuntimePath(req)) sendRuntimeError(res, err);
       else sendError(res, err);
     }
   };

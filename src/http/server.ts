@@ -5,6 +5,14 @@ import type { Logger } from '../observability';
 import { settlesWithin } from '../time';
 import { ANSWER_BY_CODE } from './status';
 
+/** Requests whose Expect header Node would not meet: the app answers them 417. */
+const unmetExpectations = new WeakSet<http.IncomingMessage>();
+
+/** True when Node judged the request's Expect header one it cannot meet. */
+export function expectationUnmet(req: http.IncomingMessage): boolean {
+  return unmetExpectations.has(req);
+}
+
 /**
  * The agent's HTTP server: listening, the gate every request passes (503 with `Retry-After` while the
  * agent starts or drains), Node's parser errors answered in JSON, and the bounded drain. Routes are the
@@ -36,7 +44,11 @@ export class AgentServer {
     // The app answers a missing Host and an unmet Expect itself, in JSON with a request id (Node's own
     // answers to both are bare 400 and 417).
     const server = http.createServer({ requireHostHeader: false }, (req, res) => this.admit(req, res));
-    server.on('checkExpectation', (req, res) => this.admit(req, res));
+    server.on('checkExpectation', (req, res) => {
+      // Node found an Expect it does not meet (it meets 100-continue, and ignores Expect on HTTP/1.0).
+      unmetExpectations.add(req);
+      this.admit(req, res);
+    });
     // What Node's HTTP parser refuses (headers too large, a bad method or header, a broken chunk) is
     // answered in JSON too, like every other error, then the connection closes.
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

@@ -141,8 +141,11 @@ export class ModelRegistry {
   private readonly admission: Admission | undefined;
   /** False once the agent drains: the scaler stops moving models. */
   private moving = true;
+  /** True while the adaptive scaler's timer runs. */
+  private scaling = false;
+  /** Periods in which the scaler looked at the models and decided (not those skipped). */
   private periodsDecided = 0;
-  private readonly periodWaiters: { at: number; resolve: () => void }[] = [];
+  private readonly periodWaiters: { at: number; settle: (err?: Error) => void }[] = [];
   readonly footprints: Footprints | undefined;
   readonly policy: EvictionPolicy | undefined;
   private readonly probe: GpuMemoryProbe | undefined;
@@ -250,8 +253,10 @@ export class ModelRegistry {
         oomRetries: options.oomRetries,
       },
     );
-    if (cap && (options.placement ?? 'adaptive') === 'adaptive')
+    if (cap && (options.placement ?? 'adaptive') === 'adaptive') {
+      this.scaling = true;
       this.timers.push(this.clock.every(this.scalePeriodMs, () => this.scale()));
+    }
     if (options.idleUnloadMs > 0 && this.policy) {
       const period = Math.min(60_000, Math.max(100, options.idleUnloadMs / 4));
       this.timers.push(this.clock.every(period, () => this.unloadIdle()));
@@ -396,7 +401,10 @@ export class ModelRegistry {
   /** Stops timers and cancels waits in flight. */
   close(): void {
     this.moving = false;
+    this.scaling = false;
     for (const stop of this.timers) stop();
+    // Nothing will decide another period: whoever waits for periods stops waiting.
+    for (const w of this.periodWaiters.splice(0)) w.settle(new Error('the agent stopped'));
     this.lifecycle.close();
   }
 
@@ -841,17 +849,20 @@ export class ModelRegistry {
    * on for "nothing moved over n periods", rather than a guess at how long n periods take.
    */
   scalerPeriods(n: number): Promise<void> {
-    return new Promise((resolve) => this.periodWaiters.push({ at: this.periodsDecided + n, resolve }));
+    if (!this.scaling) return Promise.reject(new Error('the adaptive scaler is not running'));
+    return new Promise((resolve, reject) =>
+      this.periodWaiters.push({
+        at: this.periodsDecided + n,
+        settle: (err) => (err ? reject(err) : resolve()),
+      }),
+    );
   }
 
   private scale(): void {
-    try {
-      this.decidePeriod();
-    } finally {
-      this.periodsDecided++;
-      for (let i = this.periodWaiters.length - 1; i >= 0; i--) {
-        if (this.periodWaiters[i].at <= this.periodsDecided) this.periodWaiters.splice(i, 1)[0].resolve();
-      }
+    if (!this.decidePeriod()) return;
+    this.periodsDecided++;
+    for (let i = this.periodWaiters.length - 1; i >= 0; i--) {
+      if (this.periodWaiters[i].at <= this.periodsDecided) this.periodWaiters.splice(i, 1)[0].settle();
     }
   }
 
@@ -859,10 +870,11 @@ export class ModelRegistry {
    * Adaptive placement, every scaler period: gathers each model's busy time and requests over the
    * period, lets `decideScaling` (scaler.ts) choose, and carries its moves out.
    */
-  private decidePeriod(): void {
+  /** One period's decision; false when there was nothing to decide (one GPU, no ledger yet, draining). */
+  private decidePeriod(): boolean {
     const ledger = this.ledger;
     const admission = this.admission;
-    if (!ledger || !admission || ledger.devices.length < 2 || !this.moving) return;
+    if (!ledger || !admission || ledger.devices.length < 2 || !this.moving) return false;
     const now = this.clock.now();
     const records = [...this.catalogue.values()];
     const models: ScalerModel[] = records.map((r) => {
@@ -912,6 +924,7 @@ export class ModelRegistry {
       const r = this.catalogue.get(move.name);
       if (r) this.move(r, move.devices, move.victims);
     }
+    return true;
   }
 
   /** Starts a move between GPUs; one that fails is not tried again for a while (doubling, up to 64 periods). */

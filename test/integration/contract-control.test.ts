@@ -529,6 +529,15 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
         'GET /ping HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n',
       );
       expect(continued).toMatch(/^HTTP\/1.1 100 Continue\r\n\r\nHTTP\/1.1 200 /);
+      // What Node meets, the agent serves: 100-continue among others, and any Expect on HTTP/1.0.
+      const twice = await raw(
+        'GET /ping HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n',
+      );
+      expect(twice).toMatch(/^HTTP\/1.1 100 Continue\r\n\r\nHTTP\/1.1 200 /);
+      expect(await raw('GET /ping HTTP/1.0\r\nExpect: 200-ok\r\n\r\n')).toMatch(/^HTTP\/1.1 200 /);
+      // Runtime-shaped answers follow the router's case rules.
+      const upper = parse(await raw('POST /Endpoints/e/invocations HTTP/1.1\r\nContent-Length: 0\r\n\r\n'));
+      expect(upper.head).toMatch(/\r\nx-amzn-errortype: /i);
     });
 
     test('regression: a malformed percent-escape in the path is a 400 JSON error, not an HTML stack trace', async () => {

@@ -86,9 +86,18 @@ export function nextEvent<A extends unknown[]>(
   options: WaitOptions & { filter?: (...args: A) => boolean },
 ): Promise<A> {
   let listener: ((...args: unknown[]) => void) | undefined;
-  const seen = new Promise<A>((resolve) => {
+  const seen = new Promise<A>((resolve, reject) => {
     listener = (...args: unknown[]) => {
-      if (options.filter && !options.filter(...(args as A))) return;
+      // A filter that throws fails this wait, never the emitter's code that emitted the event.
+      let wanted: boolean;
+      try {
+        wanted = !options.filter || options.filter(...(args as A));
+      } catch (err) {
+        emitter.off(event, listener as (...a: unknown[]) => void);
+        reject(err as Error);
+        return;
+      }
+      if (!wanted) return;
       emitter.off(event, listener as (...a: unknown[]) => void);
       resolve(args as A);
     };
