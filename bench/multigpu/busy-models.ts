@@ -8,9 +8,11 @@
  *   - each model's requests need `serviceMs` of one GPU each; a model's queue is split evenly over its
  *     instances (one per GPU it is on), and every GPU shares its period fairly between the instances with
  *     work on it (the smaller demands are met in full, the larger split what is left);
- *   - a request's time in Triton is its wait so far plus its service time, stretched by its GPU's load;
- *     the sum of those over a period is the model's busy time, which is what the agent measures and feeds
- *     the scaler; a request that waits longer than SageMaker's 60 s is lost;
+ *   - a request's time in Triton is its wait so far plus its service time, stretched by its GPU's load
+ *     (at most by the number of instances sharing the GPU); the sum over a period, a queued request
+ *     counting the whole period, is the model's busy time fed to the scaler (the agent adds a request's
+ *     time when it finishes, so its signal lags this one by up to a request's wait); a request that waits
+ *     longer than SageMaker's 60 s is lost;
  *   - a request for a model not on a GPU loads it first (admission, victims from the policy; the load's
  *     cost is added to the requests that waited for it); a model with queued requests cannot be evicted
  *     (the agent pins it while requests are in flight);
@@ -202,7 +204,8 @@ export async function simulateBusy(
       evict: (name) => {
         const s = state.get(name);
         if (s && s.queued > 0) {
-          latencies.add(serviceMs[byName.get(name)!], s.queued);
+          // Served before it goes: their wait so far (a cold load included) plus one service time.
+          for (const q of s.queue) latencies.add(clock.now() - q.at + serviceMs[byName.get(name)!], q.count);
           out.answered += s.queued;
           s.queued = 0;
           s.queue.length = 0;
@@ -223,7 +226,6 @@ export async function simulateBusy(
   const records = new Map(
     models.map((m) => [m.name, { name: m.name, placement: { kind }, victims: [] } as unknown as ModelRecord]),
   );
-  const never = new AbortController().signal;
   const zipf = zipfCumulative(MODELS);
   const perm = Array.from({ length: MODELS }, (_, i) => i);
   for (let i = MODELS - 1; i > 0; i--) {
@@ -240,7 +242,11 @@ export async function simulateBusy(
     // A new hot set every phase: the old one cools down to background rates.
     if (Math.floor(t / PHASE_MS) !== Math.floor((t - P) / PHASE_MS) || k === 0) {
       for (const i of hot) serviceMs[i] = BACKGROUND_SERVICE_MS;
-      hot = Array.from({ length: HOT_MODELS }, () => perm[Math.floor(r() * MODELS)]);
+      hot = [];
+      while (hot.length < HOT_MODELS) {
+        const pick = perm[Math.floor(r() * MODELS)];
+        if (!hot.includes(pick)) hot.push(pick);
+      }
       for (const i of hot) serviceMs[i] = HOT_SERVICE_MS;
     }
     // Arrivals.
@@ -261,14 +267,17 @@ export async function simulateBusy(
       const s = state.get(m.name)!;
       s.requests += count;
       if (!resident(m.name)) {
+        // A decision that would wait (nothing evictable covers it) counts as refused, and its wait is
+        // called off so it can never place the model later.
+        const giveUp = new AbortController();
         const admitted = await Promise.race([
-          admission.admit(records.get(m.name)!, m.sizeBytes, Infinity, never).then(
+          admission.admit(records.get(m.name)!, m.sizeBytes, Infinity, giveUp.signal).then(
             () => true,
             () => false,
           ),
-          // A decision that would wait (nothing evictable covers it) counts as refused.
           new Promise<boolean>((res) => setImmediate(() => res(false))),
         ]);
+        giveUp.abort();
         if (!admitted) {
           out.refused += count;
           continue;
@@ -287,6 +296,8 @@ export async function simulateBusy(
     // instances with work on it (as concurrent instances share a GPU: none is starved by a longer queue).
     const work = new Float64Array(DEVICES);
     const onDevice: number[][] = Array.from({ length: DEVICES }, () => []);
+    // A request's service is stretched by the GPU's load, but never by more than the instances sharing
+    // the GPU (a queue behind one instance does not slow another's kernels).
     const spread = (name: string): number[] => {
       const d = ledger.devicesOf(name);
       return d === undefined ? [] : d === 'all' ? Array.from({ length: DEVICES }, (_, x) => x) : [...d];
@@ -322,7 +333,7 @@ export async function simulateBusy(
       for (const d of devices) {
         const w = (s.queued / devices.length) * serviceMs[i];
         served += (s.queued / devices.length) * Math.min(1, fairShare[d] / Math.max(w, 1e-9));
-        stretch += Math.max(1, work[d] / P) / devices.length;
+        stretch += Math.max(1, Math.min(onDevice[d].length, work[d] / P)) / devices.length;
       }
       const service = serviceMs[i] * stretch;
       // Oldest first; a request's time in Triton is its wait so far plus its (stretched) service.
