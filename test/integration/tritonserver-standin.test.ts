@@ -111,7 +111,7 @@ test('both option forms start it; it prints tritonserver startup lines, serves g
 test('--help lists what the emulator takes and exits 0', async () => {
   const r = run(['--help']);
   expect(await r.code).toBe(0);
-  expect(r.out()).toMatch(/^ {2}--model-repository$/m);
-  expect(r.out()).toMatch(/^ {2}--gpu-memory-bytes$/m);
+  expect(r.out()).toMatch(/^ {2}--model-repository VALUE +the model repository folder/m);
+  expect(r.out()).toMatch(/^ {2}--gpu-memory-bytes VALUE +memory per GPU/m);
   expect(r.out()).toMatch(/--load-model, --repository-poll-secs, which are refused/);
 });
