@@ -42,6 +42,8 @@ export const ErrorCode = {
   NoRoute: 'NO_ROUTE',
   /** The request's headers exceed what the HTTP parser takes (431). */
   HeadersTooLarge: 'HEADERS_TOO_LARGE',
+  /** A request Node's HTTP parser refused (a bad method, header or chunk): 400, the connection closes. */
+  MalformedRequest: 'MALFORMED_REQUEST',
   /** An `Expect` header the agent cannot meet (anything but 100-continue): 417. */
   ExpectationFailed: 'EXPECTATION_FAILED',
   /** The agent is starting or draining: nothing is served yet, or any more (503, retry soon). */

@@ -7,7 +7,7 @@ import { readBody } from './body';
 import { Router, type RouteOptions } from './router';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
 import { expectationUnmet } from './server';
-import { ANSWER_BY_CODE, asAgentError, sendError, sendJson, statusOf } from './status';
+import { asAgentError, runtimeError, sendError, sendJson, statusOf } from './status';
 
 export interface AppSettings {
   /** Single-model mode: the model /ping waits for ('' while unknown); undefined in multi-model mode. */
@@ -120,30 +120,6 @@ function singleQuery(query: Record<string, unknown>, name: string): string | und
       `query parameter '${name}' must be given once, as a plain value`,
     );
   return v;
-}
-
-/**
- * SageMaker Runtime's InvokeEndpoint error shapes (restJson1: the type in `x-amzn-ErrorType`, fields in
- * the JSON body), so the AWS SDKs raise the same exception classes they raise against a real endpoint.
- */
-export function runtimeError(err: AgentError): {
-  status: number;
-  type: string;
-  body: Record<string, unknown>;
-} {
-  const answer = ANSWER_BY_CODE[err.code].runtime;
-  if (answer !== 'ModelError') return { ...answer, body: { Message: err.message } };
-  // What the model container answered: SageMaker wraps it as ModelError with the original status.
-  const status = statusOf(err);
-  return {
-    status: 424,
-    type: 'ModelError',
-    body: {
-      Message: `Received client error (${status}) from primary with message "${err.message}"`,
-      OriginalStatusCode: status,
-      OriginalMessage: JSON.stringify({ error: err.message }),
-    },
-  };
 }
 
 /** Paths without their query string. */

@@ -1,8 +1,9 @@
-export { createApp, checkModelName, runtimeError, type AppDeps, type AppSettings } from './app';
+export { createApp, checkModelName, type AppDeps, type AppSettings } from './app';
 export {
   ANSWER_BY_CODE,
   STATUS_BY_CODE,
   asAgentError,
+  runtimeError,
   sendError,
   statusOf,
   type RuntimeAnswer,

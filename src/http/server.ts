@@ -1,9 +1,9 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ErrorCode } from '../errors';
+import { AgentError, ErrorCode } from '../errors';
 import type { Logger } from '../observability';
 import { settlesWithin } from '../time';
-import { ANSWER_BY_CODE } from './status';
+import { ANSWER_BY_CODE, runtimeError } from './status';
 
 /** Requests whose Expect header Node would not meet: the app answers them 417. */
 const unmetExpectations = new WeakSet<http.IncomingMessage>();
@@ -57,12 +57,24 @@ export class AgentServer {
         return;
       }
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-      const status = ANSWER_BY_CODE[tooLarge ? ErrorCode.HeadersTooLarge : ErrorCode.BadRequest].mme;
-      const body = JSON.stringify({
-        error: tooLarge ? 'request headers are too large' : `malformed HTTP request: ${err.message}`,
-      });
+      const e = new AgentError(
+        tooLarge ? ErrorCode.HeadersTooLarge : ErrorCode.MalformedRequest,
+        tooLarge ? 'request headers are too large' : `malformed HTTP request: ${err.message}`,
+      );
+      // The request line, when the parser got that far, tells a SageMaker Runtime client (its shape).
+      const raw = (err as { rawPacket?: unknown }).rawPacket;
+      const line = Buffer.isBuffer(raw) ? raw.subarray(0, 512).toString('latin1') : '';
+      let status = ANSWER_BY_CODE[e.code].mme;
+      let body = JSON.stringify({ error: e.message });
+      let extra = '';
+      if (/^[A-Za-z]+ \/endpoints\//i.test(line)) {
+        const answer = runtimeError(e);
+        status = answer.status;
+        body = JSON.stringify(answer.body);
+        extra = `x-amzn-ErrorType: ${answer.type}\r\n`;
+      }
       socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${extra}` +
           `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     });

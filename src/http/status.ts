@@ -48,6 +48,7 @@ export const ANSWER_BY_CODE: Record<ErrorCode, { mme: number; runtime: RuntimeAn
     [ErrorCode.MethodNotAllowed]: { mme: 405, runtime: { status: 405, type: 'ValidationError' } },
     [ErrorCode.NoRoute]: { mme: 404, runtime: { status: 404, type: 'UnknownOperationException' } },
     [ErrorCode.HeadersTooLarge]: { mme: 431, runtime: { status: 400, type: 'ValidationError' } },
+    [ErrorCode.MalformedRequest]: { mme: 400, runtime: { status: 400, type: 'ValidationError' } },
     [ErrorCode.ExpectationFailed]: { mme: 417, runtime: { status: 400, type: 'ValidationError' } },
     [ErrorCode.AgentUnavailable]: {
       mme: 503,
@@ -96,4 +97,28 @@ export function sendError(res: ServerResponse, err: AgentError): void {
   const retryAfter = ANSWER_BY_CODE[err.code].retryAfter;
   if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
   sendJson(res, statusOf(err), { error: err.message });
+}
+
+/**
+ * SageMaker Runtime's InvokeEndpoint error shapes (restJson1: the type in `x-amzn-ErrorType`, fields in
+ * the JSON body), so the AWS SDKs raise the same exception classes they raise against a real endpoint.
+ */
+export function runtimeError(err: AgentError): {
+  status: number;
+  type: string;
+  body: Record<string, unknown>;
+} {
+  const answer = ANSWER_BY_CODE[err.code].runtime;
+  if (answer !== 'ModelError') return { ...answer, body: { Message: err.message } };
+  // What the model container answered: SageMaker wraps it as ModelError with the original status.
+  const status = statusOf(err);
+  return {
+    status: 424,
+    type: 'ModelError',
+    body: {
+      Message: `Received client error (${status}) from primary with message "${err.message}"`,
+      OriginalStatusCode: status,
+      OriginalMessage: JSON.stringify({ error: err.message }),
+    },
+  };
 }

@@ -489,6 +489,19 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
       const bad = await raw('FOO /models HTTP/1.1\r\nHost: x\r\n\r\n');
       expect(bad).toMatch(/^HTTP\/1.1 400 /);
       expect(JSON.parse(bad.split('\r\n\r\n')[1]).error).toMatch(/^malformed HTTP request/);
+      // On SageMaker Runtime's route the same refusals come in its shape: a ValidationError.
+      const runtimeBad = await raw('POST /endpoints/e/invocations HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n');
+      expect(runtimeBad).toMatch(/^HTTP\/1.1 400 /);
+      expect(runtimeBad).toMatch(/\r\nx-amzn-ErrorType: ValidationError\r\n/);
+      expect(JSON.parse(runtimeBad.split('\r\n\r\n')[1]).Message).toMatch(/^malformed HTTP request/);
+      const runtimeBig = await raw(
+        `POST /endpoints/e/invocations HTTP/1.1\r\nHost: x\r\nX: ${'b'.repeat(20_000)}\r\n\r\n`,
+      );
+      expect(runtimeBig).toMatch(/^HTTP\/1.1 400 /);
+      expect(runtimeBig).toMatch(/\r\nx-amzn-ErrorType: ValidationError\r\n/);
+      expect(JSON.parse(runtimeBig.split('\r\n\r\n')[1])).toEqual({
+        Message: 'request headers are too large',
+      });
     });
 
     test('a request without Host and an Expect other than 100-continue are JSON errors with a request id', async () => {
