@@ -705,3 +705,21 @@ describe('placement on several GPUs', () => {
     expect([0, 1, 2, 3].map((d) => ledger.freeOn(d))).toEqual([100, 100, 100, 100]);
   });
 });
+
+describe('scalerPeriods: an event for "n scaler periods have been decided"', () => {
+  test('refused at once where no scaler runs (pack placement); settled when the registry closes', async () => {
+    const packed = build({ registry: { placement: 'pack' } });
+    await expect(packed.registry.scalerPeriods(1)).rejects.toThrow('the adaptive scaler is not running');
+    packed.registry.close();
+    // One GPU: no period is decided, so a waiter would wait until the agent stops, and then stops waiting.
+    const adaptive = build();
+    await open(adaptive);
+    const waiting = adaptive.registry.scalerPeriods(1).then(
+      () => 'resolved',
+      (err: Error) => err.message,
+    );
+    await adaptive.clock.advance(10_000);
+    adaptive.registry.close();
+    expect(await waiting).toBe('the agent stopped');
+  });
+});
