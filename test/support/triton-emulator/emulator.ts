@@ -84,7 +84,9 @@ type UnaryHandler = (req: Raw) => Promise<Raw> | Raw;
 const GiB = 1024 ** 3;
 // The emulated inference latency (`inferLatencyMs`, `emulator_infer_ms`): Triton's inferences take time,
 // and this is that time passing.
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+// Never what keeps a process alive: an emulated inference still running when a test ends (a client that went
+// away) must not hold the test runner open; the server itself keeps a running emulator alive.
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 const EXTENSIONS = [
   'classification',

@@ -219,7 +219,9 @@ async function exists(p: string): Promise<boolean> {
 
 // The emulated load and unload times (`loadLatencyMs`, `emulator_load_ms`, `unloadLatencyMs`): Triton's
 // loads take time, and this is that time passing.
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+// Never what keeps a process alive: an emulated load or unload still running when a test ends (a client that went
+// away) must not hold the test runner open; the server itself keeps a running emulator alive.
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /**
  * What the emulator reports as it works, for tests to wait on rather than guess how long something takes.
