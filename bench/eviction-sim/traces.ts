@@ -46,7 +46,7 @@ export function makeModels(n: number, seed: number): SimModel[] {
   });
 }
 
-function shuffled(n: number, r: () => number): Int32Array {
+export function shuffled(n: number, r: () => number): Int32Array {
   const a = Int32Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
@@ -56,7 +56,7 @@ function shuffled(n: number, r: () => number): Int32Array {
 }
 
 /** Samples ranks 0..n-1 with P(rank k) ∝ 1/(k+1)^alpha (inverse CDF by binary search). */
-function zipfSampler(n: number, alpha: number, r: () => number): () => number {
+export function zipfSampler(n: number, alpha: number, r: () => number): () => number {
   const cdf = new Float64Array(n);
   let sum = 0;
   for (let k = 0; k < n; k++) {

@@ -25,18 +25,14 @@
  */
 import { loadConfig } from '../../src/config';
 import {
-  Admission,
-  GpuLedger,
   SCALE_PERIOD_MS,
   decideScaling,
   policyFromSettings,
-  type Clock,
   type ModelRecord,
   type ScalerModel,
 } from '../../src/models';
-import { silentLogger } from '../../src/observability';
-import { emptyGpus } from '../../test/support/gpu-sample';
-import { makeModels, rng, type SimModel } from '../eviction-sim/traces';
+import { makeModels, rng, shuffled, zipfSampler, type SimModel } from '../eviction-sim/traces';
+import { SimClock, admitAtOnce, simAdmission, simLedger } from './sim-parts';
 
 export const DEVICES = 4;
 const MODELS = 1000;
@@ -71,20 +67,6 @@ export interface BusyOutcome {
   moveSeconds: number;
   /** Models sent away to make room for a busy model on one more GPU. */
   moveVictims: number;
-}
-
-/** Time from the simulation; sleeps never end (every decision here is made at once or not at all). */
-class SimClock implements Clock {
-  t = 0;
-  now(): number {
-    return this.t;
-  }
-  sleep(): Promise<void> {
-    return new Promise(() => undefined);
-  }
-  every(): () => void {
-    return () => undefined;
-  }
 }
 
 /** Knuth's Poisson sampler for small means, a rounded normal for large ones. */
@@ -152,10 +134,7 @@ export async function simulateBusy(
   const serviceMs = models.map(() => BACKGROUND_SERVICE_MS);
   const r = rng(seed);
   const clock = new SimClock();
-  const ledger = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 1000, releaseWaitMs: 0 }, () =>
-    clock.now(),
-  );
-  ledger.observe(emptyGpus(DEVICES, deviceBytes));
+  const ledger = simLedger(clock, DEVICES, deviceBytes);
   const policy = policyFromSettings(loadConfig({ TRITON_MODEL_REPOSITORY: '/models' }));
   if (!policy) throw new Error('the default settings have eviction on');
   const state = new Map<string, ModelState>(
@@ -192,46 +171,30 @@ export async function simulateBusy(
     moveSeconds: 0,
     moveVictims: 0,
   };
-  const admission = new Admission(
+  const admission = simAdmission(
     ledger,
     policy,
-    {
-      // A model with requests waiting from an earlier period is pinned, as the agent pins a model with
-      // requests in flight. One whose requests all arrived this period served them before it goes (a
-      // period is 2 s; its requests take milliseconds when nothing queues).
-      evictable: (name, exclude) =>
-        name !== exclude.name && resident(name) && (state.get(name)?.carried ?? 0) === 0,
-      evict: (name) => {
-        const s = state.get(name);
-        if (s && s.queued > 0) {
-          // Served before it goes: their wait so far (a cold load included) plus one service time.
-          for (const q of s.queue) latencies.add(clock.now() - q.at + serviceMs[byName.get(name)!], q.count);
-          out.answered += s.queued;
-          s.queued = 0;
-          s.queue.length = 0;
-        }
-        ledger.startFreeing(name);
-        queueMicrotask(() => {
-          ledger.release(name);
-          policy.onEvict(name, clock.now());
-        });
-      },
-      pinned: () => ({ count: 0, bytes: 0 }),
-    },
     clock,
-    silentLogger(),
-    { maxResident: 0 },
+    // A model with requests waiting from an earlier period is pinned, as the agent pins a model with
+    // requests in flight. One whose requests all arrived this period served them before it goes (a
+    // period is 2 s; its requests take milliseconds when nothing queues).
+    (name, exclude) => name !== exclude.name && resident(name) && (state.get(name)?.carried ?? 0) === 0,
+    (name) => {
+      const s = state.get(name);
+      if (!s || s.queued === 0) return;
+      // Served before it goes: their wait so far (a cold load included) plus one service time.
+      for (const q of s.queue) latencies.add(clock.now() - q.at + serviceMs[byName.get(name)!], q.count);
+      out.answered += s.queued;
+      s.queued = 0;
+      s.queue.length = 0;
+    },
   );
   const kind = placement === 'triton-default' ? 'all' : 'choose';
   const records = new Map(
     models.map((m) => [m.name, { name: m.name, placement: { kind }, victims: [] } as unknown as ModelRecord]),
   );
-  const zipf = zipfCumulative(MODELS);
-  const perm = Array.from({ length: MODELS }, (_, i) => i);
-  for (let i = MODELS - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [perm[i], perm[j]] = [perm[j], perm[i]];
-  }
+  const perm = shuffled(MODELS, r);
+  const zipf = zipfSampler(MODELS, 1.0, r);
 
   const P = SCALE_PERIOD_MS;
   const periods = Math.round((minutes * 60_000) / P);
@@ -253,7 +216,7 @@ export async function simulateBusy(
     const arrivals = new Map<number, number>();
     const background = poisson((BACKGROUND_RATE * P) / 1000, r);
     for (let n = 0; n < background; n++) {
-      const i = perm[sampleZipf(zipf, r())];
+      const i = perm[zipf()];
       arrivals.set(i, (arrivals.get(i) ?? 0) + 1);
     }
     for (const i of hot) arrivals.set(i, (arrivals.get(i) ?? 0) + poisson((HOT_RATE * P) / 1000, r));
@@ -267,18 +230,7 @@ export async function simulateBusy(
       const s = state.get(m.name)!;
       s.requests += count;
       if (!resident(m.name)) {
-        // A decision that would wait (nothing evictable covers it) counts as refused, and its wait is
-        // called off so it can never place the model later.
-        const giveUp = new AbortController();
-        const admitted = await Promise.race([
-          admission.admit(records.get(m.name)!, m.sizeBytes, Infinity, giveUp.signal).then(
-            () => true,
-            () => false,
-          ),
-          new Promise<boolean>((res) => setImmediate(() => res(false))),
-        ]);
-        giveUp.abort();
-        if (!admitted) {
+        if (!(await admitAtOnce(admission, records.get(m.name)!, m.sizeBytes))) {
           out.refused += count;
           continue;
         }
@@ -419,25 +371,6 @@ export async function simulateBusy(
   out.meanMs = latencies.mean();
   out.p99Ms = latencies.quantile(0.99);
   return out;
-}
-
-function zipfCumulative(n: number): Float64Array {
-  const c = new Float64Array(n);
-  let sum = 0;
-  for (let i = 0; i < n; i++) c[i] = sum += 1 / (i + 1);
-  for (let i = 0; i < n; i++) c[i] /= sum;
-  return c;
-}
-
-function sampleZipf(cumulative: Float64Array, u: number): number {
-  let lo = 0;
-  let hi = cumulative.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cumulative[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** The table: the three placements over the same workload, on GPUs each holding `share` of the models' bytes. */

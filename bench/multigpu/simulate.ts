@@ -20,17 +20,9 @@
  * compute, against packing each model on one GPU and Triton's default of every model on every GPU.
  */
 import { loadConfig } from '../../src/config';
-import { silentLogger } from '../../src/observability';
-import {
-  Admission,
-  GpuLedger,
-  policyFromSettings,
-  type Clock,
-  type ModelRecord,
-  type Placement,
-} from '../../src/models';
-import { emptyGpus } from '../../test/support/gpu-sample';
+import { policyFromSettings, type ModelRecord, type Placement } from '../../src/models';
 import { busyTable } from './busy-models';
+import { SimClock, admitAtOnce, simAdmission, simLedger } from './sim-parts';
 import { benchFlags } from '../support/flags';
 import { driftTrace, makeModels, zipfTrace, type SimModel, type Trace } from '../eviction-sim/traces';
 
@@ -41,20 +33,6 @@ const COUNT = quick ? 40_000 : 200_000;
 const DEVICES = 4;
 const MODELS = 1000;
 const RATE = 100;
-
-/** Time from the trace; sleeps never end (every decision here is made at once or not at all). */
-class TraceClock implements Clock {
-  t = 0;
-  now(): number {
-    return this.t;
-  }
-  sleep(): Promise<void> {
-    return new Promise(() => undefined);
-  }
-  every(): () => void {
-    return () => undefined;
-  }
-}
 
 interface Outcome {
   coldSeconds: number;
@@ -69,36 +47,19 @@ async function replay(
   devices: number,
   placement: Placement['kind'],
 ): Promise<Outcome> {
-  const clock = new TraceClock();
-  const ledger = new GpuLedger({ headroomBytes: 0, metricsIntervalMs: 1000, releaseWaitMs: 0 }, () =>
-    clock.now(),
-  );
-  ledger.observe(emptyGpus(devices, deviceBytes));
+  const clock = new SimClock();
+  const ledger = simLedger(clock, devices, deviceBytes);
   const policy = policyFromSettings(loadConfig({ TRITON_MODEL_REPOSITORY: '/models' }));
   if (!policy) throw new Error('the default settings have eviction on');
-  const admission = new Admission(
+  const admission = simAdmission(
     ledger,
     policy,
-    {
-      evictable: (name, exclude) => name !== exclude.name && ledger.stateOf(name) === 'resident',
-      // Unloads finish at once here (after the decision, as they do in the agent).
-      evict: (name) => {
-        ledger.startFreeing(name);
-        queueMicrotask(() => {
-          ledger.release(name);
-          policy.onEvict(name, clock.now());
-        });
-      },
-      pinned: () => ({ count: 0, bytes: 0 }),
-    },
     clock,
-    silentLogger(),
-    { maxResident: 0 },
+    (name, exclude) => name !== exclude.name && ledger.stateOf(name) === 'resident',
   );
   const records = models.map(
     (m) => ({ name: m.name, placement: { kind: placement }, victims: [] }) as unknown as ModelRecord,
   );
-  const never = new AbortController().signal;
   const out: Outcome = { coldSeconds: 0, hits: 0, refused: 0 };
   for (let i = 0; i < trace.requests.length; i++) {
     clock.t = trace.times[i];
@@ -109,15 +70,7 @@ async function replay(
       continue;
     }
     out.coldSeconds += m.loadCostMs / 1000;
-    const admitted = await Promise.race([
-      admission.admit(records[trace.requests[i]], m.sizeBytes, Infinity, never).then(
-        () => true,
-        () => false,
-      ),
-      // A decision that would wait (nothing evictable covers it) counts as refused.
-      new Promise<boolean>((r) => setImmediate(() => r(false))),
-    ]);
-    if (!admitted) {
+    if (!(await admitAtOnce(admission, records[trace.requests[i]], m.sizeBytes))) {
       out.refused++;
       continue;
     }

@@ -56,47 +56,42 @@ describe('capacity measured, not guessed', () => {
     expect(s.emulator.loadedModels()).toHaveLength(3);
   });
 
-  test('growth after load: an out-of-memory inside a request evicts an idle model and retries; nothing fails', async () => {
-    // Four 10 MiB PyTorch models that each take 6 MiB more at their first inference, on a GPU with room
-    // for four as loaded but three as grown.
+  /**
+   * Four 10 MiB PyTorch models that each take 6 MiB more once they ran (`extra` adds to their config) on a
+   * 50 MiB GPU, then 20 requests across them: their statuses, and how many inferences Triton failed.
+   */
+  const fourGrowingModels = async (extra = '') => {
     const s = await start({}, { gpuMemoryBytes: 50 * MiB });
     // Declared at their size as loaded (10 MiB): four fit until they grow.
     const grows =
       `parameters { key: "emulator_growth_bytes" value { string_value: "${6 * MiB}" } }\n` +
-      `parameters { key: "gpu_memory_bytes" value { string_value: "${10 * MiB}" } }`;
-    for (const m of ['m0', 'm1', 'm2', 'm3'])
-      expect((await add(s, m, torchModel(m, 10, grows))).status).toBe(200);
+      `parameters { key: "gpu_memory_bytes" value { string_value: "${10 * MiB}" } }` +
+      extra;
+    const models = ['m0', 'm1', 'm2', 'm3'];
+    for (const m of models) expect((await add(s, m, torchModel(m, 10, grows))).status).toBe(200);
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++)
       statuses.push((await request(s.url, 'POST', `/models/m${i % 4}/invoke`, int32(i))).status);
+    const failures = models.reduce((sum, m) => sum + s.emulator.counters(tritonNameFor(m)).inferFailures, 0);
+    return { s, statuses, failures };
+  };
+
+  test('growth after load: an out-of-memory inside a request evicts an idle model and retries; nothing fails', async () => {
+    // Room for four as loaded but three as grown, and they grow at their first inference.
+    const { s, statuses, failures } = await fourGrowingModels();
     expect(statuses).toEqual(new Array(20).fill(200));
     expect(s.emulator.gpu.peakBytes()).toBeLessThanOrEqual(50 * MiB);
     // Triton did run out of memory inside requests; the agent made room and retried each.
-    const failures = ['m0', 'm1', 'm2', 'm3'].reduce(
-      (sum, m) => sum + s.emulator.counters(tritonNameFor(m)).inferFailures,
-      0,
-    );
     expect(failures).toBeGreaterThan(0);
   });
 
   test('a model_warmup grows the model inside its load: requests never run out of memory, loads that do are retried', async () => {
     // As above, but each config warms up: Triton runs the sample on every instance before the load answers.
-    const s = await start({}, { gpuMemoryBytes: 50 * MiB });
-    const grows =
-      `parameters { key: "emulator_growth_bytes" value { string_value: "${6 * MiB}" } }\n` +
-      `parameters { key: "gpu_memory_bytes" value { string_value: "${10 * MiB}" } }\n` +
-      'model_warmup [{ name: "one" batch_size: 0 inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [1] zero_data: true } } }]';
-    for (const m of ['m0', 'm1', 'm2', 'm3'])
-      expect((await add(s, m, torchModel(m, 10, grows))).status).toBe(200);
-    const statuses: number[] = [];
-    for (let i = 0; i < 20; i++)
-      statuses.push((await request(s.url, 'POST', `/models/m${i % 4}/invoke`, int32(i))).status);
+    const { s, statuses, failures } = await fourGrowingModels(
+      '\nmodel_warmup [{ name: "one" batch_size: 0 inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [1] zero_data: true } } }]',
+    );
     expect(statuses).toEqual(new Array(20).fill(200));
     expect(s.emulator.gpu.peakBytes()).toBeLessThanOrEqual(50 * MiB);
-    const failures = ['m0', 'm1', 'm2', 'm3'].reduce(
-      (sum, m) => sum + s.emulator.counters(tritonNameFor(m)).inferFailures,
-      0,
-    );
     expect(failures).toBe(0);
     // What the agent charges each has grown with it: three fit as grown (with the GPU's own 2.1 MiB).
     expect(s.emulator.loadedModels().length).toBeLessThanOrEqual(3);

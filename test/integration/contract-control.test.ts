@@ -472,15 +472,17 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
   });
 
   describe('errors are always JSON (issue 8)', () => {
+    /** Sends `text` as written on a fresh connection; resolves with all the agent answers until it closes. */
+    const raw = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(new URL(stack.url).port), '127.0.0.1', () => socket.write(text));
+        let data = '';
+        socket.on('data', (c) => (data += c.toString()));
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+      });
+
     test("regression: what Node's HTTP parser refuses is JSON too (headers too large, a bad method)", async () => {
-      const raw = (text: string) =>
-        new Promise<string>((resolve, reject) => {
-          const socket = net.connect(Number(new URL(stack.url).port), '127.0.0.1', () => socket.end(text));
-          let data = '';
-          socket.on('data', (c) => (data += c.toString()));
-          socket.on('end', () => resolve(data));
-          socket.on('error', reject);
-        });
       const big = await raw(
         `GET /models/${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\nX: ${'b'.repeat(20_000)}\r\n\r\n`,
       );
@@ -505,14 +507,6 @@ ensemble_scheduling { step { model_name: "pre" model_version: -1 input_map { key
     });
 
     test('a request without Host and an Expect other than 100-continue are JSON errors with a request id', async () => {
-      const raw = (text: string) =>
-        new Promise<string>((resolve, reject) => {
-          const socket = net.connect(Number(new URL(stack.url).port), '127.0.0.1', () => socket.write(text));
-          let data = '';
-          socket.on('data', (c) => (data += c.toString()));
-          socket.on('end', () => resolve(data));
-          socket.on('error', reject);
-        });
       const parse = (answer: string) => {
         const [head, body] = answer.split('\r\n\r\n');
         return { head, json: JSON.parse(body) as Record<string, unknown> };

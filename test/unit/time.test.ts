@@ -7,6 +7,7 @@ import {
   isUnansweredGrpc,
   settlesWithin,
   stallWatch,
+  wakeableSleep,
   withTimeout,
   waitOrTimeout,
 } from '../../src/time';
@@ -92,6 +93,23 @@ describe('time: the bounded waits written once', () => {
     stopped.stop();
     await clock.advance(10_000);
     expect(stalls).toBe(2);
+    expect(clock.pendingTimers()).toBe(0);
+  });
+
+  test('wakeableSleep: done after ms, or at once when woken; never rejects and leaves no timer', async () => {
+    const clock = new ManualClock();
+    const order: string[] = [];
+    const slept = wakeableSleep(clock, 1000);
+    void slept.done.then(() => order.push('slept'));
+    const woken = wakeableSleep(clock, 60_000);
+    void woken.done.then(() => order.push('woken'));
+    await clock.advance(999);
+    expect(order).toEqual([]);
+    woken.wake();
+    await woken.done;
+    await clock.advance(1);
+    await slept.done;
+    expect(order).toEqual(['woken', 'slept']);
     expect(clock.pendingTimers()).toBe(0);
   });
 });

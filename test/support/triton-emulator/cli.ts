@@ -245,14 +245,14 @@ async function main(): Promise<void> {
     console.error('error: creating server: Invalid argument - --model-repository must be specified');
     process.exit(1);
   }
-  // A repository that is not there stops tritonserver at start (core's model repository manager stats
-  // every repository path; users' logs show this line, e.g. server issues #1931 and #4376).
-  if (
-    !(await fs.stat(repo).then(
-      (st) => st.isDirectory(),
-      () => false,
-    ))
-  ) {
+  // A repository that is not there stops tritonserver at start: core's LocalFileSystem::IsDirectory
+  // (src/filesystem/implementations/local.h) answers INTERNAL "failed to stat file <path>" when stat
+  // fails, and the server prints it as "error: creating server: ..." (users' logs: server #1931, #4376).
+  const exists = await fs.stat(repo).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
     console.error(`error: creating server: Internal - failed to stat file ${repo}`);
     process.exit(1);
   }
