@@ -6,6 +6,8 @@
  *   bare    a bare node:http -> grpc-js proxy (bench/overhead/bare-proxy.ts): the floor for a Node agent
  *   agent   the agent itself (src/main.ts, default settings: info request logs, metrics, eviction policy)
  *
+ * The agent and the bare proxy both run with the V8 options the image gives the agent (scripts/serve).
+ *
  * Payloads: a ResNet-50 image (1x3x224x224 FP32) as binary+json and as JSON, and a batch of 8 images as
  * binary+json; concurrency 1, 16 and 64. Rounds are interleaved (every contender runs each cell back to
  * back, then the next cell), and each cell reports p50, p99 and throughput; the table gives medians over
@@ -23,7 +25,8 @@
  * the numbers are the protocol and process overheads, which is what this bench is about.
  */
 import * as grpc from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -51,6 +54,11 @@ const flags = benchFlags(CMD, {
     default: '',
     help: "node options for the agent's process (V8 flags)",
   },
+  'agent-output': {
+    type: 'string',
+    default: '',
+    help: "a file to copy the agent's stdout into (its log lines, and V8's with --trace-gc)",
+  },
   'idle-seconds': { type: 'string', default: '5', help: 'how long idle CPU is measured first' },
   micro: { type: 'boolean', help: 'JSON decode/encode and the request log line against bare baselines' },
   profile: { type: 'boolean', help: 'CPU profiles of the agent and the bare proxy under binary c16 load' },
@@ -71,6 +79,20 @@ const CONCURRENCIES = numberListFlag(CMD, 'concurrency', flags.concurrency, 1);
 const IDLE_SECONDS = numberFlag(CMD, 'idle-seconds', flags['idle-seconds']);
 const PROFILE_SECONDS = numberFlag(CMD, 'profile-seconds', flags['profile-seconds'], 1);
 const ROOT = path.join(__dirname, '..', '..');
+/**
+ * The V8 options the image starts the agent with (scripts/serve's AGENT_NODE_FLAGS). The agent and the bare
+ * proxy both run with them: they are a tuning any Node proxy could use, so the floor gets it too.
+ */
+const IMAGE_NODE_FLAGS = (() => {
+  const printed = spawnSync(path.join(ROOT, 'scripts', 'serve'), ['--print-env'], {
+    env: { PATH: process.env.PATH ?? '' },
+    encoding: 'utf8',
+  });
+  const flagsLine = /^AGENT_NODE_FLAGS=(.*)$/m.exec(printed.stdout ?? '');
+  if (!flagsLine)
+    throw new Error(`scripts/serve --print-env did not print AGENT_NODE_FLAGS: ${printed.stderr}`);
+  return flagsLine[1].split(' ').filter(Boolean);
+})();
 const TSX = require.resolve('tsx/cjs');
 
 type Raw = Record<string, unknown>;
@@ -84,7 +106,13 @@ interface Proc {
   stop(): Promise<void>;
 }
 
-function start(script: string, argv: string[], env: Record<string, string> = {}, node: string[] = []): Proc {
+function start(
+  script: string,
+  argv: string[],
+  env: Record<string, string> = {},
+  node: string[] = [],
+  copyTo = '',
+): Proc {
   const child = spawn(process.execPath, [...node, '--require', TSX, script, ...argv], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -94,6 +122,11 @@ function start(script: string, argv: string[], env: Record<string, string> = {},
   // Lines seen so far, so a waiter registered after its line arrived still finds it.
   const seen: string[] = [];
   const lines = readline.createInterface({ input: child.stdout! });
+  if (copyTo) {
+    const copy = createWriteStream(copyTo);
+    lines.on('line', (line) => copy.write(`${line}\n`));
+    lines.once('close', () => copy.end());
+  }
   lines.on('line', (line) => {
     if (seen.length < 100) seen.push(line);
     for (let i = waiters.length - 1; i >= 0; i--) {
@@ -348,9 +381,14 @@ async function main(): Promise<void> {
       AGENT_METRICS_INTERVAL_MS: '750',
     },
     [
+      ...IMAGE_NODE_FLAGS,
       ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
       ...flags['agent-node-options'].split(' ').filter(Boolean),
     ],
+    flags['agent-output'],
+  );
+  process.stderr.write(
+    `node options of the agent and the bare proxy: ${IMAGE_NODE_FLAGS.join(' ') || 'none'}\n`,
   );
   process.stderr.write('waiting for the agent\n');
   const agentPort = Number(await agent.waitFor(/"message":"agent listening".*"port":(\d+)/));
@@ -383,12 +421,10 @@ async function main(): Promise<void> {
   })();
 
   const bareProfileDir = path.join(work, 'profile-bare');
-  const bare = start(
-    path.join(__dirname, 'bare-proxy.ts'),
-    [grpcAddress, tritonName],
-    {},
-    flags.profile ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : [],
-  );
+  const bare = start(path.join(__dirname, 'bare-proxy.ts'), [grpcAddress, tritonName], {}, [
+    ...IMAGE_NODE_FLAGS,
+    ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : []),
+  ]);
   const barePort = Number(await bare.waitFor(/listening (\d+)/));
 
   // What each process spends with no request at all (the agent polls Triton's metrics and keeps its

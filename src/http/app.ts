@@ -1,9 +1,16 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { AgentError, ErrorCode, isAgentError } from '../errors';
-import { DecodePool, bodyFormat, encodeInvokeResponseParts, type EncodedParts } from '../inference';
+import {
+  DecodePool,
+  bodyFormat,
+  encodeInvokeResponseParts,
+  placeBinaryInputs,
+  type EncodedParts,
+  type InvokeBody,
+} from '../inference';
 import { checkModelName, checkModelUrl, type ModelRegistry, type ModelView } from '../models';
 import { AgentMetrics, EmfPublisher, type Logger } from '../observability';
-import { readBody } from './body';
+import { readBody, readPlacedBody } from './body';
 import { Router, type RouteOptions } from './router';
 import { beginRequest, contextOf, type RequestContext } from './request-log';
 import { expectationUnmet } from './server';
@@ -215,10 +222,13 @@ export function createApp(deps: AppDeps): RequestListener {
       ctx.model = target;
     }
     const contentType = header(req, 'content-type');
-    let body: Buffer;
+    let body: InvokeBody;
     try {
-      bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
-      body = await readBody(req, settings.maxBodyBytes, 'AGENT_MAX_BODY_BYTES');
+      const format = bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
+      // Binary tensors are read straight into the request Triton receives (no copy on the way to gRPC).
+      const placement =
+        format.kind === 'binary' ? { headerSize: format.headerSize, place: placeBinaryInputs } : undefined;
+      body = await readPlacedBody(req, settings.maxBodyBytes, 'AGENT_MAX_BODY_BYTES', placement);
     } catch (err) {
       // Refused before it asked for its model: still one access-log line, with the reason.
       registry.rejected(target, err);

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { AgentError, ErrorCode, type ErrorCode as Code } from '../errors';
 import { bodyFormat, decodeInvokeBody, type DecodedInvoke, type ModelIO } from './kserve-decode';
+import { isPlacedBody, type InvokeBody } from './placed-body';
 
 /**
  * Decodes large JSON invoke bodies on a worker thread, so that one big request never holds the event loop
@@ -58,11 +59,13 @@ export class DecodePool {
    * AgentError `decodeInvokeBody` would.
    */
   decode(
-    body: Buffer,
+    body: InvokeBody,
     contentType: string | undefined,
     io: ModelIO,
     accept?: string,
   ): Promise<DecodedInvoke> | DecodedInvoke {
+    // A placed body's JSON header is short by construction, and its tensors must stay where they are.
+    if (isPlacedBody(body)) return decodeInvokeBody(body, contentType, io, accept);
     const format = bodyFormat(contentType, body.length);
     const jsonBytes = format.kind === 'binary' ? format.headerSize : body.length;
     if (jsonBytes < this.offLoopBytes) return decodeInvokeBody(body, contentType, io, accept);

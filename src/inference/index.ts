@@ -19,3 +19,4 @@ export {
   type EncodedResponse,
 } from './kserve-encode';
 export { DecodePool, OFF_LOOP_JSON_BYTES, type DecodeJob, type DecodeReply } from './decode-pool';
+export { placeBinaryInputs, isPlacedBody, type InvokeBody, type PlacedBody } from './placed-body';

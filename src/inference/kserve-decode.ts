@@ -9,6 +9,7 @@ import {
   serializeBytesElements,
   type Datatype,
 } from './datatypes';
+import { isPlacedBody, type InvokeBody } from './placed-body';
 
 /**
  * KServe v2 inference over HTTP, as SageMaker clients send it to Triton: plain JSON, JSON sent as
@@ -358,7 +359,7 @@ function parseShape(shape: unknown, input: string): number[] {
  * input for a wrong datatype, shape, element count, element type or binary size.
  */
 export function decodeInvokeBody(
-  body: Buffer,
+  body: InvokeBody,
   contentType: string | undefined,
   io: ModelIO,
   accept?: string,
@@ -366,22 +367,24 @@ export function decodeInvokeBody(
   const format = bodyFormat(contentType, body.length);
   if (format.kind === 'binary' && (format.headerSize === 0 || body.length === 0)) {
     // Triton answers a raw request in JSON unless binary output is asked for.
+    const binary = binaryPart(body, 0);
     return {
-      request: decodeRawInput(body, io),
+      request: decodeRawInput(binary.take(0, binary.length), io),
       binaryOutputs: acceptsBinary(accept) ? 'all' : new Set<string>(),
     };
   }
   const headerSize = format.kind === 'binary' ? format.headerSize : body.length;
   let doc: unknown;
   try {
-    doc = JSON.parse(body.subarray(0, headerSize).toString('utf8'));
+    const header = isPlacedBody(body) ? body.header : body.subarray(0, headerSize);
+    doc = JSON.parse(header.toString('utf8'));
   } catch (err) {
     throw bad(`request body is not valid JSON: ${(err as Error).message}`);
   }
   if (!isObject(doc)) throw bad('request body must be a JSON object with an "inputs" array');
   if (!Array.isArray(doc.inputs) || doc.inputs.length === 0)
     throw bad('request must have a non-empty "inputs" array');
-  const binary = body.subarray(headerSize);
+  const binary = binaryPart(body, headerSize);
   let offset = 0;
   const requestParams = parseParameters(doc.parameters, 'request');
   const raw: Buffer[] = [];
@@ -406,7 +409,7 @@ export function decodeInvokeBody(
       if (binarySize < 0 || offset + binarySize > binary.length) {
         throw bad(`input '${name}': binary_data_size ${binarySize} runs past the end of the binary data`);
       }
-      const slice = binary.subarray(offset, offset + binarySize);
+      const slice = binary.take(offset, binarySize);
       offset += binarySize;
       if (datatype !== 'BYTES' && slice.length !== count * ELEMENT_SIZE[datatype]) {
         throw bad(
@@ -467,6 +470,36 @@ export function decodeInvokeBody(
   if (fwd) request.parameters = fwd;
   if (outputs) request.outputs = outputs;
   return { request, binaryOutputs };
+}
+
+/** The binary part of a body, after its JSON header: its length, and a view of any range of it. */
+interface BinaryPart {
+  length: number;
+  take(offset: number, size: number): Buffer;
+}
+
+function binaryPart(body: InvokeBody, headerSize: number): BinaryPart {
+  if (!isPlacedBody(body)) {
+    const binary = body.subarray(headerSize);
+    return { length: binary.length, take: (offset, size) => binary.subarray(offset, offset + size) };
+  }
+  const { sections } = body;
+  let next = 0;
+  let nextStart = 0;
+  return {
+    length: body.length - body.header.length,
+    take: (offset, size) => {
+      // The decoder takes the inputs in the order and sizes they were placed by: the views themselves.
+      const section = sections[next];
+      if (section && offset === nextStart && section.length === size) {
+        next++;
+        nextStart += size;
+        return section;
+      }
+      // Any other range (never for a body placed by placeBinaryInputs) is joined from the parts.
+      return Buffer.concat(sections).subarray(offset, offset + size);
+    },
+  };
 }
 
 /** `json-header-size=0`: the whole body is the single input, shaped from the model's metadata. */

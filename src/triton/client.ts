@@ -3,6 +3,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { AgentError, ErrorCode } from '../errors';
 import { GRPC_SERVICE_PROTO, PROTO_DIR } from '../model-config';
 import { isRetryableGrpc, systemClock, type Clock } from '../time';
+import { serializeInferRequest } from './infer-wire';
 import { TritonError } from './triton-error';
 import type { TritonControl } from './index';
 import type {
@@ -48,6 +49,27 @@ export function tritonServiceDefinition(): grpc.ServiceDefinition {
     inference: { GRPCInferenceService: ServiceCtor & { service: grpc.ServiceDefinition } };
   };
   return pkg.inference.GRPCInferenceService.service;
+}
+
+/**
+ * The service with ModelInfer's and ModelStreamInfer's requests written by serializeInferRequest: the
+ * same bytes as protobufjs, without copying raw inputs that were read into place (infer-wire.ts).
+ */
+function inferenceServiceDefinition(): grpc.ServiceDefinition {
+  const service = { ...tritonServiceDefinition() };
+  for (const rpc of ['ModelInfer', 'ModelStreamInfer']) {
+    const method = service[rpc] as grpc.MethodDefinition<Raw, Raw>;
+    const encodeOthers = method.requestSerialize;
+    service[rpc] = {
+      ...method,
+      requestSerialize: (wire: Raw) =>
+        serializeInferRequest(
+          encodeOthers({ ...wire, raw_input_contents: [] }),
+          (wire.raw_input_contents as Buffer[] | undefined) ?? [],
+        ),
+    };
+  }
+  return service;
 }
 
 /** Default per-call deadlines in milliseconds. */
@@ -277,7 +299,7 @@ export class TritonClient implements TritonControl {
     this.deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     const maxBytes = options.maxMessageBytes ?? 2 ** 31 - 1;
-    const Ctor = grpc.makeGenericClientConstructor(tritonServiceDefinition(), 'GRPCInferenceService');
+    const Ctor = grpc.makeGenericClientConstructor(inferenceServiceDefinition(), 'GRPCInferenceService');
     this.client = new Ctor(options.address, grpc.credentials.createInsecure(), {
       'grpc.max_send_message_length': maxBytes,
       'grpc.max_receive_message_length': maxBytes,

@@ -83,3 +83,4 @@ export {
   type ManagedTritonLogger,
   type TritonServerArgsInput,
 } from './managed-triton';
+export { allocateInferTail, serializeInferRequest, rawInputFieldLength } from './infer-wire';

@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { identityConfig, tempDir, writeModel } from '../support/model-repo';
@@ -115,7 +116,13 @@ describe('scripts/serve (the image entry point)', () => {
       TRITON_MODEL_REPOSITORY: '/tmp/triton-repository',
       AGENT_SINGLE_MODEL_DIR: '/opt/ml/model',
       AGENT_ENTRY: path.join(ROOT, 'dist', 'src', 'main.js'),
+      AGENT_NODE_FLAGS: '--no-memory-reducer',
     });
+    // Given explicitly (even empty), the V8 options are the caller's.
+    expect(printEnv({ AGENT_NODE_FLAGS: '' }).vars.AGENT_NODE_FLAGS).toBe('');
+    expect(printEnv({ AGENT_NODE_FLAGS: '--max-old-space-size=512' }).vars.AGENT_NODE_FLAGS).toBe(
+      '--max-old-space-size=512',
+    );
   });
 
   test('Triton ports come from SAGEMAKER_SAFE_PORT_RANGE, never on the bound port', () => {
@@ -212,6 +219,9 @@ describe('scripts/serve (the image entry point)', () => {
       const base = `http://127.0.0.1:${agentPort}`;
       await awaitPing(base, child, started.output);
       await loadAndInvoke(base, path.join(work.dir, 'opt', 'ml', 'models'));
+      // The agent runs with the image's V8 options (the serve script exec'd node with them).
+      const argv = (await fs.promises.readFile(`/proc/${child.pid}/cmdline`, 'utf8')).split('\0');
+      expect(argv).toContain('--no-memory-reducer');
       // The serve script exec'd node: the signal reaches the agent, which drains and exits 0.
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
