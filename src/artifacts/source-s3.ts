@@ -1,11 +1,5 @@
 import { Readable } from 'node:stream';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  S3Client,
-  S3ServiceException,
-  type GetObjectCommandOutput,
-} from '@aws-sdk/client-s3';
+import type { GetObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
 import { AgentError, ErrorCode, messageOf } from '../errors';
 import { backoffMs, isRetryableHttp, stallWatch, systemClock, type Clock } from '../time';
 import { SourceRestart } from './artifact-fetcher';
@@ -37,8 +31,21 @@ export function parseS3Url(url: string): { bucket: string; key: string } {
   return { bucket: m[1], key: m[2] };
 }
 
+/** The HTTP status of a failed S3 call (the SDK's service errors carry it in `$metadata`). */
 function statusOf(err: unknown): number | undefined {
-  return err instanceof S3ServiceException ? err.$metadata?.httpStatusCode : undefined;
+  const status = (err as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata?.httpStatusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+let sdk: Promise<S3Sdk> | undefined;
+/**
+ * The AWS SDK, loaded on the first s3:// artifact: SageMaker hands the agent local folders, and the SDK
+ * adds about 4.5 MB to a heap every full garbage collection walks (BENCHMARKS.md).
+ */
+function loadSdk(): Promise<S3Sdk> {
+  sdk ??= import('@aws-sdk/client-s3');
+  return sdk;
 }
 
 /**
@@ -47,17 +54,28 @@ function statusOf(err: unknown): number | undefined {
  * version seen at describe time (VersionId, or If-Match on a strong ETag); otherwise they start again.
  */
 export class S3Source implements ArtifactSource {
-  readonly client: S3Client;
+  private client: S3Client | undefined;
 
   constructor(private readonly options: S3SourceOptions) {
-    this.client =
-      options.client ??
-      new S3Client({
-        ...(options.region ? { region: options.region } : {}),
-        ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-        forcePathStyle: options.forcePathStyle ?? false,
-        maxAttempts: options.maxAttempts,
-      });
+    this.client = options.client;
+  }
+
+  /** The SDK and the client, both made on first use. */
+  private async s3(): Promise<{ sdk: S3Sdk; client: S3Client }> {
+    const loaded = await loadSdk();
+    const { region, endpoint, forcePathStyle, maxAttempts } = this.options;
+    this.client ??= new loaded.S3Client({
+      ...(region ? { region } : {}),
+      ...(endpoint ? { endpoint } : {}),
+      forcePathStyle: forcePathStyle ?? false,
+      maxAttempts,
+    });
+    return { sdk: loaded, client: this.client };
+  }
+
+  /** Releases the client's connections (when one was made). */
+  close(): void {
+    this.client?.destroy();
   }
 
   handles(url: string): boolean {
@@ -87,7 +105,8 @@ export class S3Source implements ArtifactSource {
   async describe(url: string): Promise<ArtifactInfo> {
     const { bucket, key } = parseS3Url(url);
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      const { sdk, client } = await this.s3();
+      const head = await client.send(new sdk.HeadObjectCommand({ Bucket: bucket, Key: key }));
       return {
         url,
         kind: 'archive',
@@ -117,7 +136,7 @@ export class S3Source implements ArtifactSource {
     const { bucket, key } = parseS3Url(info.url);
     const { resumeAttempts, stallTimeoutMs } = this.options;
     const clock = this.options.clock ?? systemClock;
-    const client = this.client;
+    const { sdk, client } = await this.s3();
     const failure = (err: unknown, what: string) => this.failure(err, info.url, what);
     const pin = pinOf(info);
     const resumable = pin.VersionId !== undefined || pin.IfMatch !== undefined;
@@ -130,7 +149,7 @@ export class S3Source implements ArtifactSource {
       for (;;) {
         try {
           const res = await client.send(
-            new GetObjectCommand({
+            new sdk.GetObjectCommand({
               Bucket: bucket,
               Key: key,
               ...pin,

@@ -260,7 +260,7 @@ describe('hostile artifact sources: replaced objects, resumes, slow stores, fair
         expect(Buffer.concat(got).equals(body)).toBe(true);
         expect(frontVersioned.of('GET', key)).toHaveLength(1);
       } finally {
-        src.client.destroy();
+        src.close();
       }
     });
 
@@ -283,7 +283,7 @@ describe('hostile artifact sources: replaced objects, resumes, slow stores, fair
           versionId: v.versionId,
         });
       } finally {
-        src.client.destroy();
+        src.close();
       }
     });
   });
