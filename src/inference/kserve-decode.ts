@@ -1,4 +1,5 @@
 import { AgentError, ErrorCode } from '../errors';
+import { allocateInferTail, rawInputFieldLength } from '../triton/infer-wire';
 import type { InferParameter, ModelInferRequest } from '../triton/types';
 import {
   ELEMENT_SIZE,
@@ -170,8 +171,9 @@ function nestedFloats(
   count: number,
   shape: number[],
   input: string,
+  into?: Buffer,
 ): Buffer {
-  const out = datatype === 'FP32' ? new Float32Array(count) : new Float64Array(count);
+  const out = floatArray(datatype, count, into);
   let n = 0;
   let firstBad = -1;
   let badValue: unknown;
@@ -206,7 +208,56 @@ function nestedFloats(
       `input '${input}': element ${firstOut} (${String(outValue)}) is out of the range of ${datatype}`,
     );
   }
-  return bytesOf(out);
+  return placedBytes(out, into);
+}
+
+/** A float array of `count` elements: over `into` when it has that size and alignment, else its own. */
+function floatArray(datatype: 'FP32' | 'FP64', count: number, into?: Buffer): Float32Array | Float64Array {
+  const size = ELEMENT_SIZE[datatype];
+  const fits = into !== undefined && into.length === count * size && into.byteOffset % size === 0;
+  if (datatype === 'FP32')
+    return fits ? new Float32Array(into.buffer, into.byteOffset, count) : new Float32Array(count);
+  return fits ? new Float64Array(into.buffer, into.byteOffset, count) : new Float64Array(count);
+}
+
+/** The bytes of `arr`, in `into` when given (copied there unless `arr` already lies over it). */
+function placedBytes(arr: Float32Array | Float64Array, into?: Buffer): Buffer {
+  const bytes = bytesOf(arr);
+  if (!into || into.length !== bytes.length) return bytes;
+  if (bytes.buffer !== into.buffer || bytes.byteOffset !== into.byteOffset) into.set(bytes);
+  return into;
+}
+
+/** Room for a JSON request's other fields (names, shapes, parameters) in front of its placed tensors. */
+const ROOM_FOR_OTHER_FIELDS = 4096;
+
+/**
+ * When every input is FP32 or FP64 JSON `data` with a plain shape, one buffer laid out as the end of the
+ * Triton request (triton/infer-wire.ts) with a view per input for the decoder to write the floats into, so
+ * they are not copied again on the way to gRPC. The first view is 8-byte aligned (a typed array lies over
+ * it; the others are copied in when unaligned). Only what the JSON text can hold is allocated: a float
+ * takes at least two characters.
+ */
+function placeFloatInputs(inputs: unknown[], jsonBytes: number): Buffer[] | undefined {
+  const sizes: number[] = [];
+  let elements = 0;
+  for (const entry of inputs) {
+    if (!isObject(entry) || entry.data === undefined) return undefined;
+    if (entry.datatype !== 'FP32' && entry.datatype !== 'FP64') return undefined;
+    const shape = entry.shape;
+    if (!Array.isArray(shape)) return undefined;
+    let count = 1;
+    for (const d of shape as unknown[]) {
+      if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) return undefined;
+      count *= d;
+    }
+    elements += count;
+    if (!Number.isSafeInteger(count) || elements * 2 > jsonBytes) return undefined;
+    sizes.push(count * ELEMENT_SIZE[entry.datatype]);
+  }
+  const keyAndLength = rawInputFieldLength(sizes[0]) - sizes[0];
+  const front = ROOM_FOR_OTHER_FIELDS + ((8 - ((ROOM_FOR_OTHER_FIELDS + keyAndLength) % 8)) % 8);
+  return allocateInferTail(front, sizes);
 }
 
 const SMALL_INT_ARRAY = {
@@ -226,7 +277,12 @@ function bytesOf(a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: n
  * Encodes JSON `data` of one input as raw little-endian bytes, checking every element's type and range,
  * straight into a typed array of the datatype (one pass, no intermediate arrays).
  */
-function encodeJsonData(datatype: Datatype, values: readonly unknown[], input: string): Buffer {
+function encodeJsonData(
+  datatype: Datatype,
+  values: readonly unknown[],
+  input: string,
+  into?: Buffer,
+): Buffer {
   const wrong = (i: number, what: string) =>
     bad(`input '${input}': element ${i} is ${describeValue(values[i])}, expected ${what} for ${datatype}`);
   const n = values.length;
@@ -251,7 +307,7 @@ function encodeJsonData(datatype: Datatype, values: readonly unknown[], input: s
     }
     case 'FP32':
     case 'FP64': {
-      const arr = datatype === 'FP32' ? new Float32Array(n) : new Float64Array(n);
+      const arr = floatArray(datatype, n, into);
       for (let i = 0; i < n; i++) {
         const v = values[i];
         if (typeof v !== 'number') throw wrong(i, 'a number');
@@ -260,7 +316,7 @@ function encodeJsonData(datatype: Datatype, values: readonly unknown[], input: s
         if (arr[i] === Infinity || arr[i] === -Infinity)
           throw bad(`input '${input}': element ${i} (${String(v)}) is out of the range of ${datatype}`);
       }
-      return bytesOf(arr);
+      return placedBytes(arr, into);
     }
     case 'FP16':
     case 'BF16': {
@@ -385,6 +441,7 @@ export function decodeInvokeBody(
   if (!Array.isArray(doc.inputs) || doc.inputs.length === 0)
     throw bad('request must have a non-empty "inputs" array');
   const binary = binaryPart(body, headerSize);
+  const floatViews = placeFloatInputs(doc.inputs, headerSize);
   let offset = 0;
   const requestParams = parseParameters(doc.parameters, 'request');
   const raw: Buffer[] = [];
@@ -422,7 +479,7 @@ export function decodeInvokeBody(
         throw bad(`input '${name}' has no "data" and no parameters.binary_data_size`);
       if ((datatype === 'FP32' || datatype === 'FP64') && isNested(entry.data)) {
         // Nested float data (an image as [[[...]]]): straight into the typed array, no flat copy.
-        raw.push(nestedFloats(datatype, entry.data, count, shape, name));
+        raw.push(nestedFloats(datatype, entry.data, count, shape, name, floatViews?.[idx]));
         const input: ModelInferRequest['inputs'][number] = { name, datatype, shape };
         const fwd = forwardable(params);
         if (fwd) input.parameters = fwd;
@@ -434,7 +491,7 @@ export function decodeInvokeBody(
           `input '${name}': shape ${JSON.stringify(shape)} needs ${count} elements, "data" has ${flat.length}`,
         );
       }
-      raw.push(encodeJsonData(datatype, flat, name));
+      raw.push(encodeJsonData(datatype, flat, name, floatViews?.[idx]));
     }
     const input: ModelInferRequest['inputs'][number] = { name, datatype, shape };
     const fwd = forwardable(params);

@@ -1,4 +1,4 @@
-import { allocateInferTail } from '../triton';
+import { allocateInferTail } from '../triton/infer-wire';
 
 /**
  * A binary+json invoke body read in two parts: its JSON header, and its binary inputs, each read straight

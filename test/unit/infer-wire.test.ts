@@ -241,3 +241,62 @@ describe('reading a binary+json body into place (http/body.ts, inference/placed-
     ).rejects.toThrow(/longer than its Content-Length/);
   });
 });
+
+describe('JSON float inputs decoded straight into place (inference/kserve-decode.ts)', () => {
+  const floats: ModelIO = {
+    maxBatchSize: 0,
+    inputs: [
+      { name: 'A', datatype: 'FP32', shape: [-1, -1] },
+      { name: 'B', datatype: 'FP64', shape: [-1] },
+      { name: 'C', datatype: 'INT32', shape: [-1] },
+    ],
+    outputs: [{ name: 'OUT', datatype: 'FP32', shape: [-1] }],
+  };
+  const decodeJson = (doc: unknown) =>
+    decodeInvokeBody(Buffer.from(JSON.stringify(doc)), 'application/json', floats);
+  const wireOf = (request: ReturnType<typeof decodeJson>['request']) =>
+    ({ ...request, model_name: 'm', raw_input_contents: request.raw_input_contents ?? [] }) as Raw;
+
+  test('FP32 and FP64 data (nested and flat) are written into the tail the request is sent from', () => {
+    const a = [
+      [0.5, -1.25, 3],
+      [4, 5.5, 6],
+    ];
+    const b = [1.1, 2.2, 3.3, 4.4, 5.5];
+    const decoded = decodeJson({
+      inputs: [
+        { name: 'A', datatype: 'FP32', shape: [2, 3], data: a },
+        { name: 'B', datatype: 'FP64', shape: [5], data: b },
+      ],
+    });
+    const raws = decoded.request.raw_input_contents ?? [];
+    expect([...new Float32Array(new Uint8Array(raws[0]).buffer)]).toEqual(a.flat());
+    expect([...new Float64Array(new Uint8Array(raws[1]).buffer)]).toEqual(b);
+    const wire = wireOf(decoded.request);
+    const ours = ourBytes(wire);
+    expect(ours.buffer).toBe(raws[0].buffer);
+    expect(ours.equals(protobufBytes(wire))).toBe(true);
+  });
+
+  test('other datatypes keep their own buffers, and the bytes are still protobufjs’s', () => {
+    const decoded = decodeJson({
+      inputs: [
+        { name: 'A', datatype: 'FP32', shape: [1, 2], data: [1, 2] },
+        { name: 'C', datatype: 'INT32', shape: [2], data: [7, 8] },
+      ],
+    });
+    const raws = decoded.request.raw_input_contents ?? [];
+    const wire = wireOf(decoded.request);
+    const ours = ourBytes(wire);
+    expect(ours.buffer).not.toBe(raws[0].buffer);
+    expect(ours.equals(protobufBytes(wire))).toBe(true);
+  });
+
+  test('a shape far larger than its data allocates nothing for it and is refused as before', () => {
+    const before = process.memoryUsage().arrayBuffers;
+    expect(() =>
+      decodeJson({ inputs: [{ name: 'B', datatype: 'FP64', shape: [1_000_000_000], data: [1] }] }),
+    ).toThrow(/needs 1000000000 elements, "data" has 1/);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+  });
+});
