@@ -136,8 +136,10 @@ export class S3Source implements ArtifactSource {
     const { bucket, key } = parseS3Url(info.url);
     const { resumeAttempts, stallTimeoutMs } = this.options;
     const clock = this.options.clock ?? systemClock;
-    const { sdk, client } = await this.s3();
     const failure = (err: unknown, what: string) => this.failure(err, info.url, what);
+    const { sdk, client } = await this.s3().catch((err: unknown) => {
+      throw failure(err, 'loading the AWS SDK for');
+    });
     const pin = pinOf(info);
     const resumable = pin.VersionId !== undefined || pin.IfMatch !== undefined;
     // Closing the stream aborts a request in flight and the body being read, so nothing outlives it.

@@ -27,7 +27,7 @@ parentPort?.on('message', (job: DecodeJob) => {
   let transfer: ArrayBuffer[] = [];
   try {
     const body = Buffer.from(job.body.buffer, job.body.byteOffset, job.body.byteLength);
-    const decoded = decodeInvokeBody(body, job.contentType, job.io, job.accept);
+    const decoded = decodeInvokeBody(body, job.contentType, job.io, job.accept, { placeFloats: false });
     const raw = decoded.request.raw_input_contents ?? [];
     transfer = transferable(raw);
     reply = {

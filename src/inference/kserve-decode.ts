@@ -172,7 +172,17 @@ function nestedFloats(
   shape: number[],
   input: string,
   into?: Buffer,
+  jsonBytes = Infinity,
 ): Buffer {
+  // n numbers take at least 2n - 1 characters: a shape the JSON text cannot fill is refused before any
+  // allocation for it (a shape of 1e11 would otherwise fail the allocation itself).
+  if (count > (jsonBytes + 1) / 2) {
+    let leaves = 0;
+    forEachLeaf(data, input, () => leaves++);
+    throw bad(
+      `input '${input}': shape ${JSON.stringify(shape)} needs ${count} elements, "data" has ${leaves}`,
+    );
+  }
   const out = floatArray(datatype, count, into);
   let n = 0;
   let firstBad = -1;
@@ -244,6 +254,7 @@ function placeFloatInputs(inputs: unknown[], jsonBytes: number): Buffer[] | unde
   for (const entry of inputs) {
     if (!isObject(entry) || entry.data === undefined) return undefined;
     if (entry.datatype !== 'FP32' && entry.datatype !== 'FP64') return undefined;
+    const data = entry.data;
     const shape = entry.shape;
     if (!Array.isArray(shape)) return undefined;
     let count = 1;
@@ -253,6 +264,9 @@ function placeFloatInputs(inputs: unknown[], jsonBytes: number): Buffer[] | unde
     }
     elements += count;
     if (!Number.isSafeInteger(count) || elements * 2 > jsonBytes) return undefined;
+    // Flat data says its own length: nothing is allocated for a shape it does not fill (nested data is
+    // bounded by the JSON's length above).
+    if (Array.isArray(data) && !Array.isArray(data[0]) && data.length !== count) return undefined;
     sizes.push(count * ELEMENT_SIZE[entry.datatype]);
   }
   const keyAndLength = rawInputFieldLength(sizes[0]) - sizes[0];
@@ -410,6 +424,15 @@ function parseShape(shape: unknown, input: string): number[] {
   return out;
 }
 
+export interface DecodeOptions {
+  /**
+   * Write JSON float inputs into one buffer laid out as the Triton request (default true). Off on the
+   * decoding thread: its answer is moved to the main thread one buffer per input, and the serializer's
+   * record of the room in front of a placed buffer does not cross threads.
+   */
+  placeFloats?: boolean;
+}
+
 /**
  * Decodes an invoke body into a Triton request. Every input travels as raw bytes. Throws 400 naming the
  * input for a wrong datatype, shape, element count, element type or binary size.
@@ -419,6 +442,7 @@ export function decodeInvokeBody(
   contentType: string | undefined,
   io: ModelIO,
   accept?: string,
+  options: DecodeOptions = {},
 ): DecodedInvoke {
   const format = bodyFormat(contentType, body.length);
   if (format.kind === 'binary' && (format.headerSize === 0 || body.length === 0)) {
@@ -441,7 +465,7 @@ export function decodeInvokeBody(
   if (!Array.isArray(doc.inputs) || doc.inputs.length === 0)
     throw bad('request must have a non-empty "inputs" array');
   const binary = binaryPart(body, headerSize);
-  const floatViews = placeFloatInputs(doc.inputs, headerSize);
+  const floatViews = options.placeFloats === false ? undefined : placeFloatInputs(doc.inputs, headerSize);
   let offset = 0;
   const requestParams = parseParameters(doc.parameters, 'request');
   const raw: Buffer[] = [];
@@ -479,7 +503,7 @@ export function decodeInvokeBody(
         throw bad(`input '${name}' has no "data" and no parameters.binary_data_size`);
       if ((datatype === 'FP32' || datatype === 'FP64') && isNested(entry.data)) {
         // Nested float data (an image as [[[...]]]): straight into the typed array, no flat copy.
-        raw.push(nestedFloats(datatype, entry.data, count, shape, name, floatViews?.[idx]));
+        raw.push(nestedFloats(datatype, entry.data, count, shape, name, floatViews?.[idx], headerSize));
         const input: ModelInferRequest['inputs'][number] = { name, datatype, shape };
         const fwd = forwardable(params);
         if (fwd) input.parameters = fwd;

@@ -62,11 +62,12 @@ function inferenceServiceDefinition(): grpc.ServiceDefinition {
     const encodeOthers = method.requestSerialize;
     service[rpc] = {
       ...method,
-      requestSerialize: (wire: Raw) =>
-        serializeInferRequest(
-          encodeOthers({ ...wire, raw_input_contents: [] }),
-          (wire.raw_input_contents as Buffer[] | undefined) ?? [],
-        ),
+      requestSerialize: (wire: Raw) => {
+        const raws = (wire.raw_input_contents as unknown[] | undefined) ?? [];
+        // Anything but bytes (a base64 string, a number array) is protobufjs's to convert.
+        if (!raws.every((r) => r instanceof Uint8Array)) return encodeOthers(wire);
+        return serializeInferRequest(encodeOthers({ ...wire, raw_input_contents: [] }), raws as Buffer[]);
+      },
     };
   }
   return service;

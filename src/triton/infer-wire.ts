@@ -7,7 +7,8 @@
  * raw_input_contents (field 7, the last field, so the order is protobufjs's own) is written after them.
  * When the raw inputs were read into a buffer from `allocateInferTail` (each input already preceded by its
  * field key and length), the other fields are written into the room left in front of them and the whole
- * request is a view of that buffer: nothing large is copied.
+ * request is a view of that buffer: nothing large is copied. That happens once per buffer; a request sent
+ * again is copied.
  */
 
 /** ModelInferRequest.raw_input_contents: field 7, length-delimited (wire type 2). */
@@ -98,6 +99,10 @@ export function serializeInferRequest(head: Uint8Array, raws: readonly Buffer[])
   if (raws.length === 0) return Buffer.from(head.buffer, head.byteOffset, head.byteLength);
   const placed = placedTail(raws, head.length);
   if (placed) {
+    // Once only: the bytes handed out may still be held (grpc-js keeps a message for a retry until a
+    // connection takes it), so sending the same inputs again (a retry after a reload, under another
+    // name) copies them rather than rewriting the room in front.
+    roomInFront.delete(raws[0].buffer);
     const at = placed.start - head.length;
     placed.tail.set(head, at);
     return placed.tail.subarray(at);

@@ -75,9 +75,14 @@ describe('ModelInferRequest bytes (triton/infer-wire.ts)', () => {
         const ours = ourBytes(wire);
         expect(ours.buffer).toBe(views[0].buffer);
         expect(ours.equals(protobufBytes(wire))).toBe(true);
-        // Sent again (a retry after a reload, under a new name): still right.
-        const renamed = { ...wire, model_name: 'resnet_on_gpu1' };
-        expect(ourBytes(renamed).equals(protobufBytes(renamed))).toBe(true);
+        // Sent again (a retry after a reload, under a new name): copied, and the first bytes, which
+        // grpc-js may still hold, are left as they were.
+        const first = Buffer.from(ours);
+        const renamed = { ...wire, model_name: 'resnet_on_gpu1_after_a_reload' };
+        const again = ourBytes(renamed);
+        expect(again.buffer).not.toBe(views[0].buffer);
+        expect(again.equals(protobufBytes(renamed))).toBe(true);
+        expect(ours.equals(first)).toBe(true);
       }),
       { numRuns: 60 },
     );
@@ -297,6 +302,28 @@ describe('JSON float inputs decoded straight into place (inference/kserve-decode
     expect(() =>
       decodeJson({ inputs: [{ name: 'B', datatype: 'FP64', shape: [1_000_000_000], data: [1] }] }),
     ).toThrow(/needs 1000000000 elements, "data" has 1/);
-    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+    // Within what the text could hold (padding in "id"), flat data still allocates nothing for it.
+    const padded = {
+      id: 'x'.repeat(4_000_000),
+      inputs: [{ name: 'B', datatype: 'FP64', shape: [1_900_000], data: [1] }],
+    };
+    expect(() => decodeJson(padded)).toThrow(/needs 1900000 elements, "data" has 1/);
+    // Nested data with a shape no text could fill: a 400, not a failed allocation.
+    expect(() =>
+      decodeJson({ inputs: [{ name: 'B', datatype: 'FP64', shape: [100_000_000_000, 1], data: [[1]] }] }),
+    ).toThrow(/needs 100000000000 elements, "data" has 1/);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(8 * 1024 * 1024);
+  });
+
+  test('the decoding thread places nothing (its answer crosses threads one buffer per input)', () => {
+    const doc = { inputs: [{ name: 'A', datatype: 'FP32', shape: [1, 2], data: [[1, 2]] }] };
+    const body = Buffer.from(JSON.stringify(doc));
+    const inPlace = decodeInvokeBody(body, 'application/json', floats).request.raw_input_contents ?? [];
+    const onThread =
+      decodeInvokeBody(body, 'application/json', floats, undefined, { placeFloats: false }).request
+        .raw_input_contents ?? [];
+    expect(inPlace[0].buffer.byteLength).toBeGreaterThan(8);
+    expect(onThread[0].buffer.byteLength).toBe(8);
+    expect(onThread[0].equals(inPlace[0])).toBe(true);
   });
 });
