@@ -21,8 +21,10 @@
  *   npm run bench:overhead -- --payloads 0 --concurrency 1,16 --rounds 5 --seconds 3   a subset, longer
  *   npm run bench:overhead -- --micro              JSON decode/encode and the request log line against bare baselines
  *
- * The stand-in is the test emulator as its own process; its inference is a cheap documented function, so
- * the numbers are the protocol and process overheads, which is what this bench is about.
+ * The agent and the bare proxy are compiled first (tsc into .tmp/overhead-build) and run as plain
+ * JavaScript, as the image runs the agent. The stand-in is the test emulator as its own process (under
+ * tsx); its inference is a cheap documented function, so the numbers are the protocol and process
+ * overheads, which is what this bench is about.
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -95,6 +97,22 @@ const IMAGE_NODE_FLAGS = (() => {
 })();
 const TSX = require.resolve('tsx/cjs');
 
+/**
+ * Compiles a checkout's TypeScript (`project`) into `<root>/.tmp/overhead-build` and returns that folder:
+ * the agent and the bare proxy run as plain JavaScript, as the image runs the agent, not under a loader
+ * (tsx keeps every transpiled file's source map in the heap, more of them for the agent's hundred files).
+ */
+function compile(root: string, project: string): string {
+  const out = path.join(root, '.tmp', 'overhead-build');
+  const tsc = spawnSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', path.join(root, project), '--outDir', out],
+    { stdio: 'inherit' },
+  );
+  if (tsc.status !== 0) throw new Error(`compiling ${root} (${project}) failed`);
+  return out;
+}
+
 type Raw = Record<string, unknown>;
 
 // --- processes ----------------------------------------------------------------------------------------
@@ -113,7 +131,8 @@ function start(
   node: string[] = [],
   copyTo = '',
 ): Proc {
-  const child = spawn(process.execPath, [...node, '--require', TSX, script, ...argv], {
+  const loader = script.endsWith('.ts') ? ['--require', TSX] : [];
+  const child = spawn(process.execPath, [...node, ...loader, script, ...argv], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -346,6 +365,11 @@ async function main(): Promise<void> {
     await runMicro();
     return;
   }
+  process.stderr.write('compiling the agent and the bare proxy\n');
+  // This checkout's whole project holds the bare proxy (and the agent, unless another checkout is asked for).
+  const benchBuild = compile(ROOT, 'tsconfig.json');
+  const agentBuild =
+    AGENT_ROOT === path.resolve(ROOT) ? benchBuild : compile(AGENT_ROOT, 'tsconfig.build.json');
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-overhead-'));
   const repository = path.join(work, 'repository');
   const models = path.join(work, 'models');
@@ -370,7 +394,7 @@ async function main(): Promise<void> {
 
   const profileDir = path.join(work, 'profile');
   const agent = start(
-    path.join(AGENT_ROOT, 'src/main.ts'),
+    path.join(agentBuild, 'src', 'main.js'),
     [],
     {
       SAGEMAKER_BIND_TO_PORT: '0',
@@ -421,10 +445,12 @@ async function main(): Promise<void> {
   })();
 
   const bareProfileDir = path.join(work, 'profile-bare');
-  const bare = start(path.join(__dirname, 'bare-proxy.ts'), [grpcAddress, tritonName], {}, [
-    ...IMAGE_NODE_FLAGS,
-    ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : []),
-  ]);
+  const bare = start(
+    path.join(benchBuild, 'bench', 'overhead', 'bare-proxy.js'),
+    [grpcAddress, tritonName],
+    {},
+    [...IMAGE_NODE_FLAGS, ...(flags.profile ? ['--cpu-prof', '--cpu-prof-dir', bareProfileDir] : [])],
+  );
   const barePort = Number(await bare.waitFor(/listening (\d+)/));
 
   // What each process spends with no request at all (the agent polls Triton's metrics and keeps its
