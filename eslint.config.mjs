@@ -52,7 +52,7 @@ const boundaries = Object.entries(BELOW).map(([folder, allowed]) => {
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/node_modules/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bench/node_modules/**', '.tmp/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
