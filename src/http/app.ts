@@ -224,6 +224,7 @@ export function createApp(deps: AppDeps): RequestListener {
     const contentType = header(req, 'content-type');
     let body: InvokeBody;
     try {
+      checkModelName(target, 'model name'); // no model can have it: 400, not 404
       const format = bodyFormat(contentType, Number.MAX_SAFE_INTEGER); // 415 before reading the body
       // Binary tensors are read straight into the request Triton receives (no copy on the way to gRPC).
       const placement =
@@ -348,7 +349,7 @@ export function createApp(deps: AppDeps): RequestListener {
 
   route('/models/:name', {
     GET: async (_req, res, { params }) => {
-      const name = params.name;
+      const name = checkModelName(params.name, 'model name');
       const record = registry.get(name);
       if (!record || record.name !== name || !isListed(record)) {
         throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not loaded`);
@@ -356,14 +357,14 @@ export function createApp(deps: AppDeps): RequestListener {
       sendJson(res, 200, describe(record));
     },
     DELETE: async (_req, res, { params }) => {
-      await registry.unload(params.name);
+      await registry.unload(checkModelName(params.name, 'model name'));
       res.writeHead(200).end();
     },
   });
 
   route('/models/:name/status', {
     GET: async (_req, res, { params }) => {
-      const name = params.name;
+      const name = checkModelName(params.name, 'model name');
       const status = registry.status(name);
       if (!status) throw new AgentError(ErrorCode.ModelNotFound, `model '${name}' is not known`);
       sendJson(res, 200, status);

@@ -194,6 +194,22 @@ describe('SageMaker MME control routes', () => {
       await expectUntouched('x');
     });
 
+    test.each([
+      ['GET', '/models/a%00b'],
+      ['GET', '/models/a%00b/status'],
+      ['DELETE', '/models/a%00b'],
+      ['POST', '/models/a%00b/invoke'],
+      ['GET', '/models/a%E2%80%AEb'],
+    ])('%s %s: a name no model can have is a 400 naming the character, not a 404', async (method, route) => {
+      const r = await request(stack.url, method, route, method === 'POST' ? '{}' : undefined, {
+        'content-type': 'application/json',
+      });
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatch(
+        /"model name" contains a (control|bidirectional formatting) character \(U\+(0000|202E)\) at position 1/,
+      );
+    });
+
     test('415 for a non-JSON content type', async () => {
       const r = await request(stack.url, 'POST', '/models', 'model_name=x', {
         'content-type': 'application/x-www-form-urlencoded',
