@@ -6,16 +6,18 @@ const PREALLOCATE_BYTES = 1024 * 1024;
 
 /**
  * How to read a body whose first `headerSize` bytes say where the rest goes (KServe's binary+json): once
- * the header has arrived, `place` may give views to read the rest into, in order, adding up to its length.
+ * the header has arrived, `place` may give views to read the rest into, in order, adding up to its length,
+ * and what it read the header as (handed on, so the header is not parsed twice).
  */
 export interface BodyPlacement {
   headerSize: number;
-  place(header: Buffer, restLength: number): Buffer[] | undefined;
+  place(header: Buffer, restLength: number): { views: Buffer[]; parsedHeader?: unknown } | undefined;
 }
 
 /** A body read with a placement: its header, and the rest read straight into the placement's views. */
 export interface PlacedParts {
   header: Buffer;
+  parsedHeader?: unknown;
   sections: Buffer[];
   length: number;
 }
@@ -76,8 +78,9 @@ export function readPlacedBody(
     const placeInto = (p: BodyPlacement): boolean => {
       const header = copyOut(pending, p.headerSize);
       const restLength = declared - p.headerSize;
-      const views = p.place(header, restLength);
-      if (!views || views.reduce((n, v) => n + v.length, 0) !== restLength) return false;
+      const placed = p.place(header, restLength);
+      if (!placed || placed.views.reduce((n, v) => n + v.length, 0) !== restLength) return false;
+      const { views, parsedHeader } = placed;
       let view = 0;
       let at = 0;
       copyIn = (chunk) => {
@@ -96,7 +99,7 @@ export function readPlacedBody(
       };
       result = () =>
         total === declared
-          ? { header, sections: views, length: total }
+          ? { header, parsedHeader, sections: views, length: total }
           : Buffer.concat([header, ...views]).subarray(0, total);
       replay(p.headerSize);
       return true;

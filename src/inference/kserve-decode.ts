@@ -255,13 +255,9 @@ function placeFloatInputs(inputs: unknown[], jsonBytes: number): Buffer[] | unde
     if (!isObject(entry) || entry.data === undefined) return undefined;
     if (entry.datatype !== 'FP32' && entry.datatype !== 'FP64') return undefined;
     const data = entry.data;
-    const shape = entry.shape;
-    if (!Array.isArray(shape)) return undefined;
-    let count = 1;
-    for (const d of shape as unknown[]) {
-      if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) return undefined;
-      count *= d;
-    }
+    const shape = shapeOf(entry.shape);
+    if (!shape) return undefined;
+    const count = elementCount(shape);
     elements += count;
     if (!Number.isSafeInteger(count) || elements * 2 > jsonBytes) return undefined;
     // Flat data says its own length: nothing is allocated for a shape it does not fill (nested data is
@@ -407,21 +403,25 @@ function forwardable(
   return any ? out : undefined;
 }
 
-function parseShape(shape: unknown, input: string): number[] {
-  const refuse = () => {
-    const flat = Array.isArray(shape) && shape.every((d) => typeof d === 'number');
-    return bad(
-      `input '${input}': shape must be an array of non-negative integers, got ${flat ? JSON.stringify(shape) : describeValue(shape)}`,
-    );
-  };
-  if (!Array.isArray(shape)) throw refuse();
+/** A shape as an array of non-negative integers, or undefined when it is not one. */
+function shapeOf(shape: unknown): number[] | undefined {
+  if (!Array.isArray(shape)) return undefined;
   const out = new Array<number>(shape.length);
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
-    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) throw refuse();
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) return undefined;
     out[i] = d;
   }
   return out;
+}
+
+function parseShape(shape: unknown, input: string): number[] {
+  const out = shapeOf(shape);
+  if (out) return out;
+  const flat = Array.isArray(shape) && shape.every((d) => typeof d === 'number');
+  throw bad(
+    `input '${input}': shape must be an array of non-negative integers, got ${flat ? JSON.stringify(shape) : describeValue(shape)}`,
+  );
 }
 
 export interface DecodeOptions {
@@ -456,8 +456,8 @@ export function decodeInvokeBody(
   const headerSize = format.kind === 'binary' ? format.headerSize : body.length;
   let doc: unknown;
   try {
-    const header = isPlacedBody(body) ? body.header : body.subarray(0, headerSize);
-    doc = JSON.parse(header.toString('utf8'));
+    if (isPlacedBody(body) && body.parsedHeader !== undefined) doc = body.parsedHeader;
+    else doc = JSON.parse((isPlacedBody(body) ? body.header : body.subarray(0, headerSize)).toString('utf8'));
   } catch (err) {
     throw bad(`request body is not valid JSON: ${(err as Error).message}`);
   }

@@ -8,6 +8,8 @@ import { allocateInferTail } from '../triton/infer-wire';
 export interface PlacedBody {
   /** The JSON header (json-header-size bytes). */
   header: Buffer;
+  /** The header as JSON.parse read it while placing (so the decoder does not parse it again). */
+  parsedHeader?: unknown;
   /** The binary inputs, in body order. */
   sections: Buffer[];
   /** The whole body's length. */
@@ -27,11 +29,14 @@ const ROOM_BEYOND_HEADER = 1024;
  * binary (parameters.binary_data_size) and the sizes add up to the part's length. Otherwise undefined:
  * the body is read as one buffer, and the decoder says what is wrong with it, if anything.
  */
-export function placeBinaryInputs(header: Buffer, binaryLength: number): Buffer[] | undefined {
+export function placeBinaryInputs(
+  header: Buffer,
+  binaryLength: number,
+): { views: Buffer[]; parsedHeader?: unknown } | undefined {
   if (header.length > MAX_PLACED_HEADER) return undefined;
   if (header.length === 0) {
     // json-header-size=0: the whole body is the model's one input.
-    return binaryLength > 0 ? allocateInferTail(ROOM_BEYOND_HEADER, [binaryLength]) : undefined;
+    return binaryLength > 0 ? { views: allocateInferTail(ROOM_BEYOND_HEADER, [binaryLength]) } : undefined;
   }
   let doc: unknown;
   try {
@@ -51,7 +56,7 @@ export function placeBinaryInputs(header: Buffer, binaryLength: number): Buffer[
     total += size;
   }
   if (total !== binaryLength) return undefined;
-  return allocateInferTail(header.length + ROOM_BEYOND_HEADER, sizes);
+  return { views: allocateInferTail(header.length + ROOM_BEYOND_HEADER, sizes), parsedHeader: doc };
 }
 
 export function isPlacedBody(body: InvokeBody): body is PlacedBody {

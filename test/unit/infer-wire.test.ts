@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { PassThrough } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
-import { readPlacedBody, type BodyPlacement } from '../../src/http/body';
+import { readPlacedBody, type BodyPlacement, type PlacedParts } from '../../src/http/body';
 import { decodeInvokeBody, placeBinaryInputs, type ModelIO } from '../../src/inference';
 import { allocateInferTail, serializeInferRequest } from '../../src/triton';
 import { tritonServiceDefinition } from '../../src/triton/client';
@@ -168,6 +168,10 @@ describe('reading a binary+json body into place (http/body.ts, inference/placed-
             placement,
           );
           expect(Buffer.isBuffer(read)).toBe(false);
+          // What the placement read the header as travels with the body, for the decoder.
+          expect((read as PlacedParts).parsedHeader).toEqual(
+            JSON.parse(body.toString('utf8', 0, headerSize)),
+          );
           const placed = decodeInvokeBody(read, contentType, io);
           const whole = decodeInvokeBody(body, contentType, io);
           expect(placed.request.inputs).toEqual(whole.request.inputs);
@@ -221,6 +225,32 @@ describe('reading a binary+json body into place (http/body.ts, inference/placed-
       );
       expect(Buffer.isBuffer(read) && read.equals(body)).toBe(true);
     }
+  });
+
+  test('a body that ends short of its Content-Length is the bytes that came, as one buffer', async () => {
+    const { body, headerSize } = binaryJsonBody([3000]);
+    const declared = { 'content-length': String(body.length + 100) };
+    const placed = await readPlacedBody(requestOf(body, [5, headerSize + 7], declared), 1 << 20, 'x', {
+      headerSize,
+      place: placeBinaryInputs,
+    });
+    expect(Buffer.isBuffer(placed) && placed.equals(body)).toBe(true);
+    const plain = await readPlacedBody(requestOf(body, [5], declared), 1 << 20, 'x');
+    expect(Buffer.isBuffer(plain) && plain.equals(body)).toBe(true);
+  });
+
+  test('a placed body split otherwise than its header says is still decoded right (joined)', () => {
+    const { body, headerSize } = binaryJsonBody([5, 7]);
+    const rest = body.subarray(headerSize);
+    const odd = {
+      header: body.subarray(0, headerSize),
+      sections: [rest.subarray(0, 3), rest.subarray(3)],
+      length: body.length,
+    };
+    const contentType = `application/vnd.sagemaker-triton.binary+json;json-header-size=${headerSize}`;
+    const got = decodeInvokeBody(odd, contentType, io).request.raw_input_contents ?? [];
+    const want = decodeInvokeBody(body, contentType, io).request.raw_input_contents ?? [];
+    expect(got.map((r) => r.toString('hex'))).toEqual(want.map((r) => r.toString('hex')));
   });
 
   test('without a Content-Length the body is one buffer, and limits still refuse', async () => {
